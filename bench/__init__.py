@@ -1,0 +1,1 @@
+"""The benchmark and ablation harness: suites, runner, results store, reporting."""

@@ -1,0 +1,5 @@
+import sys
+
+from diffuseq.cli import main
+
+sys.exit(main())

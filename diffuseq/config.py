@@ -1,0 +1,236 @@
+"""All configuration in one place: data, model, diffusion and training specs, presets and arms.
+
+A run is fully described by a :class:`TrainSpec`. Everything that can change the trained weights
+lives in it, so ``TrainSpec.key()`` (a content hash) identifies a model: two arms that differ only
+in how they sample share one key and therefore one trained model.
+
+Specs are pydantic models with ``extra="forbid"``: an unknown or mistyped key is an error that
+names the key path. Overrides are dotted ``key=value`` strings (``model.layers=2``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(Spec):
+    """Which data, how it is tokenized, and the sequence budget."""
+
+    dataset: str = Field("default", description="'default' (embedded synthetic), a name under the data root, or a folder")
+    data_root: str | None = Field(None, description="folder holding <dataset>/{train,valid,test}.jsonl; else $DIFFUSEQ_DATA_ROOT")
+    hf: bool = Field(False, description="load `dataset` with datasets.load_dataset instead of jsonl")
+    src_column: str = "src"
+    trg_column: str = "trg"
+    tokenizer: Literal["bert", "wordpiece"] = "bert"
+    vocab_size: int = Field(30522, gt=16, description="vocabulary size of a trained wordpiece tokenizer")
+    seq_len: int = Field(128, ge=8, description="length of z = x ⊕ y in tokens")
+    max_train_examples: int | None = Field(None, gt=0, description="use only the first N training pairs")
+    extra_train_files: tuple[str, ...] = Field((), description="more jsonl files appended to train")
+
+
+class ModelSpec(Spec):
+    """The transformer denoiser (DESIGN §2)."""
+
+    layers: int = Field(12, ge=1)
+    hidden: int = Field(768, ge=8)
+    heads: int = Field(12, ge=1)
+    ffn: int = Field(3072, ge=8)
+    embed_dim: int = Field(128, ge=2, description="d, the word-embedding size that diffusion runs in")
+    time_embed_dim: int = Field(128, ge=2)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ModelSpec:
+        if self.hidden % self.heads:
+            raise ValueError(f"model.hidden ({self.hidden}) must be divisible by model.heads ({self.heads})")
+        return self
+
+
+class DiffusionSpec(Spec):
+    """Schedule, absorbing state and discrete noise of the forward process."""
+
+    steps: int = Field(2000, ge=2, description="T")
+    schedule: Literal["sqrt", "cosine", "linear"] = "sqrt"
+    absorbing: Literal["none", "learned", "mask_token"] = Field(
+        "none", description="m: none (m = 0), a learned soft vector, or the [MASK] token's embedding row"
+    )
+    gamma: float = Field(0.0, ge=0.0, le=1.0, description="discrete noise: replace by m w.p. γ·sqrt(1-ᾱ_t)")
+    reg_rate: float = Field(0.01, ge=0.0, description="weight of ||m||₂ for a learned m")
+    timestep_sampler: Literal["uniform", "loss_aware"] = "loss_aware"
+
+    @model_validator(mode="after")
+    def _gamma_needs_absorbing(self) -> DiffusionSpec:
+        if self.gamma > 0 and self.absorbing == "none":
+            raise ValueError(
+                "diffusion.gamma > 0 replaces tokens by the absorbing state m, "
+                "so diffusion.absorbing must be 'learned' or 'mask_token', not 'none'"
+            )
+        return self
+
+
+class OptimSpec(Spec):
+    """Optimisation and the training loop."""
+
+    steps: int = Field(50_000, ge=1)
+    batch_size: int = Field(2048, ge=1, description="global batch (split across DDP ranks)")
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float = Field(0.0, ge=0, description="max gradient norm; 0 disables clipping")
+    ema_rate: float = Field(0.9999, ge=0, lt=1)
+    bf16: bool = False
+    seed: int = 0
+
+
+class TrainSpec(Spec):
+    """Everything that determines a trained model."""
+
+    data: DataSpec = DataSpec()
+    model: ModelSpec = ModelSpec()
+    diffusion: DiffusionSpec = DiffusionSpec()
+    optim: OptimSpec = OptimSpec()
+
+    def key(self) -> str:
+        """Content hash (12 hex chars) of the spec: equal keys ⇒ the same model."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class LoopSpec(Spec):
+    """How often the loop logs, validates and saves; these never change the trained weights."""
+
+    log_every: int = Field(50, ge=1)
+    eval_every: int = Field(500, ge=1, description="validation loss every N steps")
+    val_batches: int = Field(4, ge=1)
+    save_every: int = Field(1000, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets: sizes that run the same code path at three scales (DESIGN §6).
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "data": {"tokenizer": "wordpiece", "vocab_size": 400, "seq_len": 32},
+        "model": {"layers": 2, "hidden": 64, "heads": 2, "ffn": 256, "embed_dim": 32, "time_embed_dim": 32},
+        "optim": {"steps": 300, "batch_size": 32, "lr": 1e-3, "ema_rate": 0.99},
+    },
+    "cpu": {
+        "data": {"tokenizer": "wordpiece", "vocab_size": 4000, "seq_len": 64},
+        "model": {"layers": 4, "hidden": 256, "heads": 4, "ffn": 1024, "embed_dim": 128},
+        "optim": {"steps": 5000, "batch_size": 64, "lr": 3e-4, "ema_rate": 0.999, "warmup_steps": 100},
+    },
+    "paper": {
+        "data": {"tokenizer": "bert", "seq_len": 128},
+        "model": {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072, "embed_dim": 128},
+        "optim": {"steps": 50_000, "batch_size": 2048, "lr": 1e-4, "ema_rate": 0.9999},
+    },
+}
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge; ``over`` wins."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["model.layers=2", "diffusion.gamma=0.5"]`` → nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.key=value (e.g. model.layers=2)")
+        path, raw = item.split("=", 1)
+        node = out
+        *parents, leaf = path.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line per problem: ``source: key.path: message``."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{source}: {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the file and key."""
+
+
+def build_train_spec(
+    preset: str | None = None,
+    arm: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    source: str = "command line",
+) -> TrainSpec:
+    """Preset ⊕ arm's training section ⊕ overrides → a validated :class:`TrainSpec`."""
+    raw: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ConfigError(f"{source}: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raw = merge(raw, PRESETS[preset])
+    if arm is not None:
+        raw = merge(raw, {"diffusion": load_arm(arm)["train"]})
+    raw = merge(raw, overrides or {})
+    try:
+        return TrainSpec.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Arms: declarative files (ablations/arms/<name>.yaml) with a `train` section (DiffusionSpec
+# fields) and a `sample` section (a sampler spec). The library only needs the training part.
+ARMS_DIR = Path(__file__).resolve().parents[1] / "ablations" / "arms"
+
+
+def arm_path(arm: str | Path) -> Path:
+    """Resolve an arm name (looked up in $DIFFUSEQ_ARMS_DIR or ablations/arms) or a file path."""
+    import os
+
+    p = Path(arm)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    folder = Path(os.environ.get("DIFFUSEQ_ARMS_DIR", ARMS_DIR))
+    cand = folder / f"{arm}.yaml"
+    if not cand.exists():
+        known = sorted(q.stem for q in folder.glob("*.yaml")) if folder.exists() else []
+        raise ConfigError(f"unknown arm {str(arm)!r}: no file {cand}; known arms: {known}")
+    return cand
+
+
+def load_arm(arm: str | Path) -> dict[str, Any]:
+    """Read an arm file; checks its shape (``train`` must validate as a DiffusionSpec)."""
+    path = arm_path(arm)
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: an arm file must be a mapping with keys train, sample")
+    unknown = set(doc) - {"description", "train", "sample"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: description, train, sample")
+    train = doc.get("train") or {}
+    try:
+        DiffusionSpec.model_validate(train)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, f"{path}: train")) from None
+    return {"description": doc.get("description", ""), "train": train, "sample": doc.get("sample") or {}}

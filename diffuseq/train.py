@@ -1,0 +1,289 @@
+"""The training loop: one function, readable top to bottom, the same under torchrun/DDP.
+
+Determinism and exact resume: the batch at step s depends only on (seed, s) (see
+:class:`diffuseq.data.BatchSampler`) and every step reseeds torch's RNG from (seed, s, rank), so
+a run resumed from a checkpoint continues exactly like an uninterrupted one on CPU.
+
+A run directory holds ``config.json`` (the spec, vocabulary and code version), ``tokenizer.json``,
+``log.jsonl`` (one JSON object per logged step or validation) and ``checkpoints/step_XXXXXXX/``
+with ``model.safetensors``, ``ema.safetensors`` and ``state.pt`` (optimizer, timestep sampler,
+wall time). Checkpoints are written to a temporary folder and renamed, so a crash never leaves a
+half-written one behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from diffuseq.config import LoopSpec, TrainSpec
+from diffuseq.data import BatchSampler, Encoded, encode_pairs, load_split
+from diffuseq.diffusion import ForwardProcess, training_losses
+from diffuseq.model import Denoiser
+from diffuseq.schedule import NoiseSchedule
+from diffuseq.timesteps import make_timestep_sampler
+from diffuseq.tokenizer import TextTokenizer, build_tokenizer
+from diffuseq.version import code_version
+
+log = logging.getLogger(__name__)
+
+# Called every LoopSpec.eval_every steps with (step, training wall seconds, EMA model); returns
+# extra metrics to log (the harness uses it to record validation BLEU for convergence curves).
+EvalHook = Callable[[int, float, Denoiser], dict[str, float]]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Dist:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1); gloo on CPU, NCCL on GPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(rank, world, device)
+
+
+class Objective(nn.Module):
+    """Wraps model + forward process so the whole loss goes through one (DDP-able) forward."""
+
+    def __init__(self, model: Denoiser, process: ForwardProcess, reg_rate: float):
+        super().__init__()
+        self.model, self.process, self.reg_rate = model, process, reg_rate
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        return training_losses(self.model, self.process, ids, mask, t, self.reg_rate)
+
+
+def prepare_data(spec: TrainSpec, run_dir: Path) -> tuple[TextTokenizer, Encoded, Encoded]:
+    """Tokenizer (trained and cached in ``run_dir`` if asked) and the encoded train/valid splits."""
+    train_pairs = load_split(spec.data, "train")
+    valid_pairs = load_split(spec.data, "valid")
+    texts = [s for p in train_pairs for s in (p.src, p.trg)]
+    tok = build_tokenizer(spec.data.tokenizer, spec.data.vocab_size, texts, run_dir / "tokenizer.json")
+    if spec.data.tokenizer == "bert" and not (run_dir / "tokenizer.json").exists():
+        tok.save(run_dir / "tokenizer.json")
+    return tok, encode_pairs(tok, train_pairs, spec.data.seq_len), encode_pairs(tok, valid_pairs, spec.data.seq_len)
+
+
+def build_model(spec: TrainSpec, tok: TextTokenizer) -> Denoiser:
+    return Denoiser(spec.model, tok.vocab_size, spec.data.seq_len, spec.diffusion.absorbing, tok.mask_id)
+
+
+def lr_at(step: int, spec: TrainSpec) -> float:
+    """Linear warm-up, then linear decay to 0 at the last step (the official schedule)."""
+    o = spec.optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    return o.lr * max(0.0, 1.0 - step / o.steps)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "checkpoints").glob("step_*[0-9]"))
+
+
+def save_checkpoint(run_dir: Path, step: int, model: Denoiser, ema: dict[str, torch.Tensor],
+                    opt: torch.optim.Optimizer, sampler_state: dict, wall: float, keep: int) -> Path:
+    final = run_dir / "checkpoints" / f"step_{step:07d}"
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
+    save_file({k: v.contiguous() for k, v in ema.items()}, tmp / "ema.safetensors")
+    torch.save({"step": step, "optimizer": opt.state_dict(), "sampler": sampler_state, "wall": wall}, tmp / "state.pt")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in checkpoint_dirs(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_model(run_dir: Path, ema: bool = True, step: int | None = None) -> tuple[Denoiser, TextTokenizer, TrainSpec]:
+    """A trained model (EMA weights by default) from a run directory, in eval mode."""
+    spec = TrainSpec.model_validate(json.loads((run_dir / "config.json").read_text())["train"])
+    tok = TextTokenizer.load(run_dir / "tokenizer.json")
+    ckpts = checkpoint_dirs(run_dir)
+    if not ckpts:
+        raise FileNotFoundError(f"{run_dir}: no checkpoints yet (train first)")
+    ckpt = ckpts[-1] if step is None else run_dir / "checkpoints" / f"step_{step:07d}"
+    model = build_model(spec, tok)
+    model.load_state_dict(load_file(ckpt / ("ema.safetensors" if ema else "model.safetensors")))
+    return model.eval(), tok, spec
+
+
+# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def validation_loss(objective: Objective, valid: Encoded, batch: int, batches: int, device: torch.device) -> float:
+    """Mean loss on a fixed subset with fixed timesteps and noise (comparable across steps)."""
+    was_training = objective.training
+    objective.eval()
+    state = torch.get_rng_state()
+    torch.manual_seed(1234)
+    T = objective.process.schedule.T
+    total, n = 0.0, 0
+    for b in range(min(batches, math.ceil(len(valid) / batch))):
+        ids = valid.input_ids[b * batch : (b + 1) * batch].to(device)
+        mask = valid.input_mask[b * batch : (b + 1) * batch].to(device)
+        t = torch.randint(0, T, (ids.shape[0],)).to(device)
+        total += objective(ids, mask, t)["loss"].sum().item()
+        n += ids.shape[0]
+    torch.set_rng_state(state)
+    objective.train(was_training)
+    return total / n
+
+
+def _gather(x: torch.Tensor, d: Dist) -> torch.Tensor:
+    if d.world == 1:
+        return x
+    out = [torch.empty_like(x) for _ in range(d.world)]
+    dist.all_gather(out, x)
+    return torch.cat(out)
+
+
+def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hook: EvalHook | None = None,
+          progress: bool = True) -> Path:
+    """Train (or resume) the model described by ``spec`` in ``run_dir``; returns the last checkpoint."""
+    loop = loop or LoopSpec()
+    d = setup_distributed()
+    if loop.threads:
+        torch.set_num_threads(loop.threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_file = run_dir / "config.json"
+    if cfg_file.exists():
+        old = TrainSpec.model_validate(json.loads(cfg_file.read_text())["train"])
+        if old != spec:
+            raise ValueError(f"{run_dir} holds a run with a different training spec; use another --run-dir")
+
+    tok, train_set, valid_set = prepare_data(spec, run_dir)
+    if d.main and not cfg_file.exists():
+        meta = {"train": spec.model_dump(mode="json"), "key": spec.key(), "vocab_size": tok.vocab_size,
+                "code_version": code_version(), "truncated_train": train_set.truncated}
+        cfg_file.write_text(json.dumps(meta, indent=2))
+
+    schedule = NoiseSchedule(spec.diffusion.schedule, spec.diffusion.steps)
+    model = build_model(spec, tok).to(d.device)
+    objective = Objective(model, ForwardProcess(schedule, spec.diffusion.gamma), spec.diffusion.reg_rate)
+    ddp = DistributedDataParallel(objective) if d.world > 1 else objective
+    opt = torch.optim.AdamW(model.parameters(), lr=spec.optim.lr, weight_decay=spec.optim.weight_decay)
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    ts_sampler = make_timestep_sampler(spec.diffusion.timestep_sampler, schedule.T)
+    batches = BatchSampler(len(train_set), spec.optim.batch_size, spec.optim.seed, d.rank, d.world)
+
+    step, wall = 0, 0.0
+    if ckpts := checkpoint_dirs(run_dir):
+        model.load_state_dict(load_file(ckpts[-1] / "model.safetensors"))
+        ema = {k: v.to(d.device) for k, v in load_file(ckpts[-1] / "ema.safetensors").items()}
+        state = torch.load(ckpts[-1] / "state.pt", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        ts_sampler.load_state_dict(state["sampler"])
+        step, wall = state["step"], state["wall"]
+        if d.main:
+            log.info("resuming %s from step %d", run_dir, step)
+    if step >= spec.optim.steps:
+        return ckpts[-1]
+
+    log_file = (run_dir / "log.jsonl").open("a") if d.main else None
+    bar = tqdm(total=spec.optim.steps, initial=step, disable=not (progress and d.main), desc=run_dir.name, dynamic_ncols=True)
+    ema_params = [ema[k] for k, _ in model.named_parameters()]
+    params = list(model.parameters())
+    tokens_per_step = spec.optim.batch_size * spec.data.seq_len
+    last_ckpt = ckpts[-1] if ckpts else None
+    objective.train()
+    t_log, steps_since_log = time.perf_counter(), 0
+
+    while step < spec.optim.steps:
+        t0 = time.perf_counter()
+        torch.manual_seed(spec.optim.seed * 1_000_003 + step * 101 + d.rank)
+        idx = batches.indices(step)
+        ids, mask = train_set.input_ids[idx].to(d.device), train_set.input_mask[idx].to(d.device)
+        gen = torch.Generator().manual_seed(spec.optim.seed * 7_919 + step * 31 + d.rank)
+        t, weights = ts_sampler.sample(ids.shape[0], gen)
+        t, weights = t.to(d.device), weights.to(d.device)
+
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, spec)
+        with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=spec.optim.bf16):
+            terms = ddp(ids, mask, t)
+        loss = (terms["loss"].float() * weights).mean()
+        if not torch.isfinite(loss):
+            bar.close()
+            raise TrainingDiverged(
+                f"loss is {loss.item()} at step {step} in {run_dir}; the last good checkpoint is "
+                f"{last_ckpt or 'none (no checkpoint was written yet)'}. Lower optim.lr, set optim.grad_clip, or disable bf16."
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(params, spec.optim.grad_clip if spec.optim.grad_clip > 0 else math.inf)
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - spec.optim.ema_rate)
+        ts_sampler.update(*(x.cpu() for x in (_gather(t, d), _gather(terms["loss"].detach().float(), d))))
+        step += 1
+        wall += time.perf_counter() - t0
+        steps_since_log += 1
+        bar.update(1)
+
+        if d.main and (step % loop.log_every == 0 or step == spec.optim.steps):
+            now = time.perf_counter()
+            rate = steps_since_log / (now - t_log)
+            row = {"step": step, "split": "train", "loss": loss.item(), "lr": lr_at(step - 1, spec),
+                   "grad_norm": float(grad_norm), "tokens_per_s": rate * tokens_per_step, "wall_s": wall}
+            row.update({k: v.float().mean().item() for k, v in terms.items() if k != "loss"})
+            log_file.write(json.dumps(row) + "\n")
+            log_file.flush()
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+            t_log, steps_since_log = now, 0
+        if step % loop.eval_every == 0 or step == spec.optim.steps:
+            val = validation_loss(objective, valid_set, spec.optim.batch_size, loop.val_batches, d.device)
+            if d.main:
+                row = {"step": step, "split": "valid", "val_loss": val, "wall_s": wall}
+                if eval_hook is not None:
+                    ema_model = build_model(spec, tok).to(d.device)
+                    ema_model.load_state_dict(ema)
+                    row.update(eval_hook(step, wall, ema_model.eval()))
+                log_file.write(json.dumps(row) + "\n")
+                log_file.flush()
+        if step % loop.save_every == 0 or step == spec.optim.steps:
+            if d.main:
+                last_ckpt = save_checkpoint(run_dir, step, model, ema, opt, ts_sampler.state_dict(), wall, loop.keep_checkpoints)
+            if d.world > 1:
+                dist.barrier()
+    bar.close()
+    if log_file:
+        log_file.close()
+    return last_ckpt
