@@ -123,7 +123,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "data": {"tokenizer": "wordpiece", "vocab_size": 400, "seq_len": 32},
         "model": {"layers": 2, "hidden": 64, "heads": 2, "ffn": 256, "embed_dim": 32, "time_embed_dim": 32},
-        "optim": {"steps": 300, "batch_size": 32, "lr": 1e-3, "ema_rate": 0.99},
+        "optim": {"steps": 1500, "batch_size": 32, "lr": 2e-3, "ema_rate": 0.99},
     },
     "cpu": {
         "data": {"tokenizer": "wordpiece", "vocab_size": 4000, "seq_len": 64},

@@ -57,8 +57,7 @@ class Denoiser(nn.Module):
         super().__init__()
         d, H = spec.embed_dim, spec.hidden
         self.spec, self.absorbing, self.mask_id = spec, absorbing, mask_id
-        self.word_emb = nn.Embedding(vocab_size, d)
-        nn.init.normal_(self.word_emb.weight, std=d**-0.5)
+        self.word_emb = nn.Embedding(vocab_size, d)  # N(0, 1) init, as the official code
         if absorbing == "learned":
             self.m = nn.Parameter(torch.randn(d) * d**-0.5)
         elif absorbing == "mask_token" and mask_id is None:

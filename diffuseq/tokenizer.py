@@ -6,7 +6,9 @@ puts them first (``[PAD]`` = 0) like BERT. Specials are added by :mod:`diffuseq.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -73,15 +75,28 @@ class TextTokenizer:
         return cls(tok)
 
 
-def build_tokenizer(kind: str, vocab_size: int, train_texts: list[str], cache: Path | None) -> TextTokenizer:
-    """The tokenizer of a run; a trained one is cached at ``cache`` and reused when present."""
+def cache_root() -> Path:
+    """Shared cache for trained tokenizers: ``$DIFFUSEQ_CACHE`` or ``~/.cache/diffuseq``."""
+    return Path(os.environ.get("DIFFUSEQ_CACHE", Path.home() / ".cache" / "diffuseq"))
+
+
+def build_tokenizer(kind: str, vocab_size: int, train_texts: list[str]) -> TextTokenizer:
+    """The tokenizer for a training corpus.
+
+    HF's WordPiece trainer breaks ties between equally frequent merges differently from one
+    process to the next, so a trained vocabulary is cached by (corpus hash, size) and reused:
+    every run on the same data (all arms and seeds) then shares one vocabulary.
+    """
     if kind == "bert":
         return TextTokenizer.bert()
-    if cache is not None and cache.is_file():
-        return TextTokenizer.load(cache)
+    digest = hashlib.sha256("\n".join(train_texts).encode()).hexdigest()[:16]
+    path = cache_root() / "tokenizers" / f"wordpiece-{vocab_size}-{digest}.json"
+    if path.is_file():
+        return TextTokenizer.load(path)
     tok = TextTokenizer.train_wordpiece(train_texts, vocab_size)
-    log.info("trained a WordPiece tokenizer: %d entries (asked for %d)", tok.vocab_size, vocab_size)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tok.save(cache)
+    log.info("trained a WordPiece tokenizer: %d entries (asked for %d), cached at %s", tok.vocab_size, vocab_size, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tok.save(tmp)
+    tmp.replace(path)  # atomic: concurrent runs never read a half-written file
     return tok

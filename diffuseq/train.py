@@ -92,10 +92,13 @@ def prepare_data(spec: TrainSpec, run_dir: Path) -> tuple[TextTokenizer, Encoded
     """Tokenizer (trained and cached in ``run_dir`` if asked) and the encoded train/valid splits."""
     train_pairs = load_split(spec.data, "train")
     valid_pairs = load_split(spec.data, "valid")
-    texts = [s for p in train_pairs for s in (p.src, p.trg)]
-    tok = build_tokenizer(spec.data.tokenizer, spec.data.vocab_size, texts, run_dir / "tokenizer.json")
-    if spec.data.tokenizer == "bert" and not (run_dir / "tokenizer.json").exists():
-        tok.save(run_dir / "tokenizer.json")
+    saved = run_dir / "tokenizer.json"
+    if saved.is_file():
+        tok = TextTokenizer.load(saved)
+    else:
+        texts = [s for p in train_pairs for s in (p.src, p.trg)]
+        tok = build_tokenizer(spec.data.tokenizer, spec.data.vocab_size, texts)
+        tok.save(saved)
     return tok, encode_pairs(tok, train_pairs, spec.data.seq_len), encode_pairs(tok, valid_pairs, spec.data.seq_len)
 
 
@@ -189,13 +192,18 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
         if old != spec:
             raise ValueError(f"{run_dir} holds a run with a different training spec; use another --run-dir")
 
+    if d.world > 1 and not d.main:
+        dist.barrier()  # rank 0 writes the tokenizer first; the others then read it
     tok, train_set, valid_set = prepare_data(spec, run_dir)
+    if d.world > 1 and d.main:
+        dist.barrier()
     if d.main and not cfg_file.exists():
         meta = {"train": spec.model_dump(mode="json"), "key": spec.key(), "vocab_size": tok.vocab_size,
                 "code_version": code_version(), "truncated_train": train_set.truncated}
         cfg_file.write_text(json.dumps(meta, indent=2))
 
     schedule = NoiseSchedule(spec.diffusion.schedule, spec.diffusion.steps)
+    torch.manual_seed(spec.optim.seed)  # identical initial weights on every rank and every run
     model = build_model(spec, tok).to(d.device)
     objective = Objective(model, ForwardProcess(schedule, spec.diffusion.gamma), spec.diffusion.reg_rate)
     ddp = DistributedDataParallel(objective) if d.world > 1 else objective

@@ -1,0 +1,136 @@
+"""Specs, arms, data loading and validation, tokenizers, batching layout."""
+
+import json
+
+import pytest
+
+from diffuseq import synthetic
+from diffuseq.config import ConfigError, DataSpec, build_train_spec, load_arm, parse_overrides
+from diffuseq.data import BatchSampler, DataError, Pair, encode_pairs, load_split, read_jsonl
+from diffuseq.tokenizer import TextTokenizer, build_tokenizer
+
+
+def test_arms_are_configurations_and_share_models():
+    keys = {arm: build_train_spec("smoke", arm).key() for arm in ("baseline", "hard_mask", "absorb_train_only", "v2")}
+    assert keys["absorb_train_only"] == keys["v2"], "a sampling-only difference must never retrain"
+    assert len({keys["baseline"], keys["hard_mask"], keys["v2"]}) == 3
+    assert load_arm("hard_mask")["train"]["absorbing"] == "mask_token"
+
+
+def test_spec_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"model\.layerz"):
+        build_train_spec("smoke", "v2", {"model": {"layerz": 3}})
+    with pytest.raises(ConfigError, match=r"optim\.lr"):
+        build_train_spec("smoke", "v2", parse_overrides(["optim.lr=-1"]))
+    with pytest.raises(ConfigError, match="absorbing"):
+        build_train_spec("smoke", "baseline", parse_overrides(["diffusion.gamma=0.5"]))
+    with pytest.raises(ConfigError, match="unknown arm"):
+        build_train_spec("smoke", "nope")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        build_train_spec("huge", "v2")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"src": "a", "trg": "b"}\n{"src": "a", "trg": \n', r"bad\.jsonl:2: malformed JSON"),
+        ('{"src": "a"}\n', r"bad\.jsonl:1: missing field 'trg'"),
+        ('{"src": "a", "trg": 3}\n', r"bad\.jsonl:1: field 'trg' must be a string, got int"),
+        ('[1, 2]\n', r"bad\.jsonl:1: expected a JSON object"),
+        ("\n", r"bad\.jsonl: split is empty"),
+        ('{"src": "a", "trg": "b", "refs": "x"}\n', r"bad\.jsonl:1: field 'refs' must be a list"),
+    ],
+)
+def test_bad_jsonl_names_file_and_line(tmp_path, content, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message):
+        read_jsonl(path)
+
+
+def test_missing_dataset_errors_are_actionable(tmp_path, monkeypatch):
+    monkeypatch.delenv("DIFFUSEQ_DATA_ROOT", raising=False)
+    with pytest.raises(DataError, match="no data root"):
+        load_split(DataSpec(dataset="qqp"), "train")
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DataError, match=r"datasets under the root: \['mine'\]"):
+        load_split(DataSpec(dataset="qqp", data_root=str(tmp_path)), "train")
+    with pytest.raises(DataError, match=r"train\.jsonl: file not found"):
+        load_split(DataSpec(dataset="mine", data_root=str(tmp_path)), "train")
+
+
+def test_named_dataset_from_root_and_env(tmp_path, monkeypatch):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    for split in ("train", "valid", "test"):
+        (folder / f"{split}.jsonl").write_text(json.dumps({"src": f"{split} a", "trg": "b"}) + "\n")
+    (folder / "test.refs.jsonl").write_text(json.dumps({"src": "test a", "trg": "b", "refs": ["b", "c"]}) + "\n")
+    monkeypatch.setenv("DIFFUSEQ_DATA_ROOT", str(tmp_path))
+    assert load_split(DataSpec(dataset="toy"), "valid") == [Pair("valid a", "b")]
+    assert load_split(DataSpec(dataset="toy"), "test")[0].refs == ("b", "c")
+    assert load_split(DataSpec(dataset=str(folder)), "train") == [Pair("train a", "b")]
+
+
+def test_huggingface_path_with_column_names(tmp_path):
+    folder = tmp_path / "hfdata"
+    folder.mkdir()
+    for split in ("train", "validation"):
+        rows = [{"question1": f"q{i} {split}", "question2": f"p{i}"} for i in range(3)]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = DataSpec(dataset=str(folder), hf=True, src_column="question1", trg_column="question2")
+    assert load_split(spec, "valid")[1] == Pair("q1 validation", "p1")
+    with pytest.raises(DataError, match="no column 'nope'"):
+        load_split(DataSpec(dataset=str(folder), hf=True, src_column="nope"), "train")
+
+
+def test_embedded_default_is_deterministic_and_disjoint():
+    a, b = synthetic.generate(), synthetic.generate()
+    assert a == b
+    assert {k: len(v) for k, v in a.items()} == synthetic.SIZES
+    srcs = {k: {s for s, _ in v} for k, v in a.items()}
+    assert not (srcs["train"] & srcs["test"]) and not (srcs["train"] & srcs["valid"])
+
+
+def test_bert_vocabulary_and_layout():
+    tok = TextTokenizer.bert()
+    assert tok.vocab_size == 30522
+    assert (tok.pad_id, tok.cls_id, tok.sep_id, tok.mask_id) == (0, 101, 102, 103)
+    enc = encode_pairs(tok, [Pair("hello world", "hi there friend")], seq_len=12)
+    hello, world, hi, there, friend = (tok.encode_batch([w])[0][0] for w in ["hello", "world", "hi", "there", "friend"])
+    assert enc.input_ids[0].tolist() == [101, hello, world, 102, 102, 101, hi, there, friend, 102, 0, 0]
+    assert enc.input_mask[0].tolist() == [0] * 5 + [1] * 7
+    assert enc.truncated == 0
+
+
+def test_truncation_pops_the_longer_side_and_is_counted():
+    tok = TextTokenizer.bert()
+    long_src = " ".join(["word"] * 20)
+    enc = encode_pairs(tok, [Pair(long_src, "a b"), Pair("x", "y")], seq_len=10)
+    # budget seq_len - 3 = 7 tokens for [CLS] x and [CLS] y: the source keeps 4, the target 3.
+    row = enc.input_ids[0].tolist()
+    assert row[:4] == [101] + tok.encode_batch(["word word word"])[0]
+    assert row[4:6] == [102, 102] and row[6] == 101 and row[-1] == 102
+    assert enc.truncated == 1
+
+
+def test_wordpiece_is_trained_once_per_corpus_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFUSEQ_CACHE", str(tmp_path))
+    texts = [s for p in synthetic.generate()["train"][:500] for s in p]
+    tok = build_tokenizer("wordpiece", 300, texts)
+    assert len(list(tmp_path.glob("tokenizers/wordpiece-300-*.json"))) == 1
+    assert tok.vocab_size <= 300 and tok.pad_id == 0 and tok.mask_id == 4
+    again = build_tokenizer("wordpiece", 300, texts)
+    assert again.tok.get_vocab() == tok.tok.get_vocab()
+    build_tokenizer("wordpiece", 300, texts[:100])
+    assert len(list(tmp_path.glob("tokenizers/*.json"))) == 2, "another corpus gets its own vocabulary"
+    assert tok.decode(tok.encode_batch(["how can i buy a car ?"])[0]) == "how can i buy a car?"
+
+
+def test_batches_depend_only_on_seed_and_step_and_split_across_ranks():
+    a = BatchSampler(100, 8, seed=3)
+    b = BatchSampler(100, 8, seed=3)
+    assert [a.indices(s).tolist() for s in (0, 5, 13, 40)] == [b.indices(s).tolist() for s in (40, 13, 5, 0)][::-1]
+    r0, r1 = BatchSampler(100, 8, 3, rank=0, world=2), BatchSampler(100, 8, 3, rank=1, world=2)
+    assert sorted(r0.indices(7).tolist() + r1.indices(7).tolist()) == sorted(a.indices(7).tolist())
+    with pytest.raises(ValueError, match="divisible"):
+        BatchSampler(100, 7, 0, world=2)
