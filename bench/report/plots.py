@@ -1,0 +1,172 @@
+"""Figures mirroring the papers' Figs. 2-4 plus per-dataset bars; each PNG has its data as CSV beside it.
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects (rendered by the Agg canvas), never
+through pyplot, so no global backend state is touched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from bench.report.configs import CONFIG_KEYS, SCOPE_KEYS, config_labels
+from bench.report.speedups import bleu_curves
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A figure written to disk, or the reason it was skipped (then ``png`` is None)."""
+
+    title: str
+    png: Path | None = None
+    csv: Path | None = None
+    skipped: str = ""
+
+
+def _save(fig: Figure, data: pd.DataFrame, out_dir: Path, name: str, title: str) -> Plot:
+    png, csv = out_dir / f"{name}.png", out_dir / f"{name}.csv"
+    fig.savefig(png, dpi=120, bbox_inches="tight")
+    data.to_csv(csv, index=False)
+    return Plot(title, png, csv)
+
+
+def _scopes(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(file-name-safe suffix, rows) per scope; the suffix names only the keys that vary."""
+    varying = [k for k in SCOPE_KEYS if frame[k].nunique() > 1] or ["dataset"]
+    return [
+        (re.sub(r"[^\w.-]+", "-", "_".join(map(str, key))).strip("-"), g)
+        for key, g in frame.groupby(varying, sort=True)
+    ]
+
+
+def _model_labels(bleu: pd.DataFrame) -> pd.DataFrame:
+    """One curve per model: arms sharing a trained model (same train_key) are drawn once, named together."""
+    arms = bleu.groupby("train_key")["arm"].agg(lambda a: " / ".join(sorted(set(a))))
+    models = bleu.drop_duplicates(["train_key", "step"]).assign(label=lambda f: f["train_key"].map(arms))
+    several = models.groupby("label")["gamma"].transform(lambda g: g.nunique(dropna=False)) > 1
+    return models.assign(label=models["label"].where(~several, models["label"] + " γ=" + models["gamma"].map("{:g}".format)))
+
+
+def _seed_bands(models: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean, min and max over seeds at each evaluation step (and the mean wall time there)."""
+    return (
+        models.groupby([*by, "step"], dropna=False)
+        .agg(n_seeds=("seed", "nunique"), wall_s=("wall_s", "mean"), bleu_mean=("value", "mean"),
+             bleu_min=("value", "min"), bleu_max=("value", "max"))
+        .reset_index()
+    )
+
+
+def _band(ax, x: pd.Series, g: pd.DataFrame, label: str) -> None:
+    line, = ax.plot(x, g["bleu_mean"], marker=".", label=label)
+    ax.fill_between(x, g["bleu_min"], g["bleu_max"], color=line.get_color(), alpha=0.2, linewidth=0)
+
+
+def training_curves(curves: pd.DataFrame | None, levels: pd.DataFrame, out_dir: Path) -> list[Plot]:
+    """Fig. 2: validation BLEU vs training steps and vs wall time, per model, seed range as a band."""
+    title = "Fig. 2: validation BLEU vs training steps and wall time"
+    if curves is None or not (curves["metric"] == "bleu").any():
+        return [Plot(title, skipped="no validation-BLEU curves (curves.parquet absent or without `bleu`).")]
+    plots = []
+    for suffix, rows in _scopes(_model_labels(bleu_curves(curves))):
+        data = _seed_bands(rows, ["label"])
+        fig = Figure(figsize=(11, 4))
+        by_step, by_wall = fig.subplots(1, 2, sharey=True)
+        for label, g in data.groupby("label"):
+            _band(by_step, g["step"], g, label)
+            _band(by_wall, g["wall_s"], g, label)
+        level = levels.merge(rows[SCOPE_KEYS].drop_duplicates(), on=SCOPE_KEYS)["level"]
+        for ax in (by_step, by_wall):
+            if len(level):
+                ax.axhline(level.iloc[0], color="grey", linestyle="--", linewidth=1, label="BLEU level")
+            ax.grid(alpha=0.3)
+        by_step.set(xlabel="training step", ylabel="validation BLEU", title=f"{suffix}: by step")
+        by_wall.set(xlabel="training wall time (s)", title=f"{suffix}: by wall time")
+        by_wall.legend(fontsize=8)
+        plots.append(_save(fig, data, out_dir, f"fig2_training_{suffix}", f"{title} ({suffix})"))
+    return plots
+
+
+def speed_quality(sampling: pd.DataFrame, out_dir: Path) -> list[Plot]:
+    """Fig. 3: BLEU vs outputs per second (log x), one line per (arm, sampler, MBR) across step counts."""
+    title = "Fig. 3: BLEU vs sampling speed"
+    if sampling.empty or "bleu_mean" not in sampling or sampling["sentences_per_s"].isna().all():
+        return [Plot(title, skipped="no cells with both `sentences_per_s` and `bleu`.")]
+    plots = []
+    for suffix, rows in _scopes(sampling.dropna(subset=["outputs_per_s", "bleu_mean"])):
+        rows = rows.assign(config=config_labels(rows)).sort_values("steps")
+        fig = Figure(figsize=(7, 4.5))
+        ax = fig.subplots()
+        for (arm, sampler, mbr, gamma), g in rows.groupby(["arm", "sampler", "mbr", "gamma"], dropna=False):
+            err = np.abs(g[["bleu_ci_low", "bleu_ci_high"]].to_numpy().T - g["bleu_mean"].to_numpy())
+            name = f"{arm} {sampler}" + (f" MBR-{mbr}" if mbr > 1 else "") + (
+                f" γ={gamma:g}" if rows.loc[rows["arm"] == arm, "gamma"].nunique() > 1 else "")
+            ax.errorbar(g["outputs_per_s"], g["bleu_mean"], yerr=np.nan_to_num(err), marker="o",
+                        capsize=3, label=name)
+            for x, y, steps in zip(g["outputs_per_s"], g["bleu_mean"], g["steps"], strict=True):
+                ax.annotate(f"{steps}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xscale("log")
+        ax.set(xlabel="outputs per second (sampled sequences/s ÷ MBR), log scale",
+               ylabel="BLEU (mean over seeds, 95% CI)", title=f"{suffix}: quality vs speed (labels: steps)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+        columns = [*CONFIG_KEYS, "config", "n", "sentences_per_s", "outputs_per_s", "speedup", "speedup_mbr",
+                   "bleu_mean", "bleu_ci_low", "bleu_ci_high"]
+        plots.append(_save(fig, rows[columns], out_dir, f"fig3_speed_quality_{suffix}", f"{title} ({suffix})"))
+    return plots
+
+
+def gamma_sweep(curves: pd.DataFrame | None, out_dir: Path) -> list[Plot]:
+    """Fig. 4: validation BLEU vs training wall time for each γ of the arms trained with several γ."""
+    title = "Fig. 4: validation BLEU vs training time per γ"
+    if curves is None:
+        return [Plot(title, skipped="no curves.parquet.")]
+    bleu = bleu_curves(curves)
+    swept = bleu.groupby("arm")["gamma"].transform("nunique") > 1
+    if not swept.any():
+        return [Plot(title, skipped="no arm was trained with several γ.")]
+    plots = []
+    for suffix, rows in _scopes(bleu[swept]):
+        data = _seed_bands(rows, ["arm", "gamma"])
+        fig = Figure(figsize=(7, 4.5))
+        ax = fig.subplots()
+        for (arm, gamma), g in data.groupby(["arm", "gamma"]):
+            _band(ax, g["wall_s"], g, f"{arm} γ={gamma:g}")
+        ax.set(xlabel="training wall time (s)", ylabel="validation BLEU (mean, seed range)",
+               title=f"{suffix}: γ sweep")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        plots.append(_save(fig, data, out_dir, f"fig4_gamma_{suffix}", f"{title} ({suffix})"))
+    return plots
+
+
+def dataset_bars(summary: pd.DataFrame, out_dir: Path, metrics: tuple[str, ...] = ("bleu", "bertscore_f1")) -> list[Plot]:
+    """Per-dataset bars of each configuration's mean with its 95% bootstrap CI, one panel per metric."""
+    title = "Per-dataset results"
+    if summary["dataset"].nunique() < 2:
+        return [Plot(title, skipped="only one dataset.")]
+    data = summary[summary["metric"].isin(metrics)]
+    data = data.assign(config=config_labels(data))
+    shown = [m for m in metrics if m in set(data["metric"])]
+    fig = Figure(figsize=(5 + 1.5 * data["dataset"].nunique(), 1 + 3.5 * len(shown)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(shown), 1, squeeze=False)[:, 0])
+    datasets, configs = sorted(data["dataset"].unique()), list(dict.fromkeys(data["config"]))
+    width = 0.8 / len(configs)
+    for ax, metric in zip(axes, shown, strict=True):
+        rows = data[data["metric"] == metric].set_index(["config", "dataset"])
+        for i, config in enumerate(configs):
+            g = rows.xs(config, level="config").reindex(datasets)
+            err = np.abs(g[["ci_low", "ci_high"]].to_numpy().T - g["mean"].to_numpy())
+            ax.bar(np.arange(len(datasets)) + (i - (len(configs) - 1) / 2) * width, g["mean"], width,
+                   yerr=np.nan_to_num(err), capsize=2, label=config)
+        ax.set_xticks(np.arange(len(datasets)), datasets)
+        ax.set(ylabel=f"{metric} (mean, 95% CI)")
+        ax.grid(alpha=0.3, axis="y")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=7)
+    columns = [*CONFIG_KEYS, "config", "metric", "n", "mean", "std", "ci_low", "ci_high"]
+    return [_save(fig, data[columns], out_dir, "datasets_bars", title)]
