@@ -1,0 +1,43 @@
+"""Evaluation metrics with DiffuSeq's conventions (DESIGN §5).
+
+``text``: :func:`clean`, the tokens every metric sees. ``overlap``: sentence BLEU, ROUGE-L, dist-1
+and sacrebleu corpus BLEU. ``diversity``: self-BLEU, div-4 and MBR over several samples per
+source. ``bertscore``: offline BERTScore F1. ``samples``: sample-file reading and alignment.
+``evaluation``: :func:`evaluate`, the per-sentence table and summary of one or more runs.
+"""
+
+from diffuseq.metrics.bertscore import BertScorer, default_model_path
+from diffuseq.metrics.diversity import (
+    SetScores,
+    div4,
+    mbr_select,
+    pairwise_bleu,
+    self_bleu,
+    set_scores,
+)
+from diffuseq.metrics.evaluation import Evaluation, evaluate
+from diffuseq.metrics.overlap import corpus_bleu, dist1, rouge_l, sentence_bleu
+from diffuseq.metrics.samples import Sample, SampleFileError, load_runs, read_samples
+from diffuseq.metrics.text import clean
+
+__all__ = [
+    "BertScorer",
+    "Evaluation",
+    "Sample",
+    "SampleFileError",
+    "SetScores",
+    "clean",
+    "corpus_bleu",
+    "default_model_path",
+    "dist1",
+    "div4",
+    "evaluate",
+    "load_runs",
+    "mbr_select",
+    "pairwise_bleu",
+    "read_samples",
+    "rouge_l",
+    "self_bleu",
+    "sentence_bleu",
+    "set_scores",
+]
