@@ -5,6 +5,7 @@ on a GPU machine install the project with your CUDA torch instead (see README).
 """
 
 import os
+from pathlib import Path
 
 import nox
 
@@ -33,14 +34,28 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def ablations(session: nox.Session) -> None:
-    """The main job. Until the harness lands: train each of the four arms at the smoke preset."""
+    """The main job: run a suite (default `quick`; `nox -s ablations -- qqp_cpu`), then its report."""
     install(session)
-    for arm in ("baseline", "hard_mask", "absorb_train_only", "v2"):
-        session.run("diffuseq", "train", "--preset", "smoke", "--arm", arm, *session.posargs)
+    suite = session.posargs[0] if session.posargs else "quick"
+    results = f"results/{Path(suite).stem}"
+    session.run("python", "-m", "bench", "run", suite, "--results", results)
+    session.run("python", "-m", "bench", "report", "--results", results, "--out", f"{results}/report")
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Rebuild the report of every suite under results/ (or `nox -s report -- DIR`)."""
+    install(session)
+    dirs = session.posargs or sorted(str(p.parent) for p in Path("results").glob("*/table.parquet"))
+    if not dirs:
+        session.error("no results under results/: run `nox -s ablations` first")
+    for d in dirs:
+        session.run("python", "-m", "bench", "report", "--results", d, "--out", f"{d}/report")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Training throughput at PEER-CPU (see bench/bench_train.py)."""
+    """Throughput benchmarks at PEER-CPU: training, sampling, evaluation (bench/bench_*.py)."""
     install(session)
-    session.run("python", "bench/bench_train.py", *session.posargs)
+    for script in ("bench_train.py", "bench_sampling.py", "bench_eval.py"):
+        session.run("python", f"bench/{script}", *session.posargs)

@@ -31,13 +31,17 @@ CELL_KEYS = [
     "device",  # e.g. cpu, cuda:NVIDIA H100
     "bertscore_model",  # model used for BERTScore
     "wall_time_s",  # float, wall time of the whole cell (sampling + evaluation)
+    "label",  # sampler variant label, e.g. dpm_solver++-10
+    "sweep",  # JSON of the sweep point's training overrides ("{}" without a sweep)
 ]
 TABLE_COLUMNS = [*CELL_KEYS, "metric", "value"]
 
 # Metric names in table.parquet (quality averaged over sentences unless noted).
 QUALITY_METRICS = ["bleu", "rouge_l", "bertscore_f1", "dist1", "length", "corpus_bleu"]
 DIVERSITY_METRICS = ["self_bleu", "div4"]
-SPEED_METRICS = ["sentences_per_s", "sample_wall_s"]  # sampling only, at `batch_size`
+# sampling only, at `batch_size`: sentences_per_s counts every sampled sequence, MBR candidates
+# included (divide by `mbr` for outputs per second); sample_wall_s sums all candidates' time.
+SPEED_METRICS = ["sentences_per_s", "sample_wall_s"]
 TRAIN_METRICS = ["train_wall_s", "train_steps"]
 
 CURVE_COLUMNS = [

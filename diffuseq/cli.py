@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from diffuseq import sample
 from diffuseq.config import PRESETS, ConfigError, LoopSpec, build_train_spec, merge, parse_overrides
 from diffuseq.data import DataError
 
@@ -73,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description=_cmd_train.__doc__ or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _train_args(p)
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("sample", help="decode a trained run's split (DDPM, DDIM, DPM-Solver++; resumable)",
+                       description=sample.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sample.add_arguments(p)
+    p.set_defaults(func=sample.run)
     return parser
 
 

@@ -1,0 +1,124 @@
+"""``python -m bench``: validate, run, inspect and report ablation suites.
+
+    python -m bench validate quick                      # check a suite file without running it
+    python -m bench run quick [--results DIR] [--only 'v2*'] [--dry-run] [--workers 2]
+    python -m bench status quick [--results DIR]        # done / running / failed / pending per cell
+    python -m bench report --results DIR --out DIR      # Markdown report from the results alone
+
+A suite is a name under ablations/suites/ or a path to a YAML file. Results default to
+results/<suite name>/. Named datasets are read from $DIFFUSEQ_DATA_ROOT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from diffuseq.config import ConfigError
+from diffuseq.data import DataError
+
+
+def _suite_and_results(args: argparse.Namespace):
+    from bench.spec import SUITES_DIR, load_suite
+
+    suite = load_suite(args.suite)
+    path = Path(args.suite)
+    suite_file = path if path.is_file() else SUITES_DIR / f"{args.suite}.yaml"
+    results = args.results or Path("results") / suite.name
+    return suite, suite_file, results
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bench.cells import expand, group
+
+    suite, suite_file, _ = _suite_and_results(args)
+    cells = expand(suite)
+    print(f"{suite_file}: ok — {len(cells)} cells, {len(group(cells))} distinct models "
+          f"({len(suite.arms)} arms × {len(suite.datasets)} datasets × {len(suite.seeds)} seeds)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.cells import group
+    from bench.executors import LocalExecutor
+    from bench.runner import make_executor, plan, run_suite
+
+    suite, suite_file, results = _suite_and_results(args)
+    if args.dry_run:
+        cells, todo = plan(suite, results, args.only)
+        for g in group(cells):
+            print(f"model {g.train_key} ({', '.join(g.arms)}; {g.cells[0].dataset}, seed {g.cells[0].seed})")
+            for c in g.cells:
+                print(f"  {'todo' if c in todo else 'done'}  {c.cell_id}")
+        print(f"{len(todo)} of {len(cells)} cells to run in {results}")
+        return 0
+    executor = None
+    if args.workers:
+        executor = LocalExecutor(args.workers, progress=False)
+    elif args.executor:
+        executor = make_executor(suite, results, args.executor)
+    summary = run_suite(suite, suite_file, results, args.only, executor, args.fail_fast, progress=not args.no_progress)
+    print(f"{suite.name}: {summary.done} cells run, {summary.skipped} already done, {len(summary.failed)} failed, "
+          f"{summary.wall_s:.0f} s; results in {results}")
+    for cell, err in summary.failed.items():
+        print(f"  FAILED {cell}: {err} (details: {results}/errors/{cell}.json)")
+    return 1 if summary.failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench.status import cell_status
+
+    suite, _, results = _suite_and_results(args)
+    rows = cell_status(suite, results)
+    for cell_id, state in rows:
+        print(f"{state:8s} {cell_id}")
+    counts = {s: sum(1 for _, x in rows if x == s) for s in ("done", "running", "submitted", "failed", "pending")}
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report.cli import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, help_ in (("validate", cmd_validate, "check a suite file"), ("run", cmd_run, "run a suite (resumes)"),
+                            ("status", cmd_status, "show each cell's state")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("suite", help="suite name (ablations/suites/NAME.yaml) or path")
+        p.add_argument("--results", type=Path, help="results directory (default: results/<suite name>)")
+        p.set_defaults(func=fn)
+        if name == "run":
+            p.add_argument("--only", help="glob on cell ids or arm names, e.g. 'v2*'")
+            p.add_argument("--dry-run", action="store_true", help="list the cells and what is left to do")
+            p.add_argument("--workers", type=int, help="run N model groups at a time locally (overrides the suite's executor)")
+            p.add_argument("--executor", choices=["local", "slurm", "submitit_local", "debug"],
+                           help="override the suite's executor.kind (slurm submits one job per model via submitit)")
+            p.add_argument("--fail-fast", action="store_true", help="stop at the first failing cell")
+            p.add_argument("--no-progress", action="store_true")
+    from bench.report.cli import add_arguments
+
+    p = sub.add_parser("report", help="write the Markdown report from a results directory")
+    add_arguments(p)
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

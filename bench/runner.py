@@ -1,0 +1,77 @@
+"""``python -m bench run``: expand a suite, run what is unfinished, consolidate the results.
+
+Every finished cell is a file (bench/store.py), so re-running the same command after a crash or
+an interruption skips finished cells, resumes a half-trained model from its last checkpoint and
+a half-sampled cell from its last finished batch, and ends with the same numbers as an
+uninterrupted run (on CPU, same seeds).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bench.cells import Cell, expand, group
+from bench.executors import Executor, LocalExecutor
+from bench.spec import Suite
+from bench.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    total: int
+    skipped: int  # already finished before this run
+    done: int
+    failed: dict[str, str]
+    wall_s: float
+
+
+def plan(suite: Suite, results: Path, only: str | None = None) -> tuple[list[Cell], list[Cell]]:
+    """(all cells, unfinished cells)."""
+    cells = expand(suite, only)
+    store = Store(results)
+    return cells, [c for c in cells if not store.is_done(c.cell_id)]
+
+
+def make_executor(suite: Suite, results: Path, kind: str | None = None) -> Executor:
+    """The suite's executor (or ``kind``): local, or a submitit engine writing under results/jobs."""
+    kind = kind or suite.executor.kind
+    if kind == "local":
+        return LocalExecutor(suite.executor.workers, progress=False)
+    from bench.cluster import SubmititExecutor
+
+    return SubmititExecutor(kind, suite.executor.options, results / "jobs" / "submitit")
+
+
+def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = None,
+              executor: Executor | None = None, fail_fast: bool = False, progress: bool = True) -> RunSummary:
+    t0 = time.perf_counter()
+    results.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(suite_file, results / "suite.yaml")
+    cells, todo = plan(suite, results, only)
+    groups = [g for g in group(cells) if any(c in todo for c in g.cells)]
+    log.info("suite %s: %d cells, %d to run in %d model group(s)", suite.name, len(cells), len(todo), len(groups))
+    executor = executor or make_executor(suite, results)
+    failed: dict[str, str] = {}
+    done = 0
+    with tqdm(total=len(cells), initial=len(cells) - len(todo), unit="cell", desc=suite.name,
+              disable=not progress, dynamic_ncols=True) as bar:
+        store = Store(results)
+        for res in executor.map(suite, groups, results, fail_fast):
+            finished = len([c for c in res.done if c in {x.cell_id for x in todo}])
+            done += finished
+            failed |= res.failed
+            for cell_id, err in res.failed.items():  # e.g. a killed cluster job left no record itself
+                if cell_id not in store.errors():
+                    store.write_error(cell_id, {"train_key": res.train_key, "stage": "job"}, RuntimeError(err))
+            bar.update(finished + len(res.failed))
+            bar.set_postfix(failed=len(failed))
+    store.consolidate()
+    return RunSummary(len(cells), len(cells) - len(todo), done, failed, time.perf_counter() - t0)

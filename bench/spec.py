@@ -1,0 +1,204 @@
+"""Suite files (``ablations/suites/*.yaml``): schema, loading and validation.
+
+A suite names arms × datasets × seeds × samplers (× sweep points) and the scale preset. Errors
+name the file, the key path and what is allowed; ``python -m bench validate SUITE`` checks a file
+without running it. Arms come from ``ablations/arms/<name>.yaml`` (see diffuseq.config).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from diffuseq.config import (
+    PRESETS,
+    ConfigError,
+    arm_path,
+    build_train_spec,
+    format_validation_error,
+    load_arm,
+    merge,
+)
+from diffuseq.data import DATA_ROOT_ENV
+from diffuseq.sampling.spec import build_sampler_spec
+
+SUITES_DIR = Path(__file__).resolve().parents[1] / "ablations" / "suites"
+METRICS = ("bleu", "rouge_l", "bertscore", "dist1", "length", "corpus_bleu", "self_bleu", "div4")
+SAMPLER_ONLY_FIELDS = {"eta": "ddim", "variance": "ddpm", "order": "dpm_solver++",
+                       "lower_order_final": "dpm_solver++", "overwrite_state": "dpm_solver++"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SamplerEntry(_Strict):
+    """A decoding variant laid over each arm's own ``sample`` section.
+
+    ``steps`` may be a list (one cell per value); ``arms`` restricts the entry to some arms.
+    An empty entry ``{}`` means "the arm's own decoding".
+    """
+
+    arms: tuple[str, ...] | None = None
+    label: str | None = None
+    steps: int | tuple[int, ...] | None = None
+    set: dict[str, Any] = Field(default_factory=dict, description="other SamplerSpec fields")
+
+
+class CurveSpec(_Strict):
+    """Validation BLEU during training (convergence curves)."""
+
+    every: int = Field(250, ge=1, description="evaluate every N training steps")
+    examples: int = Field(64, ge=1, description="fixed validation subset size")
+    sampler: dict[str, Any] = Field(default_factory=lambda: {"sampler": "dpm_solver++", "steps": 10},
+                                    description="SamplerSpec fields of the fast curve sampler")
+
+
+class DecodeSpec(_Strict):
+    split: Literal["valid", "test"] = "test"
+    limit: int | None = Field(None, ge=1, description="decode only the first N sources")
+    batch_size: int = Field(64, ge=1)
+    bertscore_model: str | None = Field(None, description="local model path; default: the packaged MiniLM")
+
+
+class ExecutorSpec(_Strict):
+    """Where groups run: ``local`` (this machine), ``slurm`` (submitit), or submitit's ``debug``/
+    ``submitit_local`` engines (in-process / subprocesses, for testing the cluster path)."""
+
+    kind: Literal["local", "slurm", "debug", "submitit_local"] = "local"
+    workers: int = Field(1, ge=1, description="local: training groups run N at a time")
+    procs_per_task: int = Field(1, ge=1, description="training processes per model under torchrun (DDP)")
+    options: dict[str, Any] = Field(default_factory=dict, description="engine options (e.g. slurm partition, time)")
+
+    @property
+    def train_procs(self) -> int:
+        """torchrun processes per training: procs_per_task, or the GPUs of a cluster task."""
+        return max(self.procs_per_task, int(self.options.get("gpus_per_task", 1)))
+
+
+class Suite(_Strict):
+    name: str
+    description: str = ""
+    preset: Literal["smoke", "cpu", "paper"]
+    arms: tuple[str, ...] = Field(min_length=1)
+    datasets: tuple[str, ...] = Field(("default",), min_length=1)
+    seeds: tuple[int, ...] = Field(min_length=1)
+    samplers: tuple[SamplerEntry, ...] = (SamplerEntry(),)
+    metrics: tuple[str, ...] = METRICS
+    overrides: dict[str, Any] = Field(default_factory=dict, description="TrainSpec fields for every model, dotted keys")
+    sweep: dict[str, tuple[Any, ...]] = Field(default_factory=dict, description="dotted TrainSpec key → values")
+    curves: CurveSpec = CurveSpec()
+    decode: DecodeSpec = DecodeSpec()
+    executor: ExecutorSpec = ExecutorSpec()
+    threads: int | None = Field(None, ge=1, description="torch threads per worker")
+
+    @field_validator("arms")
+    @classmethod
+    def _known_arms(cls, arms: tuple[str, ...]) -> tuple[str, ...]:
+        for a in arms:
+            arm_path(a)  # raises ConfigError listing the known arms
+        return arms
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, metrics: tuple[str, ...]) -> tuple[str, ...]:
+        bad = sorted(set(metrics) - set(METRICS))
+        if bad:
+            raise ValueError(f"unknown metric(s) {bad}; allowed: {list(METRICS)}")
+        return metrics
+
+    @model_validator(mode="after")
+    def _entries_name_suite_arms(self) -> Suite:
+        for i, e in enumerate(self.samplers):
+            extra = sorted(set(e.arms or ()) - set(self.arms))
+            if extra:
+                raise ValueError(f"samplers.{i}.arms names {extra}, which are not in this suite's arms {list(self.arms)}")
+        return self
+
+
+def _dotted(d: dict[str, Any]) -> dict[str, Any]:
+    """``{"model.layers": 2}`` → ``{"model": {"layers": 2}}`` (nested dicts pass through)."""
+    out: dict[str, Any] = {}
+    for key, val in d.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = _dotted(val) if isinstance(val, dict) else val
+    return out
+
+
+def check_datasets(suite: Suite, source: str) -> None:
+    """Named datasets need a data root that holds them (the embedded ``default`` needs none)."""
+    root = os.environ.get(DATA_ROOT_ENV)
+    for i, name in enumerate(suite.datasets):
+        if name == "default" or Path(name).is_dir():
+            continue
+        if root is None:
+            raise ConfigError(f"{source}: datasets.{i}: {name!r} needs a data root: set ${DATA_ROOT_ENV} (e.g. ../shared/data)")
+        if not (Path(root) / name).is_dir():
+            known = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
+            raise ConfigError(f"{source}: datasets.{i}: no dataset {name!r} under {root}; allowed: ['default', *{known}]")
+
+
+def sweep_points(suite: Suite) -> list[dict[str, Any]]:
+    """The cartesian product of the sweep axes, as dotted-key dicts ([{}] without a sweep)."""
+    keys = sorted(suite.sweep)
+    return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(suite.sweep[k] for k in keys))]
+
+
+def sample_raw(suite: Suite, arm: str, entry: SamplerEntry, steps: int | None) -> dict[str, Any]:
+    """The arm's ``sample`` section overlaid with a suite entry (fields of another sampler dropped)."""
+    base = dict(load_arm(arm)["sample"])
+    over = dict(entry.set)
+    if steps is not None:
+        over["steps"] = steps
+    new = over.get("sampler", base.get("sampler"))
+    if new != base.get("sampler"):
+        base = {k: v for k, v in base.items() if SAMPLER_ONLY_FIELDS.get(k, new) == new}
+    return merge(base, over)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and fully validate a suite: schema, arms, every training spec and sampler spec."""
+    path = Path(path)
+    if not path.suffix and not path.exists():
+        path = SUITES_DIR / f"{path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+        raise ConfigError(f"suite {str(path)!r} not found; suites in {SUITES_DIR}: {known}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a suite must be a mapping of keys (name, preset, arms, seeds, ...)")
+    try:
+        suite = Suite.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, str(path))) from None
+    except ConfigError as err:
+        raise ConfigError(f"{path}: arms: {err}") from None
+    if suite.preset not in PRESETS:
+        raise ConfigError(f"{path}: preset: unknown {suite.preset!r}; allowed {sorted(PRESETS)}")
+    check_datasets(suite, str(path))
+    for point in sweep_points(suite):
+        for arm in suite.arms:
+            build_train_spec(suite.preset, arm, _dotted({**suite.overrides, **point}), source=f"{path}: overrides/sweep")
+    for i, entry in enumerate(suite.samplers):
+        for arm in entry.arms or suite.arms:
+            for steps in _steps(entry):
+                build_sampler_spec(sample_raw(suite, arm, entry, steps), source=f"{path}: samplers.{i} (arm {arm})")
+    build_sampler_spec(suite.curves.sampler, source=f"{path}: curves.sampler")
+    return suite
+
+
+def _steps(entry: SamplerEntry) -> tuple[int | None, ...]:
+    if entry.steps is None:
+        return (None,)
+    return entry.steps if isinstance(entry.steps, tuple) else (entry.steps,)

@@ -1,0 +1,103 @@
+"""The results store: one file per finished cell, consolidated into Parquet tables.
+
+Why files per cell: a finished cell is written once, to a temporary name, then renamed into
+place (``os.replace`` is atomic on POSIX). A crash therefore never leaves half a result, several
+runners (or cluster jobs) can write into one directory at once without a database or locks,
+and "is this cell done?" is one ``stat``. ``consolidate`` gathers the cell files into the three
+Parquet tables of :mod:`bench.schema` (again via a temporary file and a rename), so readers
+always see a complete table.
+
+Layout of a results directory::
+
+    cells/<cell_id>.json            finished cell: keys + metrics (rows of table.parquet)
+    cells/<cell_id>.sentences.parquet   its per-sentence scores
+    errors/<cell_id>.json           a failed cell: the error and traceback (removed on success)
+    curves/<train_key>.json         validation curve of one model (rows of curves.parquet)
+    models/<train_key>/             the training run (checkpoints, log), resumable
+    samples/<cell_id>/              sample files of a cell (resumable at batch granularity)
+    table.parquet, curves.parquet, per_sentence.parquet
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.schema import (
+    CURVE_COLUMNS,
+    CURVES,
+    PER_SENTENCE,
+    PER_SENTENCE_COLUMNS,
+    TABLE,
+    TABLE_COLUMNS,
+)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see either nothing or the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _parquet_atomic(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+class Store:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def cell_file(self, cell_id: str) -> Path:
+        return self.root / "cells" / f"{cell_id}.json"
+
+    def is_done(self, cell_id: str) -> bool:
+        return self.cell_file(cell_id).is_file()
+
+    def model_dir(self, train_key: str) -> Path:
+        return self.root / "models" / train_key
+
+    def samples_dir(self, cell_id: str) -> Path:
+        return self.root / "samples" / cell_id
+
+    def write_cell(self, cell_id: str, keys: dict[str, Any], metrics: dict[str, float], sentences: pd.DataFrame) -> None:
+        """Record a finished cell: per-sentence scores first, the cell file (the 'done' mark) last."""
+        _parquet_atomic(sentences.assign(cell_id=cell_id)[PER_SENTENCE_COLUMNS], self.root / "cells" / f"{cell_id}.sentences.parquet")
+        write_atomic(self.cell_file(cell_id), json.dumps({"keys": keys, "metrics": metrics}, indent=1).encode())
+        (self.root / "errors" / f"{cell_id}.json").unlink(missing_ok=True)
+
+    def write_error(self, cell_id: str, keys: dict[str, Any], err: BaseException) -> None:
+        tb = "".join(traceback.format_exception(err))
+        write_atomic(self.root / "errors" / f"{cell_id}.json",
+                     json.dumps({"keys": keys, "error": f"{type(err).__name__}: {err}", "traceback": tb}, indent=1).encode())
+
+    def errors(self) -> dict[str, dict]:
+        return {p.stem: json.loads(p.read_text()) for p in sorted((self.root / "errors").glob("*.json"))}
+
+    def write_curve(self, train_key: str, rows: list[dict[str, Any]]) -> None:
+        write_atomic(self.root / "curves" / f"{train_key}.json", json.dumps(rows).encode())
+
+    def consolidate(self) -> pd.DataFrame:
+        """Rebuild the three Parquet tables from the per-cell files; returns the results table."""
+        rows = []
+        for f in sorted((self.root / "cells").glob("*.json")):
+            cell = json.loads(f.read_text())
+            rows += [{**cell["keys"], "metric": m, "value": v} for m, v in cell["metrics"].items()]
+        table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+        _parquet_atomic(table, self.root / TABLE)
+        curves = [r for f in sorted((self.root / "curves").glob("*.json")) for r in json.loads(f.read_text())]
+        _parquet_atomic(pd.DataFrame(curves, columns=CURVE_COLUMNS), self.root / CURVES)
+        parts = [pd.read_parquet(f) for f in sorted((self.root / "cells").glob("*.sentences.parquet"))]
+        per_sentence = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PER_SENTENCE_COLUMNS)
+        _parquet_atomic(per_sentence, self.root / PER_SENTENCE)
+        table.to_csv(self.root / "table.csv", index=False)
+        return table

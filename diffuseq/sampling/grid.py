@@ -1,0 +1,51 @@
+"""Time grids: the integer timesteps at which a sampler evaluates the model.
+
+Every sampler evaluates the model at ``steps`` distinct integer timesteps
+T-1 = t_0 > t_1 > … > t_{steps-1} = 0 and then reads out x̂0 at t = 0 (the final transition to
+the clean end, ᾱ = 1, where every sampler's update reduces to x̂0: DDPM's last posterior mean,
+DDIM's last step, and the first-order DPM-Solver++ step to σ = 0). So NFE = ``steps``.
+
+Timesteps stay on the training grid: the model only ever saw integer t, and the schedule's
+α_t, σ_t, λ_t are exact there (no interpolation of log α between table entries, which the
+reference DPM-Solver does for discrete-time models).
+
+- ``time_uniform``: t_i = round(linspace(T-1, 0, steps)).
+- ``logSNR``: targets uniform in λ between λ_{T-1} and λ_0, each snapped to the integer t with
+  the nearest λ, then pushed apart so that the grid stays strictly decreasing (the sqrt
+  schedule's last β is clipped at 0.999, so λ jumps from -4.3 to -7.7 in the last step and
+  several targets share t = T-1 before the push).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diffuseq.schedule import NoiseSchedule
+
+CLEAN = -1  # the clean end point after t = 0 (ᾱ = 1, σ = 0)
+
+
+def time_grid(schedule: NoiseSchedule, steps: int, kind: str = "time_uniform") -> list[int]:
+    """``steps`` strictly decreasing integer timesteps from T-1 to 0 (just [T-1] for steps = 1)."""
+    T = schedule.T
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps ({steps}) must be between 1 and the model's T ({T})")
+    if steps == 1:
+        return [T - 1]
+    if kind == "time_uniform":
+        return [int(t) for t in np.rint(np.linspace(T - 1, 0, steps))]
+    if kind == "logSNR":
+        lam = np.array([schedule.log_snr(t) for t in range(T)])  # decreasing in t
+        targets = np.linspace(lam[-1], lam[0], steps)
+        # λ is decreasing, so search in the reversed (increasing) table.
+        pos = np.clip(np.searchsorted(lam[::-1], targets), 1, T - 1)
+        lo, hi = lam[::-1][pos - 1], lam[::-1][pos]
+        nearest = T - 1 - np.where(targets - lo <= hi - targets, pos - 1, pos)
+        grid: list[int] = []
+        for i, t in enumerate(nearest):
+            room = steps - 1 - i  # timesteps still needed below this one
+            t = min(int(t), grid[-1] - 1) if grid else T - 1
+            grid.append(max(t, room))
+        grid[-1] = 0
+        return grid
+    raise ValueError(f"unknown grid {kind!r}; choose time_uniform or logSNR")

@@ -1,0 +1,51 @@
+"""Embeddings → tokens: nearest word embedding or argmax of the tied logits.
+
+Both are one batched matmul against the embedding table E (V, d) per chunk of positions:
+
+- ``nearest``: argmin_w ‖z - E_w‖² = argmax_w (z·E_w - ‖E_w‖²/2) (the ‖z‖² term is constant);
+- ``logits``: argmax_w z·E_w, the tied output head the training NLL term fits.
+
+They differ only by the per-word bias -‖E_w‖²/2. The default is ``logits``: it is the decoder
+the training objective actually fits (the NLL term −log softmax(z0·Eᵀ)), and it is what both
+official decode scripts use for the final tokens. The NLL term does not make the two agree on
+our small models, where embedding norms spread widely (1.0-3.3 on the smoke model): after
+DPM-Solver++ (10 steps) on the 300 synthetic test pairs, the smoke v2 model trained 1500 steps
+agrees on 85% of target positions, with BLEU 0.467 (logits) vs 0.360 (nearest); an 800-step
+T = 200 model agrees on 88%, with 0.416 vs 0.424.
+The clamp inside a sampler is a nearest-embedding projection, as in DiffuSeq.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_CHUNK_ELEMENTS = 1 << 23  # score-matrix elements per chunk (32 MiB in float32; ~275 rows at V = 30522)
+
+
+def _best(z: Tensor, emb: Tensor, bias: Tensor | None) -> Tensor:
+    """argmax_w (z·E_w + bias_w) for z (N, d), E (V, d) → (N,) int64, in chunks of rows."""
+    rows = max(1, _CHUNK_ELEMENTS // emb.shape[0])
+    out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
+    emb_t = emb.t()
+    for i in range(0, z.shape[0], rows):
+        chunk = z[i : i + rows]
+        scores = chunk @ emb_t if bias is None else torch.addmm(bias, chunk, emb_t)
+        out[i : i + rows] = scores.argmax(-1)
+    return out
+
+
+def nearest_ids(z: Tensor, emb: Tensor) -> Tensor:
+    """Nearest embedding in L2: z (N, d), E (V, d) → ids (N,)."""
+    return _best(z, emb, -0.5 * (emb * emb).sum(-1))
+
+
+def logit_ids(z: Tensor, emb: Tensor) -> Tensor:
+    """Argmax of tied logits z·Eᵀ: z (N, d), E (V, d) → ids (N,)."""
+    return _best(z, emb, None)
+
+
+def round_to_ids(z: Tensor, emb: Tensor, rule: str = "logits") -> Tensor:
+    """Embeddings (B, L, d) → token ids (B, L) by ``rule`` (``logits`` or ``nearest``)."""
+    fn = {"logits": logit_ids, "nearest": nearest_ids}[rule]
+    return fn(z.reshape(-1, z.shape[-1]), emb.to(z)).view(z.shape[:-1])

@@ -1,0 +1,86 @@
+"""The sampler spec: every decoding choice, including each official-code behaviour, is a field.
+
+An arm file's ``sample:`` section validates as a :class:`SamplerSpec`; so do ``--set key=value``
+overrides of ``diffuseq sample``. Errors name the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from diffuseq.config import ConfigError, Spec, format_validation_error
+
+SamplerName = Literal["ddpm", "ddim", "dpm_solver++"]
+
+# Fields that only one sampler reads: setting them for another sampler is a mistake.
+SAMPLER_ONLY_FIELDS: dict[str, str] = {
+    "eta": "ddim",
+    "variance": "ddpm",
+    "order": "dpm_solver++",
+    "lower_order_final": "dpm_solver++",
+    "overwrite_state": "dpm_solver++",
+}
+
+
+class SamplerSpec(Spec):
+    """How to decode a trained model (DESIGN §3-§4). Defaults are the full DiffuSeq-v2 arm."""
+
+    sampler: SamplerName = Field("dpm_solver++", description="ddpm (ancestral), ddim, or dpm_solver++ (multistep, data prediction)")
+    steps: int = Field(10, ge=1, description="model evaluations per sample (NFE); ddpm with steps = T is the full chain")
+    grid: Literal["time_uniform", "logSNR"] = Field(
+        "time_uniform", description="integer timesteps from T-1 to 0, evenly spaced in t or in λ = log(α/σ)"
+    )
+    clamp: bool = Field(False, description="round each x̂0 prediction to its nearest word embedding (DiffuSeq's clamp)")
+    clamp_from: int | None = Field(
+        None, ge=0, description="clamp only at timesteps t ≤ clamp_from (sampling runs from T-1 down); None: every step"
+    )
+    eta: float = Field(0.0, ge=0.0, description="ddim: 0 = deterministic, 1 = DDPM-like noise")
+    variance: Literal["beta", "posterior"] = Field(
+        "beta", description="ddpm step variance: β of the step (the official 'fixed large') or the posterior β̃"
+    )
+    order: Literal[1, 2, 3] = Field(2, description="dpm_solver++ multistep order")
+    lower_order_final: bool = Field(True, description="dpm_solver++: lower the order over the last steps")
+    start: Literal["gaussian", "absorbing"] = Field(
+        "absorbing", description="target positions start at σ_T·ε (gaussian) or at m + σ_T·ε (absorbing)"
+    )
+    shift: bool = Field(True, description="reverse process towards m: solve in u = z - m on targets (False: as if m = 0)")
+    discrete_noise: Literal["train_matched", "official", "none"] = Field(
+        "train_matched",
+        description="after each step replace targets by m w.p. γ·sqrt(1-ᾱ_t') (train_matched, t' the new time) "
+        "or γ·sqrt(β) of the step (official DDPM code); none: never",
+    )
+    overwrite_state: bool = Field(
+        False, description="dpm_solver++: after each model call replace the state by x̂0 (the official v2 multistep loop)"
+    )
+    rounding: Literal["logits", "nearest"] = Field("logits", description="final embeddings → tokens: argmax of tied logits, or nearest embedding")
+    mbr: int = Field(1, ge=1, description="MBR over this many samples (seeds) per source; 1 = no MBR")
+
+    @model_validator(mode="after")
+    def _fields_match_sampler(self) -> SamplerSpec:
+        for name, owner in SAMPLER_ONLY_FIELDS.items():
+            if name in self.model_fields_set and self.sampler != owner:
+                raise ValueError(f"{name} applies only to sampler {owner!r}, not {self.sampler!r}")
+        if self.clamp_from is not None and not self.clamp:
+            raise ValueError("clamp_from is set but clamp is false; set clamp: true")
+        if self.sampler == "dpm_solver++" and self.steps < self.order:
+            raise ValueError(f"steps ({self.steps}) must be ≥ order ({self.order}) for dpm_solver++")
+        return self
+
+
+def overlay(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base`` (e.g. flags on an arm's sample section); when ``over`` switches
+    the sampler, ``base`` fields that only the old sampler reads are dropped."""
+    new = over.get("sampler", base.get("sampler"))
+    if new != base.get("sampler"):
+        base = {k: v for k, v in base.items() if SAMPLER_ONLY_FIELDS.get(k, new) == new}
+    return {**base, **over}
+
+
+def build_sampler_spec(raw: dict[str, Any], source: str = "command line") -> SamplerSpec:
+    """Validate a raw mapping; a bad key or value raises :class:`ConfigError` naming field and choices."""
+    try:
+        return SamplerSpec.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None

@@ -1,0 +1,173 @@
+"""The harness: suite validation, expansion, dedup, crash-safe resume, concurrent runners, smoke."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import bench.worker as worker
+from bench.cells import expand, group
+from bench.runner import run_suite
+from bench.spec import load_suite
+from bench.status import cell_status
+from bench.store import Store
+from diffuseq.config import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+SUITES = REPO / "ablations" / "suites"
+
+TINY = {
+    "name": "tiny",
+    "preset": "smoke",
+    "arms": ["hard_mask", "absorb_train_only", "v2"],
+    "seeds": [0],
+    "metrics": ["bleu", "rouge_l", "dist1", "length", "corpus_bleu"],
+    "overrides": {"optim.steps": 20, "model.layers": 1, "model.hidden": 32, "model.ffn": 64, "optim.batch_size": 16},
+    "curves": {"every": 10, "examples": 8},
+    "decode": {"limit": 12, "batch_size": 8},
+}
+
+
+def write_suite(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **changes}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"colour": "red"}, r"suite\.yaml: colour: Extra inputs are not permitted"),
+        ({"seeds": "zero"}, r"suite\.yaml: seeds: Input should be a valid (tuple|array)"),
+        ({"arms": ["v2", "v3"]}, r"suite\.yaml: arms: .*unknown arm 'v3'.*known arms: \[.*'v2'"),
+        ({"datasets": ["nope"]}, r"suite\.yaml: datasets\.0: .*'nope'"),
+        ({"samplers": [{"set": {"sampler": "euler"}}]}, r"samplers\.0 \(arm hard_mask\): sampler: Input should be 'ddpm', 'ddim' or 'dpm_solver\+\+'"),
+        ({"samplers": [{"arms": ["baseline"]}]}, r"samplers\.0\.arms names \['baseline'\], which are not in this suite's arms"),
+        ({"samplers": [{"set": {"sampler": "ddpm", "order": 2}}]}, r"order applies only to sampler 'dpm_solver\+\+'"),
+        ({"overrides": {"model.layerz": 2}}, r"overrides/sweep: model\.layerz: Extra inputs"),
+        ({"metrics": ["bleu", "meteor"]}, r"metrics: .*unknown metric\(s\) \['meteor'\]"),
+        ({"decode": {"limit": 0}}, r"decode\.limit: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_suites_name_file_key_and_choices(tmp_path, monkeypatch, changes, message):
+    monkeypatch.setenv("DIFFUSEQ_DATA_ROOT", str(tmp_path))
+    with pytest.raises(ConfigError, match=message):
+        load_suite(write_suite(tmp_path, **changes))
+
+
+def test_shipped_suites_validate(monkeypatch, tmp_path):
+    names = ("qqp", "commonsense_conversation_resplit", "iwslt14_small", "asset", "squad_qg", "mrpc")
+    root = Path(os.environ.get("DIFFUSEQ_DATA_ROOT", tmp_path))
+    if not all((root / n).is_dir() for n in names):  # a fresh clone: validate against stand-in folders
+        root = tmp_path
+        for n in names:
+            (root / n).mkdir()
+    monkeypatch.setenv("DIFFUSEQ_DATA_ROOT", str(root))
+    counts = {}
+    for path in sorted(SUITES.glob("*.yaml")):
+        suite = load_suite(path)
+        counts[suite.name] = (len(expand(suite)), len(group(expand(suite))))
+    assert counts["smoke"] == (10, 6)
+    assert counts["quick"] == (3 * 7, 3 * 3)  # 3 seeds × (5 arms + 2 more v2 step counts); v2-like arms share
+    assert counts["gamma_sweep"] == (6 * 3, 6 * 3)
+    assert counts["qqp_cpu"][1] == 5 * 3
+
+
+def test_arms_that_differ_only_in_sampling_share_one_model(tmp_path):
+    suite = load_suite(write_suite(tmp_path))
+    groups = group(expand(suite))
+    assert [g.arms for g in groups] == [["hard_mask"], ["absorb_train_only", "v2"]]
+    assert len({c.cell_id for c in expand(suite)}) == 3
+
+
+def _numbers(results: Path) -> pd.DataFrame:
+    t = pd.read_parquet(results / "table.parquet")
+    t = t[~t.metric.isin(["sentences_per_s", "sample_wall_s", "train_wall_s"])]
+    return t.sort_values(["cell_id", "metric"])[["cell_id", "metric", "value"]].reset_index(drop=True)
+
+
+def test_crash_and_resume_gives_the_uninterrupted_numbers(tmp_path, monkeypatch):
+    path = write_suite(tmp_path)
+    suite = load_suite(path)
+    clean_run = tmp_path / "clean"
+    run_suite(suite, path, clean_run, progress=False)
+
+    crashed = tmp_path / "crashed"
+    real = worker.run_cell
+    calls = {"n": 0}
+
+    def crash_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # the runner is killed mid-suite
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(worker, "run_cell", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, path, crashed, progress=False)
+    assert len(list((crashed / "cells").glob("*.json"))) == 1
+    monkeypatch.setattr(worker, "run_cell", real)
+    summary = run_suite(suite, path, crashed, progress=False)
+    assert (summary.skipped, summary.done, summary.failed) == (1, 2, {})
+    pd.testing.assert_frame_equal(_numbers(clean_run), _numbers(crashed))
+    again = run_suite(suite, path, crashed, progress=False)
+    assert (again.skipped, again.done) == (3, 0), "nothing finished is recomputed"
+
+
+def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, monkeypatch):
+    path = write_suite(tmp_path)
+    suite = load_suite(path)
+    real = worker.run_cell
+
+    def fail_v2(suite_, cell, *args):
+        if cell.arm == "v2":
+            raise RuntimeError("boom")
+        return real(suite_, cell, *args)
+
+    monkeypatch.setattr(worker, "run_cell", fail_v2)
+    summary = run_suite(suite, path, tmp_path / "res", progress=False)
+    assert summary.done == 2 and len(summary.failed) == 1
+    errors = Store(tmp_path / "res").errors()
+    assert [e["error"] for e in errors.values()] == ["RuntimeError: boom"]
+    states = dict(cell_status(suite, tmp_path / "res"))
+    assert sorted(states.values()) == ["done", "done", "failed"]
+    with pytest.raises(RuntimeError, match="boom"):
+        run_suite(suite, path, tmp_path / "res", fail_fast=True, progress=False)
+
+
+def test_two_runners_share_one_results_directory(tmp_path):
+    path = write_suite(tmp_path)
+    results = tmp_path / "shared"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "bench", "run", str(path), "--results", str(results), "--no-progress"]
+    procs = [subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    table = pd.read_parquet(results / "table.parquet")
+    assert table.groupby(["cell_id", "metric"]).size().max() == 1
+    assert table.cell_id.nunique() == 3
+    assert not list(results.rglob("*.tmp")), "no half-written files left behind"
+    logs = [(results / "models" / g.train_key / "log.jsonl").read_text().splitlines() for g in group(expand(load_suite(path)))]
+    assert all(len({line for line in lg if '"valid"' in line}) == 2 for lg in logs), "each model trained once"
+
+
+def test_smoke_suite_end_to_end_with_report(tmp_path):
+    results, report = tmp_path / "results", tmp_path / "report"
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    run = subprocess.run([sys.executable, "-m", "bench", "run", "smoke", "--results", str(results), "--no-progress"],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    table = pd.read_parquet(results / "table.parquet")
+    assert set(table.arm) == {"baseline", "hard_mask", "absorb_train_only", "v2", "official_v2_sampling"}
+    assert set(table.seed) == {0, 1}
+    assert {"bleu", "bertscore_f1", "self_bleu", "sentences_per_s"} <= set(table.metric)
+    assert (results / "curves.parquet").is_file() and (results / "per_sentence.parquet").is_file()
+    rep = subprocess.run([sys.executable, "-m", "bench", "report", "--results", str(results), "--out", str(report)],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    text = (report / "report.md").read_text()
+    assert "baseline" in text and "v2" in text and list(report.glob("*.png"))

@@ -1,0 +1,139 @@
+"""``diffuseq sample`` end to end on a tiny trained model: files, fields, resume, clean errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from diffuseq import synthetic
+from diffuseq.cli import main
+from diffuseq.config import LoopSpec, build_train_spec
+from diffuseq.sampling import generate as generate_mod
+
+ROW_FIELDS = {"index", "source", "reference", "recover", "refs"}
+RECORD_FIELDS = {"seed", "nfe", "wall_s", "sentences_per_s", "n_sentences", "batch_size", "device", "threads",
+                 "sampler", "key"}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A smoke v2 model (T = 100, 60 steps) on a folder dataset whose test split has 2 references."""
+    from diffuseq.train import train
+
+    root = tmp_path_factory.mktemp("data")
+    folder = root / "syn"
+    folder.mkdir()
+    data = synthetic.generate()
+    for split, n in (("train", 400), ("valid", 40), ("test", 20)):
+        rows = [{"src": s, "trg": t} for s, t in data[split][:n]]
+        if split == "test":
+            rows = [{**r, "refs": [r["trg"], r["trg"].replace("?", "please ?")]} for r in rows]
+            split = "test.refs"
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = build_train_spec("smoke", "v2", {"data": {"dataset": "syn", "data_root": str(root)},
+                                            "diffusion": {"steps": 100}, "optim": {"steps": 60}})
+    out = tmp_path_factory.mktemp("run")
+    train(spec, out, LoopSpec(eval_every=10_000, save_every=10_000), progress=False)
+    return out
+
+
+def sample(run_dir: Path, out: Path, *args: str) -> int:
+    return main(["sample", "--run-dir", str(run_dir), "--out", str(out), "--limit", "10", "--batch-size", "4",
+                 "--no-progress", *args])
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("arm", ["baseline", "hard_mask", "absorb_train_only", "v2", "official_v2_sampling"])
+def test_writes_samples_and_records_for_each_arm(run_dir, tmp_path, arm):
+    extra = ["--set", "mbr=2"] if arm == "baseline" else []
+    assert sample(run_dir, tmp_path, "--arm", arm, "--steps", "6", "--seed", "3", *extra) == 0
+    seeds = [3, 4] if arm == "baseline" else [3]
+    for seed in seeds:
+        rows = read_jsonl(tmp_path / f"samples.seed{seed}.jsonl")
+        assert [r["index"] for r in rows] == list(range(10))
+        for r in rows:
+            assert set(r) == ROW_FIELDS
+            assert r["source"].startswith("[CLS] ") and r["source"].endswith(" [SEP] [SEP]")
+            assert r["reference"].startswith("[CLS] ")
+            assert len(r["recover"].split()) == len(r["reference"].split())  # the target part
+            assert len(r["refs"]) == 2 and "[CLS]" not in r["refs"][0]
+        record = json.loads((tmp_path / f"samples.seed{seed}.json").read_text())
+        assert set(record) >= RECORD_FIELDS
+        assert (record["seed"], record["nfe"], record["batch_size"], record["n_sentences"]) == (seed, 6, 4, 10)
+        assert record["device"] == "cpu" and record["sentences_per_s"] > 0
+        assert record["sampler"]["steps"] == 6
+    mbr = tmp_path / "samples.mbr.jsonl"
+    assert mbr.is_file() == (arm == "baseline")
+    if arm == "baseline":
+        assert all(r["seed"] in (3, 4) and r["mbr_seeds"] == [3, 4] for r in read_jsonl(mbr))
+
+
+def test_flags_and_set_build_the_spec(run_dir, tmp_path):
+    # --sampler ddpm on the v2 arm drops the arm's dpm-only `order`; --set adds ddpm's variance.
+    assert sample(run_dir, tmp_path, "--arm", "v2", "--sampler", "ddpm", "--steps", "5",
+                  "--set", "variance=posterior", "--set", "clamp=true") == 0
+    spec = json.loads((tmp_path / "samples.seed0.json").read_text())["sampler"]
+    assert (spec["sampler"], spec["steps"], spec["variance"], spec["clamp"]) == ("ddpm", 5, "posterior", True)
+    assert spec["start"] == "absorbing"  # from the arm
+
+
+def test_default_out_dir_is_under_the_run(run_dir, tmp_path, capsys):
+    args = ["sample", "--run-dir", str(run_dir), "--limit", "2", "--steps", "2", "--no-progress"]
+    assert main(args) == 0
+    printed = Path(capsys.readouterr().out.split()[0])
+    assert printed.parent.parent == run_dir / "samples" and printed.parent.name.startswith("test-dpm_solver++-")
+
+
+def test_resume_after_interruption_gives_identical_output(run_dir, tmp_path, monkeypatch):
+    args = ("--arm", "v2", "--steps", "4", "--batch-size", "3", "--set", "discrete_noise=official")  # 4 batches
+    assert sample(run_dir, tmp_path / "whole", *args) == 0
+
+    real, calls = generate_mod.sample_batch, []
+
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(generate_mod, "sample_batch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        sample(run_dir, tmp_path / "resumed", *args)
+    partial = tmp_path / "resumed" / "samples.seed0.partial.jsonl"
+    assert len(partial.read_text().splitlines()) == 1 + 2  # key + two finished batches
+    assert not (tmp_path / "resumed" / "samples.seed0.jsonl").exists()
+
+    calls.clear()
+    assert sample(run_dir, tmp_path / "resumed", *args) == 0
+    assert len(calls) == 2  # only the two unfinished batches ran
+    assert not partial.exists()
+    whole, resumed = (tmp_path / d / "samples.seed0.jsonl" for d in ("whole", "resumed"))
+    assert resumed.read_text() == whole.read_text()
+
+    calls.clear()
+    assert sample(run_dir, tmp_path / "resumed", *args) == 0  # finished: nothing is recomputed
+    assert calls == []
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "sampler=euler"], "sampler: Input should be 'ddpm', 'ddim' or 'dpm_solver++'"),
+    (["--set", "stepz=3"], "stepz: Extra inputs are not permitted"),
+    (["--arm", "nope"], "unknown arm 'nope'"),
+    (["--steps", "500"], "steps = 500 exceeds the model's T = 100"),
+    (["--set", "mbr=3", "--num-samples", "2"], "mbr = 3 needs at least 3 samples per source"),
+    (["--batch-size", "0"], "--batch-size must be ≥ 1"),
+])
+def test_bad_spec_is_a_clean_error(run_dir, tmp_path, capsys, args, message):
+    assert sample(run_dir, tmp_path, *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_missing_run_dir_is_a_clean_error(tmp_path, capsys):
+    assert sample(tmp_path / "absent", tmp_path / "out") == 2
+    assert "not a run directory (no config.json)" in capsys.readouterr().err
