@@ -1,11 +1,13 @@
-"""``diffuseq`` command line: ``train`` (and, as they land, ``sample`` and ``eval``).
+"""``diffuseq`` command line: ``train``, ``sample`` and ``eval``.
 
 Examples::
 
     diffuseq train --preset smoke --arm v2                       # embedded synthetic data
     diffuseq train --preset cpu --arm baseline --dataset qqp --data-root ../shared/data
     diffuseq train --preset cpu --arm v2 --set model.layers=2 --set optim.steps=2000
-    torchrun --nproc_per_node 2 -m diffuseq train --preset smoke --arm v2   # DDP
+    torchrun --standalone --nproc_per_node 2 -m diffuseq train --preset smoke --arm v2   # DDP
+    diffuseq sample --run-dir runs/RUN --arm v2 --split test --out samples/
+    diffuseq eval samples/samples.seed*.jsonl --out scores/
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from diffuseq import sample
+from diffuseq import evaluate, sample
 from diffuseq.config import PRESETS, ConfigError, LoopSpec, build_train_spec, merge, parse_overrides
 from diffuseq.data import DataError
 
@@ -78,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description=sample.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sample.add_arguments(p)
     p.set_defaults(func=sample.run)
+    p = sub.add_parser("eval", help="score sample files (BLEU, ROUGE-L, BERTScore, diversity, MBR)",
+                       description=evaluate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    evaluate.add_arguments(p)
+    p.set_defaults(func=evaluate.run)
     return parser
 
 
