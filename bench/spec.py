@@ -22,15 +22,12 @@ from diffuseq.config import (
     build_train_spec,
     format_validation_error,
     load_arm,
-    merge,
 )
 from diffuseq.data import DATA_ROOT_ENV
-from diffuseq.sampling.spec import build_sampler_spec
+from diffuseq.sampling.spec import build_sampler_spec, overlay
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "ablations" / "suites"
 METRICS = ("bleu", "rouge_l", "bertscore", "dist1", "length", "corpus_bleu", "self_bleu", "div4")
-SAMPLER_ONLY_FIELDS = {"eta": "ddim", "variance": "ddpm", "order": "dpm_solver++",
-                       "lower_order_final": "dpm_solver++", "overwrite_state": "dpm_solver++"}
 
 
 class _Strict(BaseModel):
@@ -154,14 +151,10 @@ def sweep_points(suite: Suite) -> list[dict[str, Any]]:
 
 def sample_raw(suite: Suite, arm: str, entry: SamplerEntry, steps: int | None) -> dict[str, Any]:
     """The arm's ``sample`` section overlaid with a suite entry (fields of another sampler dropped)."""
-    base = dict(load_arm(arm)["sample"])
     over = dict(entry.set)
     if steps is not None:
         over["steps"] = steps
-    new = over.get("sampler", base.get("sampler"))
-    if new != base.get("sampler"):
-        base = {k: v for k, v in base.items() if SAMPLER_ONLY_FIELDS.get(k, new) == new}
-    return merge(base, over)
+    return overlay(load_arm(arm)["sample"], over)
 
 
 def load_suite(path: str | Path) -> Suite:
@@ -182,8 +175,6 @@ def load_suite(path: str | Path) -> Suite:
         suite = Suite.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, str(path))) from None
-    except ConfigError as err:
-        raise ConfigError(f"{path}: arms: {err}") from None
     if suite.preset not in PRESETS:
         raise ConfigError(f"{path}: preset: unknown {suite.preset!r}; allowed {sorted(PRESETS)}")
     check_datasets(suite, str(path))

@@ -62,7 +62,7 @@ from diffuseq.sampling.base import Sampler, SamplingContext, register
 def _update(u: Tensor, history: list[tuple[float, Tensor]], ratio: float, alpha_next: float, h: float) -> Tensor:
     """One multistep update from the newest history point; history: [(λ_j, û0_j)], oldest first."""
     psi0 = -math.expm1(-h)
-    (lam0, d0) = history[-1]
+    lam0, d0 = history[-1]
     if len(history) == 1:
         return ratio * u + (alpha_next * psi0) * d0
     lam1, d1 = history[-2]
