@@ -112,7 +112,7 @@ def _main_table(a: Analysis, name: _Namer) -> str:
         "## Main results",
         "",
         f"Mean ± std over seeds; below it the {1 - a.options.alpha:.0%} percentile-bootstrap CI of the mean "
-        "(too narrow with few seeds: see Methods). n = seeds. Corpus BLEU is sacrebleu's (0-100).",
+        "(too narrow with few seeds: see Methods). n = seeds. Corpus BLEU is sacrebleu's, on the same 0-1 scale as the other scores.",
         "",
         md_table(rows),
     ])
