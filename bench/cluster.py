@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.cells import Group
 from bench.spec import Suite
-from bench.store import write_atomic
+from bench.store import Store, write_atomic
 from bench.worker import GroupResult, run_group
 
 RENAMES = {"partition": "slurm_partition", "array_parallelism": "slurm_array_parallelism", "gpus_per_task": "gpus_per_node"}
@@ -61,4 +61,7 @@ class SubmititExecutor:
             except Exception as err:  # the job died (killed, pre-empted, timed out): rerun resubmits it
                 if fail_fast:
                     raise
-                yield GroupResult(g.train_key, [], {c.cell_id: f"job {job.job_id} failed: {err}" for c in g.cells})
+                store = Store(results)
+                done = [c.cell_id for c in g.cells if store.is_done(c.cell_id)]
+                lost = {c.cell_id: f"job {job.job_id} failed: {err}" for c in g.cells if c.cell_id not in done}
+                yield GroupResult(g.train_key, done, lost)

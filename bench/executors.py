@@ -36,5 +36,9 @@ class LocalExecutor:
         # spawn, not fork: forking after torch has started threads can hang the children
         with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(run_group, suite, g, results, fail_fast) for g in groups]
-            for fut in as_completed(futures):
-                yield fut.result()
+            try:
+                for fut in as_completed(futures):
+                    yield fut.result()
+            except BaseException:  # --fail-fast or Ctrl-C: do not start the groups still queued
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise

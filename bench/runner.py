@@ -9,7 +9,6 @@ uninterrupted run (on CPU, same seeds).
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from tqdm import tqdm
 from bench.cells import Cell, expand, group
 from bench.executors import Executor, LocalExecutor
 from bench.spec import Suite
-from bench.store import Store
+from bench.store import Store, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = 
               executor: Executor | None = None, fail_fast: bool = False, progress: bool = True) -> RunSummary:
     t0 = time.perf_counter()
     results.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(suite_file, results / "suite.yaml")
+    write_atomic(results / "suite.yaml", suite_file.read_bytes())  # read back by torchrun training
     cells, todo = plan(suite, results, only)
     groups = [g for g in group(cells) if any(c in todo for c in g.cells)]
     log.info("suite %s: %d cells, %d to run in %d model group(s)", suite.name, len(cells), len(todo), len(groups))

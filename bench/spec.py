@@ -16,7 +16,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from diffuseq.config import (
-    PRESETS,
     ConfigError,
     arm_path,
     build_train_spec,
@@ -132,7 +131,7 @@ def _dotted(d: dict[str, Any]) -> dict[str, Any]:
 
 def check_datasets(suite: Suite, source: str) -> None:
     """Named datasets need a data root that holds them (the embedded ``default`` needs none)."""
-    root = os.environ.get(DATA_ROOT_ENV)
+    root = suite.overrides.get("data.data_root") or os.environ.get(DATA_ROOT_ENV)
     for i, name in enumerate(suite.datasets):
         if name == "default" or Path(name).is_dir():
             continue
@@ -175,8 +174,6 @@ def load_suite(path: str | Path) -> Suite:
         suite = Suite.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, str(path))) from None
-    if suite.preset not in PRESETS:
-        raise ConfigError(f"{path}: preset: unknown {suite.preset!r}; allowed {sorted(PRESETS)}")
     check_datasets(suite, str(path))
     for point in sweep_points(suite):
         for arm in suite.arms:
@@ -186,6 +183,11 @@ def load_suite(path: str | Path) -> Suite:
             for steps in _steps(entry):
                 build_sampler_spec(sample_raw(suite, arm, entry, steps), source=f"{path}: samplers.{i} (arm {arm})")
     build_sampler_spec(suite.curves.sampler, source=f"{path}: curves.sampler")
+    from bench.cells import duplicates, expand
+
+    if dup := duplicates(expand(suite)):
+        raise ConfigError(f"{path}: samplers: entries overlap and would run the same cell twice: {sorted(dup)}; "
+                          "restrict one entry with `arms:` or drop the duplicated steps")
     return suite
 
 

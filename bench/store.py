@@ -36,14 +36,7 @@ from bench.schema import (
     TABLE,
     TABLE_COLUMNS,
 )
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either nothing or the whole file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+from diffuseq.io import write_atomic
 
 
 def _parquet_atomic(df: pd.DataFrame, path: Path) -> None:
@@ -99,5 +92,5 @@ class Store:
         parts = [pd.read_parquet(f) for f in sorted((self.root / "cells").glob("*.sentences.parquet"))]
         per_sentence = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PER_SENTENCE_COLUMNS)
         _parquet_atomic(per_sentence, self.root / PER_SENTENCE)
-        table.to_csv(self.root / "table.csv", index=False)
+        write_atomic(self.root / "table.csv", table.to_csv(index=False).encode())
         return table

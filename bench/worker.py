@@ -24,7 +24,7 @@ import torch
 
 from bench.cells import Cell, Group
 from bench.spec import Suite
-from bench.store import Store
+from bench.store import Store, write_atomic
 from diffuseq.config import LoopSpec, TrainSpec
 from diffuseq.data import encode_pairs, load_split
 from diffuseq.metrics import BertScorer, clean, evaluate, load_runs, sentence_bleu
@@ -84,7 +84,10 @@ def curve_rows(suite: Suite, group: Group, run_dir: Path) -> list[dict]:
     """Validation rows of the training log (last write per step wins after a resume), per arm."""
     by_step: dict[int, dict] = {}
     for line in (run_dir / "log.jsonl").read_text().splitlines():
-        row = json.loads(line)
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by a crash; the resumed run rewrote that step
+            continue
         if row.get("split") == "valid":
             by_step[row["step"]] = row
     c = group.cells[0]
@@ -151,6 +154,7 @@ def train_model(suite: Suite, group: Group, store: Store, progress: bool = False
     group (``python -m bench.train_group``); the rest of the group continues here.
     """
     run_dir = store.model_dir(group.train_key)
+    check_curve_settings(suite, run_dir)
     procs = suite.executor.train_procs
     if procs > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
@@ -159,6 +163,19 @@ def train_model(suite: Suite, group: Group, store: Store, progress: bool = False
     else:
         fit(suite, group, run_dir, progress)
     store.write_curve(group.train_key, curve_rows(suite, group, run_dir))
+
+
+def check_curve_settings(suite: Suite, run_dir: Path) -> None:
+    """A model's validation curve is recorded while it trains: refuse to reuse it with other settings."""
+    record = run_dir / "curves.json"
+    want = suite.curves.model_dump(mode="json")
+    if record.is_file():
+        have = json.loads(record.read_text())
+        if have != want:
+            raise ValueError(f"{run_dir} was trained with curves settings {have}, the suite now asks for {want}; "
+                             "restore them or use another --results directory")
+    else:
+        write_atomic(record, json.dumps(want).encode())
 
 
 def fit(suite: Suite, group: Group, run_dir: Path, progress: bool = False) -> None:

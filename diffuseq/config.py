@@ -83,6 +83,7 @@ class OptimSpec(Spec):
 
     steps: int = Field(50_000, ge=1)
     batch_size: int = Field(2048, ge=1, description="global batch (split across DDP ranks)")
+    microbatch: int | None = Field(None, ge=1, description="per-process chunk with gradient accumulation (memory); None: whole batch")
     lr: float = Field(1e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(0, ge=0)
@@ -133,7 +134,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "data": {"tokenizer": "bert", "seq_len": 128},
         "model": {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072, "embed_dim": 128},
-        "optim": {"steps": 50_000, "batch_size": 2048, "lr": 1e-4, "ema_rate": 0.9999},
+        "optim": {"steps": 50_000, "batch_size": 2048, "microbatch": 64, "lr": 1e-4, "ema_rate": 0.9999},
     },
 }
 

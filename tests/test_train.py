@@ -40,12 +40,13 @@ def test_training_loss_falls_on_embedded_data(tmp_path, arm):
     assert {"tokens_per_s", "lr", "grad_norm", "nll", "prior", "reg"} <= set(last)
 
 
-def test_resume_continues_exactly(tmp_path):
-    spec = tiny_spec(steps=20)
+@pytest.mark.parametrize("microbatch", [None, 6])
+def test_resume_continues_exactly(tmp_path, microbatch):
+    spec = tiny_spec(steps=20, extra=[f"optim.microbatch={microbatch or 'null'}"])
     straight = tmp_path / "straight"
     train(spec, straight, LoopSpec(save_every=20), progress=False)
     resumed = tmp_path / "resumed"
-    short = tiny_spec(steps=20)
+    short = spec
     # Stop after 10 steps by simulating an interruption right after the step-10 checkpoint.
     calls = {"n": 0}
     real_save = train_mod.save_checkpoint

@@ -11,7 +11,13 @@ from bench.report.claims import judge_claims
 from bench.report.configs import reference_configs
 from bench.report.load import Results, wide_cells
 from bench.report.significance import seed_tests, sentence_tests, summarize_seeds
-from bench.report.speedups import bleu_levels, convergence, convergence_summary, sampling_speedups
+from bench.report.speedups import (
+    bleu_levels,
+    convergence,
+    convergence_summary,
+    model_curves,
+    sampling_speedups,
+)
 from bench.report.stats import CORRECTIONS
 
 
@@ -54,8 +60,9 @@ class Analysis:
     seed_tests: pd.DataFrame  # paired tests vs the reference on matched seeds
     sentence_tests: pd.DataFrame  # paired bootstrap over sentences within each seed
     levels: pd.DataFrame  # BLEU level per scope
-    convergence: pd.DataFrame  # per training curve
-    convergence_summary: pd.DataFrame  # per (scope, arm, γ) over seeds
+    models: pd.DataFrame  # validation-BLEU curves, one per model (train_key) and seed
+    convergence: pd.DataFrame  # per training curve (model and seed)
+    convergence_summary: pd.DataFrame  # per model (scope, arms sharing it, γ, sweep point) over seeds
     sampling: pd.DataFrame  # throughput and speedups per config
     claims: pd.DataFrame
     missing: dict[str, str] = field(default_factory=dict)
@@ -79,10 +86,11 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
         missing["sentence_tests"] = "no per_sentence.parquet."
     if results.curves is None or not (results.curves["metric"] == "bleu").any():
         missing["convergence"] = "no validation-BLEU curves (curves.parquet absent or without `bleu`)."
-        levels = runs = runs_summary = pd.DataFrame()
+        models = levels = runs = runs_summary = pd.DataFrame()
     else:
-        levels = bleu_levels(results.curves, baseline=o.baseline, fraction=o.level_fraction, absolute=o.level_bleu)
-        runs = convergence(results.curves, levels, baseline=o.baseline)
+        models = model_curves(results.curves, cells)
+        levels = bleu_levels(models, baseline=o.baseline, fraction=o.level_fraction, absolute=o.level_bleu)
+        runs = convergence(models, levels, baseline=o.baseline)
         runs_summary = convergence_summary(runs, alpha=o.alpha)
         if runs.empty:
             missing["convergence"] = f"no `{o.baseline}` curve to set the BLEU level (give an absolute level)."
@@ -93,5 +101,5 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
         sampling = pd.DataFrame()
     claims = judge_claims(summary=summary, seed_tests=tests, sampling=sampling, convergence=runs_summary,
                           references=references, level_text=o.level_text, margin_fraction=o.equivalence_margin)
-    return Analysis(results, o, cells, metrics, references, summary, tests, within, levels, runs, runs_summary,
-                    sampling, claims, missing)
+    return Analysis(results, o, cells, metrics, references, summary, tests, within, levels, models, runs,
+                    runs_summary, sampling, claims, missing)

@@ -43,9 +43,9 @@ def build_report(results_dir: str | Path, out_dir: str | Path, **options: object
     a = analyse(load_results(results_dir), ReportOptions(**options))
     tables = write_tables(a, out_dir)
     plots = [
-        *training_curves(a.results.curves, a.levels, out_dir),
+        *training_curves(a.models, a.levels, out_dir),
         *speed_quality(a.sampling, out_dir),
-        *gamma_sweep(a.results.curves, out_dir),
+        *gamma_sweep(a.models, out_dir),
         *dataset_bars(a.summary, out_dir),
     ]
     path = out_dir / REPORT

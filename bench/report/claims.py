@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.report.configs import CONFIG_KEYS, SCOPE_KEYS, config_labels
+from bench.report.configs import CONFIG_KEYS, SCOPE_KEYS, config_labels, custom_label, has_arm
 from bench.report.fmt import num, seeds, signed, speedup, with_ci
 
 CLAIM_ARM = "v2"
@@ -23,11 +23,14 @@ CLAIMS = {
 
 def headline_configs(configs: pd.DataFrame, arm: str = CLAIM_ARM) -> pd.DataFrame:
     """Per scope, the configuration of ``arm`` the claims are judged on, fixed before looking at
-    results: DPM-Solver++ if present, γ nearest the paper's, then the most solver steps."""
+    results: DPM-Solver++ if present, γ nearest the paper's, then the most solver steps; among
+    equals, the default sampler label and no sweep point first (then by name)."""
     own = configs.loc[configs["arm"] == arm, CONFIG_KEYS].drop_duplicates()
     ranked = own.assign(
-        solver=own["sampler"].eq("dpm_solver++"), gap=(own["gamma"] - PAPER_GAMMA).abs()
-    ).sort_values(["solver", "gap", "steps"], ascending=[False, True, False])
+        solver=own["sampler"].eq("dpm_solver++"), gap=(own["gamma"] - PAPER_GAMMA).abs(),
+        custom=custom_label(own).ne(""), swept=own["sweep"].ne("{}"),
+    ).sort_values(["solver", "gap", "steps", "custom", "swept", "sweep", "label"],
+                  ascending=[False, True, False, True, True, True, True], kind="stable")
     return ranked.drop_duplicates(SCOPE_KEYS)[CONFIG_KEYS].reset_index(drop=True)
 
 
@@ -103,6 +106,16 @@ def _match(frame: pd.DataFrame, **keys: object) -> pd.Series | None:
     return rows.iloc[0] if len(rows) else None
 
 
+def _model_row(convergence: pd.DataFrame, scope: dict, head: dict) -> pd.Series | None:
+    """The ``convergence_summary`` row of the model the headline config samples from: its arms
+    include the config's arm (a shared model is named ``absorb_train_only / v2``), same γ and sweep."""
+    if not len(convergence):
+        return None
+    rows = convergence[has_arm(convergence["arms"], head["arm"])]
+    rows = rows.merge(pd.DataFrame([scope | {"gamma": head["gamma"], "sweep": head["sweep"]}]))
+    return rows.iloc[0] if len(rows) else None
+
+
 def judge_claims(
     *,
     summary: pd.DataFrame,
@@ -127,7 +140,7 @@ def judge_claims(
     for head in heads.to_dict("records"):
         scope = {k: head[k] for k in SCOPE_KEYS}
         config = {k: head[k] for k in CONFIG_KEYS}
-        label = f"{head['arm']} {head['sampler']}-{head['steps']} (γ = {head['gamma']:g})"
+        label = f"{config_labels(pd.DataFrame([head])).iloc[0]} (γ = {head['gamma']:g})"
         ref = _match(ref_labels, **scope)
         if ref is None:
             verdicts = dict.fromkeys(CLAIMS, ("inconclusive", "no baseline arm to compare with."))
@@ -137,8 +150,8 @@ def judge_claims(
             margin = margin_fraction * bleu["mean_b"] if bleu is not None else float("nan")
             verdicts = {
                 "a": convergence_claim(
-                    _match(convergence, **scope, arm=head["arm"], gamma=head["gamma"]) if len(convergence) else None,
-                    _match(convergence, **scope, arm=ref["arm"]) if len(convergence) else None,
+                    _model_row(convergence, scope, head),
+                    _match(convergence, **scope, baseline=True) if len(convergence) else None,
                     level_text,
                 ),
                 "b": sampling_claim(_match(sampling, **config) if len(sampling) else None, bleu, margin),

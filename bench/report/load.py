@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import schema
+from bench.report.configs import CONFIG_KEYS, NO_SWEEP, default_label
 
 
 class ResultsError(ValueError):
@@ -46,11 +47,37 @@ def load_results(directory: str | Path) -> Results:
         raise ResultsError(
             f"{directory / schema.TABLE}: {int(duplicated.sum())} duplicate (cell_id, metric) rows, e.g. {first}"
         )
+    table = _fill_variant_keys(table)
+    _check_unique_cells(table, directory / schema.TABLE)
     return Results(
         directory=directory,
         table=table,
         curves=_read(directory / schema.CURVES, schema.CURVE_COLUMNS),
         per_sentence=_read(directory / schema.PER_SENTENCE, schema.PER_SENTENCE_COLUMNS),
+    )
+
+
+def _fill_variant_keys(table: pd.DataFrame) -> pd.DataFrame:
+    """Cells written before ``label``/``sweep`` existed get the values the runner gives them now."""
+    label, sweep = table["label"], table["sweep"]
+    if not (label.isna().any() or sweep.isna().any()):
+        return table
+    defaults = pd.Series([default_label(s, n) for s, n in zip(table["sampler"], table["steps"], strict=True)],
+                         index=table.index)
+    return table.assign(label=label.fillna(defaults), sweep=sweep.fillna(NO_SWEEP))
+
+
+def _check_unique_cells(table: pd.DataFrame, path: Path) -> None:
+    """Each (configuration, seed) must be one cell, or seeds would be counted (and paired) twice."""
+    keys = [*CONFIG_KEYS, "seed"]
+    cells = table.drop_duplicates("cell_id")
+    clash = cells[cells.duplicated(keys, keep=False)]
+    if clash.empty:
+        return
+    groups = [sorted(g["cell_id"]) for _, g in clash.groupby(keys, dropna=False, sort=True)]
+    shown = "; ".join(", ".join(ids) for ids in groups[:5]) + ("; ..." if len(groups) > 5 else "")
+    raise ResultsError(
+        f"{path}: {len(groups)} (configuration, dataset, seed) key(s) held by several cells (keys {keys}): {shown}"
     )
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.report.analysis import Analysis
 from bench.report.claims import CLAIM_ARM, CLAIMS, MUCH_FASTER, PAPER_GAMMA
-from bench.report.configs import CONFIG_KEYS, SCOPE_KEYS, config_labels
+from bench.report.configs import CONFIG_KEYS, NO_SWEEP, SCOPE_KEYS, config_labels, sweep_text
 from bench.report.fmt import NA, decimals, md_table, num, pvalue, seeds, signed, speedup, with_ci
 from bench.report.plots import Plot
 
@@ -129,22 +129,28 @@ def _convergence(a: Analysis, name: _Namer) -> str:
                                                  f"(n = {int(r['baseline_seeds'])} seeds)")
         for r in a.levels.to_dict("records")
     )
+    swept = bool(a.convergence["sweep"].ne(NO_SWEEP).any())
+
+    def model(r: dict) -> dict:
+        return {"model (arms)": r["arms"], "γ": _gamma(r["gamma"])} | (
+            {"sweep": sweep_text(r["sweep"]) or "—"} if swept else {})
+
     summary = [
-        name.scope(r) | {
-            "arm": r["arm"], "γ": _gamma(r["gamma"]), "reached": f"{r['n_reached']}/{r['n_seeds']}",
+        name.scope(r) | model(r) | {
+            "reached": f"{r['n_reached']}/{r['n_seeds']}",
             "mean steps to level": f"{r['steps_to_level']:,.0f}" if r["n_reached"] else "not reached",
             "mean wall to level (s)": f"{r['wall_to_level']:,.1f}" if r["n_reached"] else "not reached",
-            "speedup, steps": "reference" if r["arm"] == o.baseline else with_ci(
+            "speedup, steps": "reference" if r["baseline"] else with_ci(
                 r["speedup_steps"], r["speedup_steps_low"], r["speedup_steps_high"], speedup),
-            "speedup, wall time": "reference" if r["arm"] == o.baseline else with_ci(
+            "speedup, wall time": "reference" if r["baseline"] else with_ci(
                 r["speedup_wall"], r["speedup_wall_low"], r["speedup_wall_high"], speedup),
             "n paired": r["n_pairs"],
         }
         for r in a.convergence_summary.to_dict("records")
     ]
     runs = [
-        name.scope(r) | {
-            "arm": r["arm"], "γ": _gamma(r["gamma"]), "seed": r["seed"],
+        name.scope(r) | model(r) | {
+            "seed": r["seed"],
             "steps to level": f"{r['steps_to_level']:,.0f}" if r["reached"] else
             f"not reached (best {r['best_bleu']:.4f} by step {r['last_step']:,})",
             "wall to level (s)": f"{r['wall_to_level']:,.1f}" if r["reached"] else "not reached",
@@ -155,8 +161,10 @@ def _convergence(a: Analysis, name: _Namer) -> str:
     ]
     return "\n".join([
         head, "", f"Level: {o.level_text}. Per dataset: {levels}.", "",
+        "One row per trained model: arms that share a model (same training spec, e.g. `absorb_train_only` "
+        "and `v2`) are one row, named together. "
         "Steps and wall time to the level are interpolated linearly between the last evaluation below it and "
-        "the first at or above it. Speedup = baseline ÷ arm on the same seed (> 1: the arm is faster), "
+        "the first at or above it. Speedup = baseline model ÷ model on the same seed (> 1: the model is faster), "
         "aggregated as the geometric mean over the seeds where both runs reached the level, with a "
         f"{1 - o.alpha:.0%} Student-t interval on the log ratios. A run that never reached the level is "
         "listed as not reached (and is outside the mean: count it from the `reached` column).",

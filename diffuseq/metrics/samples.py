@@ -50,7 +50,7 @@ def read_samples(path: Path) -> list[Sample]:
 
 def load_runs(paths: Iterable[Path], refs_path: Path | None = None) -> dict[str, list[Sample]]:
     """Sample files by path (each file once, sorted), with ``refs_path``'s references if given."""
-    runs = {str(p): read_samples(p) for p in sorted(set(map(Path, paths)))}
+    runs = {str(p): read_samples(p) for p in sorted(set(map(Path, paths)), key=_natural)}
     if refs_path is not None:
         refs = read_refs(refs_path)
         runs = {label: attach_refs(samples, refs, refs_path) for label, samples in runs.items()}
@@ -166,3 +166,8 @@ def _same_text(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
 def _source_key(text: str) -> str:
     """Letters and digits of the cleaned text, ``[UNK]`` dropped: robust to tokenization."""
     return _NOT_ALNUM.sub("", "".join(t for t in clean(text, detok=False) if t != "[UNK]"))
+
+
+def _natural(path: Path) -> list:
+    """Sort key that orders seed2 before seed10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from diffuseq.config import ConfigError, DiffusionSpec
 from diffuseq.data import Pair, encode_pairs, load_split
+from diffuseq.io import write_atomic
 from diffuseq.model import Denoiser
 from diffuseq.sampling.base import Condition, Sampler, build_sampler
 from diffuseq.sampling.mbr import mbr_rows
@@ -173,11 +174,11 @@ def _sample_seed(model: Denoiser, tok: TextTokenizer, diffusion: DiffusionSpec, 
                 f.write(json.dumps(row) + "\n")
     wall = sum(r["wall_s"] for r in recs)
     device = next(model.parameters()).device
-    record.write_text(json.dumps({
+    write_atomic(record, json.dumps({
         "seed": seed, "nfe": recs[0]["nfe"], "wall_s": wall, "sentences_per_s": len(input_ids) / wall,
         "n_sentences": len(input_ids), "batch_size": batch_size, "device": device_name(device),
         "threads": torch.get_num_threads(), "sampler": spec.model_dump(mode="json"), "key": key,
-    }, indent=2))
+    }, indent=2).encode())
     partial.unlink()
     return final
 
