@@ -18,7 +18,6 @@ the longer side loses its last token until it fits (ties: both); such pairs are 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ import torch
 
 from diffuseq import synthetic
 from diffuseq.config import DataSpec
+from diffuseq.io import iter_jsonl
 from diffuseq.tokenizer import TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -48,28 +48,17 @@ class Pair:
 
 def read_jsonl(path: Path, src_key: str = "src", trg_key: str = "trg") -> list[Pair]:
     """Read and validate a DiffuSeq jsonl file (optional ``refs``: a list of strings)."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
     pairs = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            for key in (src_key, trg_key):
-                if key not in row:
-                    raise DataError(f"{path}:{lineno}: missing field {key!r} (fields: {sorted(row)})")
-                if not isinstance(row[key], str):
-                    raise DataError(f"{path}:{lineno}: field {key!r} must be a string, got {type(row[key]).__name__}")
-            refs = row.get("refs", ())
-            if not isinstance(refs, list | tuple) or not all(isinstance(r, str) for r in refs):
-                raise DataError(f"{path}:{lineno}: field 'refs' must be a list of strings")
-            pairs.append(Pair(row[src_key], row[trg_key], tuple(refs)))
+    for lineno, row in iter_jsonl(path, DataError):
+        for key in (src_key, trg_key):
+            if key not in row:
+                raise DataError(f"{path}:{lineno}: missing field {key!r} (fields: {sorted(row)})")
+            if not isinstance(row[key], str):
+                raise DataError(f"{path}:{lineno}: field {key!r} must be a string, got {type(row[key]).__name__}")
+        refs = row.get("refs", ())
+        if not isinstance(refs, list | tuple) or not all(isinstance(r, str) for r in refs):
+            raise DataError(f"{path}:{lineno}: field 'refs' must be a list of strings")
+        pairs.append(Pair(row[src_key], row[trg_key], tuple(refs)))
     if not pairs:
         raise DataError(f"{path}: split is empty")
     return pairs

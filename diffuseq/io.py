@@ -1,9 +1,33 @@
-"""Crash-safe file writing."""
+"""Reading JSON lines with errors that name the file and line; crash-safe file writing."""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+
+def iter_jsonl(path: Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line number, object) for each non-blank line; raises ``error`` naming file:line
+    for an unreadable file, malformed JSON or a line that is not an object."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise error(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise error(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise error(f"{path}:{lineno}: malformed JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise error(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        yield lineno, row
 
 
 def write_atomic(path: Path, data: bytes) -> None:

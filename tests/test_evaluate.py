@@ -114,7 +114,7 @@ def test_different_lengths_are_refused(sample_files: list[Path], tmp_path: Path,
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"index": 0, "source": "a", "reference": "b", "recover": "c"}\n{not json\n', ":2: not JSON"),
+        ('{"index": 0, "source": "a", "reference": "b", "recover": "c"}\n{not json\n', ":2: malformed JSON"),
         ('{"index": 0, "source": "a", "reference": "b"}\n', ":1: needs 'recover' (str), got None"),
         ('{"index": "0", "source": "a", "reference": "b", "recover": "c"}\n', ":1: needs 'index' (int)"),
         ('{"index": 0, "source": "a", "reference": "b", "recover": "c", "refs": []}\n', ":1: 'refs' must be"),
@@ -131,7 +131,7 @@ def test_malformed_files_fail_cleanly(tmp_path: Path, capsys, content: str, mess
 
 def test_missing_inputs_fail_cleanly(sample_files: list[Path], tmp_path: Path, capsys) -> None:
     assert run_eval(tmp_path / "nope.jsonl", "--no-bertscore") == 2
-    assert f"{tmp_path / 'nope.jsonl'}: cannot read: No such file or directory" in capsys.readouterr().err
+    assert f"{tmp_path / 'nope.jsonl'}: file not found" in capsys.readouterr().err
     assert run_eval(sample_files[0], "--bertscore-model", tmp_path) == 2
     assert f"BERTScore model folder {tmp_path} has no config.json" in capsys.readouterr().err
     assert run_eval(sample_files[0], "--bertscore-layer", "7") == 2
@@ -141,4 +141,4 @@ def test_missing_inputs_fail_cleanly(sample_files: list[Path], tmp_path: Path, c
 def test_module_entry_point(sample_files: list[Path], tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "diffuseq.evaluate", "--no-bertscore", str(tmp_path / "missing.jsonl")],
                           capture_output=True, text=True, check=False)
-    assert done.returncode == 2 and "missing.jsonl: cannot read" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "missing.jsonl: file not found" in done.stderr and "Traceback" not in done.stderr

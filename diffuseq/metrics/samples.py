@@ -13,13 +13,13 @@ Several files (seeds) of one evaluation must line up: same length, and on every 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from diffuseq.io import iter_jsonl
 from diffuseq.metrics.text import clean
 
 _REQUIRED = {"index": int, "source": str, "reference": str, "recover": str}
@@ -111,21 +111,7 @@ def attach_refs(samples: Sequence[Sample], refs: Sequence[References], refs_path
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(1-based line number, object) per non-blank line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise SampleFileError(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SampleFileError(f"{path}:{lineno}: not JSON: {err}") from None
-        if not isinstance(row, dict):
-            raise SampleFileError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-        yield lineno, row
+    return iter_jsonl(path, SampleFileError)
 
 
 def _sample(path: Path, lineno: int, row: dict[str, Any]) -> Sample:
