@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from bench.cells import expand, group
@@ -56,10 +57,13 @@ def test_killed_job_is_resubmitted_and_finished_cells_are_not(tmp_path):
     runner = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     (v2,) = [g for g in group(expand(suite)) if g.arms == ["absorb_train_only", "v2"]]
     record, ckpts = results / "jobs" / f"{v2.train_key}.json", results / "models" / v2.train_key / "checkpoints"
-    deadline = time.time() + 300
-    while not (record.is_file() and ckpts.is_dir() and list(ckpts.glob("step_*[0-9]"))):
-        assert time.time() < deadline and runner.poll() is None, runner.communicate()[0]
+    for _ in range(3000):  # poll for up to ~5 minutes until the job has written a checkpoint
+        if record.is_file() and ckpts.is_dir() and list(ckpts.glob("step_*[0-9]")):
+            break
+        assert runner.poll() is None, runner.communicate()[0]
         time.sleep(0.1)
+    else:
+        pytest.fail("the submitted job never wrote a checkpoint")
     job = json.loads(record.read_text())["job_id"]  # submitit's local job: a controller and its worker
     subprocess.run(["pkill", "-KILL", "-P", job], check=True)  # the job dies mid-training
     os.kill(int(job), signal.SIGKILL)
