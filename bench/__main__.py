@@ -2,7 +2,7 @@
 
     python -m bench validate quick                      # check a suite file without running it
     python -m bench run quick [--results DIR] [--only 'v2*'] [--dry-run] [--workers 2]
-    python -m bench status quick [--results DIR]        # done / running / failed / pending per cell
+    python -m bench status quick [--results DIR]        # done / running / submitted / failed / pending
     python -m bench report --results DIR --out DIR      # Markdown report from the results alone
 
 A suite is a name under ablations/suites/ or a path to a YAML file. Results default to
