@@ -263,21 +263,21 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
                     torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=spec.optim.bf16):
                 terms = ddp(ids[part], mask[part], t[part])
             part_loss = (terms["loss"].float() * weights[part]).sum() / ids.shape[0]
-            if not torch.isfinite(part_loss):
-                bar.close()
-                raise TrainingDiverged(
-                    f"loss is {part_loss.item()} at step {step} in {run_dir}; the last good checkpoint is "
-                    f"{last_ckpt or 'none (no checkpoint was written yet)'}. Lower optim.lr, set optim.grad_clip, or disable bf16."
-                )
             part_loss.backward()
             loss += part_loss.detach()
             parts.append({k: v.detach() for k, v in terms.items()})
+        if not torch.isfinite(loss):  # one check per step, before any weight changes
+            bar.close()
+            raise TrainingDiverged(
+                f"loss is {loss.item()} at step {step} in {run_dir}; the last good checkpoint is "
+                f"{last_ckpt or 'none (no checkpoint was written yet)'}. Lower optim.lr, set optim.grad_clip, or disable bf16."
+            )
         terms = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         grad_norm = nn.utils.clip_grad_norm_(params, spec.optim.grad_clip if spec.optim.grad_clip > 0 else math.inf)
         opt.step()
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - spec.optim.ema_rate)
-        ts_sampler.update(*(x.cpu() for x in (_gather(t, d), _gather(terms["loss"].detach().float(), d))))
+        ts_sampler.update(*(x.cpu() for x in (_gather(t, d), _gather(terms["loss"].float(), d))))
         step += 1
         wall += time.perf_counter() - t0
         steps_since_log += 1
