@@ -12,12 +12,10 @@ results/<suite name>/. Named datasets are read from $DIFFUSEQ_DATA_ROOT.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from diffuseq.config import ConfigError
-from diffuseq.data import DataError
+from diffuseq.cli import run_command
 
 
 def _suite_and_results(args: argparse.Namespace):
@@ -111,13 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":
