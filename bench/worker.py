@@ -30,6 +30,7 @@ from diffuseq.data import encode_pairs, load_split
 from diffuseq.metrics import BertScorer, clean, evaluate, load_runs, sentence_bleu
 from diffuseq.metrics.evaluation import MBR_RUN, SET_RUN
 from diffuseq.model import Denoiser
+from diffuseq.runtime import flush_denormals
 from diffuseq.sampling.generate import generate, sample_split
 from diffuseq.sampling.spec import build_sampler_spec
 from diffuseq.tokenizer import TextTokenizer
@@ -187,6 +188,7 @@ def fit(suite: Suite, group: Group, run_dir: Path, progress: bool = False) -> No
 
 def run_group(suite: Suite, group: Group, results: Path, fail_fast: bool = False, progress: bool = False) -> GroupResult:
     """Train the group's model if needed, then run each unfinished cell; failures are recorded."""
+    flush_denormals()  # first thing in a spawned worker, before torch starts its threads
     store = Store(results)
     if suite.threads:
         torch.set_num_threads(suite.threads)

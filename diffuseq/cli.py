@@ -22,6 +22,7 @@ import yaml
 from diffuseq import evaluate, sample
 from diffuseq.config import PRESETS, ConfigError, LoopSpec, build_train_spec, merge, parse_overrides
 from diffuseq.data import DataError
+from diffuseq.runtime import flush_denormals
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -91,6 +92,7 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None = None) 
     """Parse, run the chosen subcommand; a bad config, bad data or a missing file is one
     ``error: ...`` line on stderr and exit code 2, never a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    flush_denormals()  # before any torch work starts its threads
     args = parser.parse_args(argv)
     try:
         return args.func(args)

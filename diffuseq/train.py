@@ -35,6 +35,7 @@ from diffuseq.config import LoopSpec, TrainSpec
 from diffuseq.data import BatchSampler, Encoded, encode_pairs, load_split
 from diffuseq.diffusion import ForwardProcess, training_losses
 from diffuseq.model import Denoiser
+from diffuseq.runtime import flush_denormals
 from diffuseq.schedule import NoiseSchedule
 from diffuseq.timesteps import make_timestep_sampler
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
@@ -189,6 +190,7 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
           progress: bool = True) -> Path:
     """Train (or resume) the model described by ``spec`` in ``run_dir``; returns the last checkpoint."""
     loop = loop or LoopSpec()
+    flush_denormals()
     d = setup_distributed()
     if loop.threads:
         torch.set_num_threads(loop.threads)
