@@ -1,10 +1,12 @@
-"""The results table's columns: the one contract between the runner and the reporting layer.
+"""The results tables' columns: the one contract between the runner and the reporting layer.
 
-A results directory holds three Parquet files, each consolidated from per-cell files:
+A results directory holds four Parquet files, each consolidated from per-cell files:
 
 - ``table.parquet``: one tidy row per (cell, metric) with every key in CELL_KEYS.
-- ``curves.parquet``: periodic validation during training, one row per (model, step, metric).
+- ``curves.parquet``: periodic measurements during training, one row per (model, arm, step, metric).
 - ``per_sentence.parquet``: per-sentence scores of each cell, for paired tests.
+- ``timing.parquet``: the controlled timing pass, one row per timed configuration (see below).
+  Speedups are computed from it, never from the wall times of cells that ran at different moments.
 """
 
 from __future__ import annotations
@@ -12,40 +14,79 @@ from __future__ import annotations
 TABLE = "table.parquet"
 CURVES = "curves.parquet"
 PER_SENTENCE = "per_sentence.parquet"
+TIMING = "timing.parquet"
 
 CELL_KEYS = [
     "suite",  # suite name
     "cell_id",  # unique id of (arm, dataset, seed, sampler, steps, overrides)
-    "train_key",  # content hash of the training spec (shared by arms that share a model)
-    "arm",  # e.g. baseline, hard_mask, absorb_train_only, v2, official_v2_sampling
+    "train_key",  # content hash of the training spec (shared by arms that share a model); "" for trivial cells
+    "arm",  # e.g. baseline, hard_mask, absorb_train_only, v2, official_v2_sampling, copy_source
+    "arm_label",  # the arm file's one-line label, e.g. "v2 as the paper describes it"
+    "kind",  # "model" (a trained model, decoded) or "trivial" (no model: copy_source, nearest_train_target)
     "dataset",  # e.g. default, qqp
-    "seed",  # int
-    "sampler",  # ddpm | ddim | dpm_solver++
-    "steps",  # int, sampler steps
-    "nfe",  # int, model evaluations per sample
+    "seed",  # int (trivial cells are deterministic and have seed 0 only)
+    "sampler",  # ddpm | ddim | dpm_solver++ | none (trivial)
+    "steps",  # int, sampler steps (0 for trivial cells)
+    "nfe",  # int, model evaluations per sample (0 for trivial cells)
     "mbr",  # int, MBR candidates per source (1 = no MBR)
     "batch_size",  # int, sampling batch size
     "preset",  # smoke | cpu | paper
-    "gamma",  # float, discrete-noise γ used in training
+    "gamma",  # float, discrete-noise γ used in training (NaN for trivial cells)
     "code_version",  # git describe of the code
     "device",  # e.g. cpu, cuda:NVIDIA H100
     "bertscore_model",  # model used for BERTScore
-    "wall_time_s",  # float, wall time of the whole cell (sampling + evaluation)
+    "wall_time_s",  # float, wall time of the whole cell (sampling + evaluation); bookkeeping only
     "label",  # sampler variant label, e.g. dpm_solver++-10
     "sweep",  # JSON of the sweep point's training overrides ("{}" without a sweep)
 ]
 TABLE_COLUMNS = [*CELL_KEYS, "metric", "value"]
+CELL_KINDS = ("model", "trivial")
 
 # Metric names in table.parquet (quality averaged over sentences unless noted).
 QUALITY_METRICS = ["bleu", "rouge_l", "bertscore_f1", "dist1", "length", "corpus_bleu"]
 DIVERSITY_METRICS = ["self_bleu", "div4"]
-# sampling only, at `batch_size`: sentences_per_s counts every sampled sequence, MBR candidates
-# included (divide by `mbr` for outputs per second); sample_wall_s sums all candidates' time.
+# Raw wall-clock figures of the cell itself, kept as columns but never divided across cells:
+# sentences_per_s counts every sampled sequence, MBR candidates included; sample_wall_s sums all
+# candidates' time. Speed claims come from timing.parquet.
 SPEED_METRICS = ["sentences_per_s", "sample_wall_s"]
-TRAIN_METRICS = ["train_wall_s", "train_steps"]
+# Training bookkeeping of the model the cell decodes: optimizer steps, training examples seen
+# (steps × global batch), raw training wall time.
+TRAIN_METRICS = ["train_steps", "train_examples", "train_wall_s"]
+# The cheap curve decoder checked against the cell's own full decoder on the same validation
+# subset at the end of training (one sample each, seed 0): the last point of the arm's own
+# validation-BLEU curve, and the cell's decoder (e.g. DDPM over all 2000 steps) on those sources.
+CURVE_CHECK_METRICS = ["curve_bleu_final", "valid_bleu_full"]
 
 CURVE_COLUMNS = [
-    "suite", "train_key", "arm", "dataset", "seed", "preset", "gamma",
-    "step", "wall_s", "metric", "value",
+    "suite", "train_key", "arm", "dataset", "seed", "preset", "gamma", "sweep",
+    "step",  # optimizer steps
+    "examples",  # training examples seen: step × global batch
+    "wall_s",  # raw training wall time at that step (bookkeeping; calibrated seconds come from timing)
+    "metric", "value",
+    "decoder",  # for metric "bleu": the decoder's label, e.g. "ddpm-100 clamp"; "" for other metrics
+    "own_decoder",  # True when `decoder` is the arm's own decoding family (the curve speedups use)
 ]
+# Curve metrics: "bleu" (validation BLEU of the EMA model on a fixed subset, one row per arm and
+# decoder), the validation loss and its terms, and the absorbing state's fate: ‖m‖ and the mean
+# word-embedding row norm, of the trained and of the EMA (decoded) weights, at every log step.
+CURVE_METRICS = ["bleu", "val_loss", "val_mse", "val_nll", "m_norm", "emb_norm", "m_norm_ema", "emb_norm_ema"]
+
 PER_SENTENCE_COLUMNS = ["cell_id", "sentence", "metric", "value"]
+
+TIMING_COLUMNS = [
+    "suite", "preset", "dataset",
+    "kind",  # one of TIMING_KINDS
+    "arm",  # sample_batch: the arm; train_step and forward: the arms sharing the model, joined by " / "
+    "gamma", "sweep",
+    "label", "sampler", "steps", "nfe", "mbr",  # the sampling configuration (sample_batch rows)
+    "batch_size",  # sequences per timed unit: the training batch (train_step) or the sampling batch
+    "train_key",  # the model timed (one seed's model stands for its configuration)
+    "device", "threads",
+    "reps",  # timed repetitions after warm-up, interleaved with the other configurations
+    "min_s", "median_s",  # seconds per unit
+    "extrapolated",  # True when a long chain was timed on fewer steps and scaled by steps (per-step cost is constant)
+]
+# train_step: seconds per optimizer step; forward: seconds per denoiser forward on a sampling
+# batch (the floor of a sampler is nfe × forward); sample_batch: seconds to decode one batch with
+# ONE candidate (MBR-n costs n of them; outputs per second = batch_size / (mbr · seconds)).
+TIMING_KINDS = ("train_step", "forward", "sample_batch")

@@ -48,6 +48,7 @@ class ModelSpec(Spec):
     embed_dim: int = Field(128, ge=2, description="d, the word-embedding size that diffusion runs in")
     time_embed_dim: int = Field(128, ge=2)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    head_bias: bool = Field(True, description="a bias on the tied output head, logits = z·Eᵀ + b (as the official lm_head)")
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ModelSpec:
@@ -61,8 +62,10 @@ class DiffusionSpec(Spec):
 
     steps: int = Field(2000, ge=2, description="T")
     schedule: Literal["sqrt", "cosine", "linear"] = "sqrt"
-    absorbing: Literal["none", "learned", "mask_token"] = Field(
-        "none", description="m: none (m = 0), a learned soft vector, or the [MASK] token's embedding row"
+    absorbing: Literal["none", "zero", "learned", "mask_token"] = Field(
+        "none",
+        description="m: none (m = 0, no discrete noise), zero (m fixed at the origin, discrete noise allowed), "
+        "a learned soft vector, or the [MASK] token's embedding row",
     )
     gamma: float = Field(0.0, ge=0.0, le=1.0, description="discrete noise: replace by m w.p. γ·sqrt(1-ᾱ_t)")
     reg_rate: float = Field(0.01, ge=0.0, description="weight of ||m||₂ for a learned m")
@@ -73,7 +76,7 @@ class DiffusionSpec(Spec):
         if self.gamma > 0 and self.absorbing == "none":
             raise ValueError(
                 "diffusion.gamma > 0 replaces tokens by the absorbing state m, "
-                "so diffusion.absorbing must be 'learned' or 'mask_token', not 'none'"
+                "so diffusion.absorbing must be 'zero', 'learned' or 'mask_token', not 'none'"
             )
         return self
 
@@ -188,7 +191,8 @@ def build_train_spec(
             raise ConfigError(f"{source}: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         raw = merge(raw, PRESETS[preset])
     if arm is not None:
-        raw = merge(raw, {"diffusion": load_arm(arm)["train"]})
+        doc = load_arm(arm)
+        raw = merge(raw, {"diffusion": doc["train"], "optim": recipe_optim(doc["optim"], raw.get("optim", {}))})
     raw = merge(raw, overrides or {})
     try:
         return TrainSpec.model_validate(raw)
@@ -198,7 +202,10 @@ def build_train_spec(
 
 # ---------------------------------------------------------------------------------------------
 # Arms: declarative files (ablations/arms/<name>.yaml) with a `train` section (DiffusionSpec
-# fields) and a `sample` section (a sampler spec). The library only needs the training part.
+# fields), an optional `optim` section (a training recipe: OptimSpec fields, and `batch_scale`,
+# a factor on the preset's batch size), a `sample` section (a sampler spec) and a one-line
+# `label`. The library only needs the training parts.
+ARM_KEYS = ("label", "description", "train", "optim", "sample")
 ARMS_DIR = Path(__file__).resolve().parents[1] / "ablations" / "arms"
 
 
@@ -226,12 +233,28 @@ def load_arm(arm: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: an arm file must be a mapping with keys train, sample")
-    unknown = set(doc) - {"description", "train", "sample"}
+    unknown = set(doc) - set(ARM_KEYS)
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: description, train, sample")
-    train = doc.get("train") or {}
-    try:
-        DiffusionSpec.model_validate(train)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, f"{path}: train")) from None
-    return {"description": doc.get("description", ""), "train": train, "sample": doc.get("sample") or {}}
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(ARM_KEYS)}")
+    train, optim = doc.get("train") or {}, doc.get("optim") or {}
+    for section, spec, raw in (("train", DiffusionSpec, train),
+                               ("optim", OptimSpec, {k: v for k, v in optim.items() if k != "batch_scale"})):
+        try:
+            spec.model_validate(raw)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(err, f"{path}: {section}")) from None
+    scale = optim.get("batch_scale", 1.0)
+    if not isinstance(scale, int | float) or scale <= 0:
+        raise ConfigError(f"{path}: optim.batch_scale must be a positive number, got {scale!r}")
+    return {"label": doc.get("label") or path.stem, "description": doc.get("description", ""), "train": train,
+            "optim": optim, "sample": doc.get("sample") or {}}
+
+
+def recipe_optim(recipe: dict[str, Any], preset_optim: dict[str, Any]) -> dict[str, Any]:
+    """An arm's ``optim`` section as OptimSpec fields: ``batch_scale`` multiplies the preset's
+    batch size (so a published ratio of batch sizes holds at any preset)."""
+    out = {k: v for k, v in recipe.items() if k != "batch_scale"}
+    if "batch_scale" in recipe:
+        base = recipe.get("batch_size", preset_optim.get("batch_size", OptimSpec().batch_size))
+        out["batch_size"] = max(1, round(base * recipe["batch_scale"]))
+    return out

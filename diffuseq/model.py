@@ -47,10 +47,11 @@ class BertLayer(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """Predicts clean embeddings ẑ0 from noisy ones z_t; also owns E (V×d) and the absorbing state m.
+    """Predicts clean embeddings ẑ0 from noisy ones z_t; also owns E (V×d), the output bias b (V,)
+    and the absorbing state m.
 
-    ``absorbing``: ``none`` (m = 0), ``learned`` (a free d-vector) or ``mask_token`` (m is the
-    embedding row of [MASK], so it is trained as part of E).
+    ``absorbing``: ``none`` or ``zero`` (m = 0), ``learned`` (a free d-vector) or ``mask_token``
+    (m is the embedding row of [MASK], so it is trained as part of E).
     """
 
     def __init__(self, spec: ModelSpec, vocab_size: int, seq_len: int, absorbing: str = "none", mask_id: int | None = None):
@@ -58,6 +59,7 @@ class Denoiser(nn.Module):
         d, H = spec.embed_dim, spec.hidden
         self.spec, self.absorbing, self.mask_id = spec, absorbing, mask_id
         self.word_emb = nn.Embedding(vocab_size, d)  # N(0, 1) init, as the official code
+        self.lm_bias = nn.Parameter(torch.zeros(vocab_size)) if spec.head_bias else None
         if absorbing == "learned":
             self.m = nn.Parameter(torch.randn(d) * d**-0.5)
         elif absorbing == "mask_token" and mask_id is None:
@@ -75,11 +77,12 @@ class Denoiser(nn.Module):
         return self.word_emb(ids)
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Tied output head: (B, L, d) → (B, L, V) = z · Eᵀ."""
-        return z @ self.word_emb.weight.t()
+        """Tied output head: (B, L, d) → (B, L, V) = z · Eᵀ + b."""
+        out = z @ self.word_emb.weight.t()
+        return out if self.lm_bias is None else out + self.lm_bias
 
     def absorbing_state(self) -> torch.Tensor:
-        """m, shape (d,): zeros, the learned vector, or E[[MASK]]."""
+        """m, shape (d,): zeros (``none``, ``zero``), the learned vector, or E[[MASK]]."""
         if self.absorbing == "learned":
             return self.m
         if self.absorbing == "mask_token":

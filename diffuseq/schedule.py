@@ -57,13 +57,12 @@ class NoiseSchedule:
         self.name, self.steps = name, steps
         self.betas = SCHEDULES[name](steps)
         self.alphas_cumprod = np.cumprod(1.0 - self.betas)
-        self.alphas_cumprod_prev = np.append(1.0, self.alphas_cumprod[:-1])
+        self._log_alpha = 0.5 * np.log(self.alphas_cumprod)
         self._table = torch.from_numpy(
             np.stack(
                 [
                     np.sqrt(self.alphas_cumprod),  # 0: sqrt(ᾱ_t)
                     np.sqrt(1.0 - self.alphas_cumprod),  # 1: sqrt(1-ᾱ_t)
-                    self.betas,  # 2: β_t
                 ]
             )
         ).float()
@@ -84,19 +83,33 @@ class NoiseSchedule:
         """sqrt(1-ᾱ_t) for integer timesteps ``t``; also the training discrete-noise rate / γ."""
         return self._take(1, t)
 
-    def beta(self, t: torch.Tensor) -> torch.Tensor:
-        return self._take(2, t)
+    # Continuous-time view used by ODE solvers (float64). Integer t reads the table; a fractional
+    # t interpolates log α linearly between its integer neighbours (as the reference DPM-Solver
+    # does for discrete-time models), so α, σ and λ are continuous and monotone in t.
+    def log_alpha(self, t: float) -> float:
+        """log α_t = ½·log ᾱ_t for t ∈ [0, T-1], integer or fractional."""
+        if float(t).is_integer():
+            return 0.5 * float(np.log(self.alphas_cumprod[int(t)]))
+        return float(np.interp(t, np.arange(self.steps), self._log_alpha))
 
-    # Continuous-time view used by ODE solvers (float64 numpy, indexed by integer t).
-    def alpha(self, t: int) -> float:
-        return float(np.sqrt(self.alphas_cumprod[t]))
+    def alpha(self, t: float) -> float:
+        if float(t).is_integer():
+            return float(np.sqrt(self.alphas_cumprod[int(t)]))
+        return math.exp(self.log_alpha(t))
 
-    def sigma(self, t: int) -> float:
-        return float(np.sqrt(1.0 - self.alphas_cumprod[t]))
+    def sigma(self, t: float) -> float:
+        if float(t).is_integer():
+            return float(np.sqrt(1.0 - self.alphas_cumprod[int(t)]))
+        return math.sqrt(-math.expm1(2.0 * self.log_alpha(t)))
 
-    def log_snr(self, t: int) -> float:
+    def log_snr(self, t: float) -> float:
         """λ_t = log(α_t / σ_t)."""
         return float(np.log(self.alpha(t)) - np.log(self.sigma(t)))
+
+    def alpha_bar(self, t: float) -> float:
+        if float(t).is_integer():
+            return float(self.alphas_cumprod[int(t)])
+        return math.exp(2.0 * self.log_alpha(t))
 
     def posterior(self, t: int, t_prev: int) -> tuple[float, float, float]:
         """Coefficients of q(x_{t_prev} | x_t, x_0) for a (possibly respaced) step t → t_prev.

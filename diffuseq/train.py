@@ -159,23 +159,47 @@ def load_model(run_dir: Path, ema: bool = True, step: int | None = None) -> tupl
 
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def validation_loss(objective: Objective, valid: Encoded, batch: int, batches: int, device: torch.device) -> float:
-    """Mean loss on a fixed subset with fixed timesteps and noise (comparable across steps)."""
+def validation_loss(objective: Objective, valid: Encoded, batch: int, batches: int, device: torch.device) -> dict[str, float]:
+    """Mean loss and its MSE and rounding-NLL terms on a fixed subset with fixed timesteps and
+    noise (comparable across steps): ``val_loss``, ``val_mse``, ``val_nll``."""
     was_training = objective.training
     objective.eval()
     state = torch.get_rng_state()
     torch.manual_seed(1234)
     T = objective.process.schedule.T
-    total, n = 0.0, 0
+    totals, n = dict.fromkeys(("loss", "mse", "nll"), 0.0), 0
     for b in range(min(batches, math.ceil(len(valid) / batch))):
         ids = valid.input_ids[b * batch : (b + 1) * batch].to(device)
         mask = valid.input_mask[b * batch : (b + 1) * batch].to(device)
         t = torch.randint(0, T, (ids.shape[0],)).to(device)
-        total += objective(ids, mask, t)["loss"].sum().item()
+        terms = objective(ids, mask, t)
+        for k in totals:
+            totals[k] += terms[k].sum().item()
         n += ids.shape[0]
     torch.set_rng_state(state)
     objective.train(was_training)
-    return total / n
+    return {f"val_{k}": v / n for k, v in totals.items()}
+
+
+@torch.no_grad()
+def state_norms(model: Denoiser, ema: dict[str, torch.Tensor]) -> dict[str, float]:
+    """‖m‖ and the mean norm of the word-embedding rows, of the trained and of the EMA weights
+    (the EMA ones are decoded): ``m_norm``, ``emb_norm``, ``m_norm_ema``, ``emb_norm_ema``."""
+    out = {}
+    for suffix, emb, m in (("", model.word_emb.weight, model.absorbing_state()),
+                           ("_ema", ema["word_emb.weight"], absorbing_state_of(model, ema))):
+        out[f"m_norm{suffix}"] = m.norm().item()
+        out[f"emb_norm{suffix}"] = emb.norm(dim=1).mean().item()
+    return out
+
+
+def absorbing_state_of(model: Denoiser, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+    """m (d,) as held in a state dict of ``model``'s weights (e.g. the EMA)."""
+    if model.absorbing == "learned":
+        return weights["m"]
+    if model.absorbing == "mask_token":
+        return weights["word_emb.weight"][model.mask_id]
+    return torch.zeros(model.spec.embed_dim)
 
 
 def _gather(x: torch.Tensor, d: Dist) -> torch.Tensor:
@@ -291,6 +315,7 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
             row = {"step": step, "split": "train", "loss": loss.item(), "lr": lr_at(step - 1, spec),
                    "grad_norm": float(grad_norm), "tokens_per_s": rate * tokens_per_step, "wall_s": wall}
             row.update({k: v.float().mean().item() for k, v in terms.items() if k != "loss"})
+            row.update(state_norms(model, ema))
             log_file.write(json.dumps(row) + "\n")
             log_file.flush()
             bar.set_postfix(loss=f"{row['loss']:.3f}")
@@ -299,7 +324,7 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
             val_batch = spec.optim.microbatch or spec.optim.batch_size // d.world
             val = validation_loss(objective, valid_set, val_batch, loop.val_batches, d.device)
             if d.main:
-                row = {"step": step, "split": "valid", "val_loss": val, "wall_s": wall}
+                row = {"step": step, "split": "valid", **val, "wall_s": wall}
                 if eval_hook is not None:
                     ema_model = build_model(spec, tok).to(d.device)
                     ema_model.load_state_dict(ema)

@@ -77,6 +77,8 @@ def test_loss_terms_equal_hand_computation():
     torch.manual_seed(0)
     spec = ModelSpec(layers=1, hidden=8, heads=2, ffn=16, embed_dim=4, time_embed_dim=4, dropout=0.0)
     model = Denoiser(spec, vocab_size=7, seq_len=5, absorbing="learned")
+    with torch.no_grad():
+        model.lm_bias.normal_()  # the head's bias enters the rounding NLL
     s = NoiseSchedule("sqrt", 50)
     proc = ForwardProcess(s, gamma=0.0)
     ids = torch.tensor([[2, 3, 4, 1, 0], [2, 5, 6, 1, 0]])
@@ -96,10 +98,33 @@ def test_loss_terms_equal_hand_computation():
     zt = torch.where(mask[..., None].bool(), a * (z0 - m) + sg * eps + m, z0)
     pred = model(zt, t, 50)
     mse = torch.stack([((pred[0] - emb[0]) ** 2).mean(), ((pred[1] - z0[1]) ** 2).mean()])
-    logits = z0 @ model.word_emb.weight.T
+    logits = z0 @ model.word_emb.weight.T + model.lm_bias
     nll = torch.stack([F.cross_entropy(logits[i], ids[i]) for i in range(2)])
     prior = (s.alpha(49) * z0).pow(2).mean(dim=(1, 2))
     reg = 0.01 * torch.sqrt((m**2).sum())
     for k, v in {"mse": mse, "nll": nll, "prior": prior}.items():
         torch.testing.assert_close(terms[k], v, rtol=1e-5, atol=1e-7, msg=k)
     torch.testing.assert_close(terms["loss"], mse + nll + prior + reg, rtol=1e-5, atol=1e-7)
+
+
+def test_zero_absorbing_state_is_the_origin_with_discrete_noise():
+    spec = ModelSpec(layers=1, hidden=8, heads=2, ffn=16, embed_dim=4, time_embed_dim=4, dropout=0.0)
+    model = Denoiser(spec, vocab_size=7, seq_len=5, absorbing="zero")
+    assert "m" not in dict(model.named_parameters())
+    assert torch.equal(model.absorbing_state(), torch.zeros(4))
+    proc = ForwardProcess(NoiseSchedule("sqrt", 50), gamma=1.0)
+    z0 = torch.randn(200, 5, 4) + 5.0  # far from the origin
+    mask = torch.tensor([0, 0, 1, 1, 1]).expand(200, 5)
+    zt = proc.q_sample(z0, torch.full((200,), 49), mask, model.absorbing_state())
+    at_origin = (zt == 0).all(-1)
+    assert at_origin[:, 2:].float().mean() > 0.9 and not at_origin[:, :2].any()
+
+
+def test_continuous_schedule_interpolates_log_alpha_between_table_entries():
+    s = NoiseSchedule("sqrt", 2000)
+    for t in (0, 10, 1998):
+        assert s.alpha(t) == math.sqrt(s.alphas_cumprod[t])
+        mid = s.log_alpha(t + 0.25)
+        assert mid == pytest.approx(0.75 * s.log_alpha(t) + 0.25 * s.log_alpha(t + 1), rel=1e-12)
+        assert s.alpha(t + 0.25) ** 2 + s.sigma(t + 0.25) ** 2 == pytest.approx(1.0, rel=1e-12)
+        assert s.log_snr(t) > s.log_snr(t + 0.5) > s.log_snr(t + 1)

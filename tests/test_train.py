@@ -124,3 +124,19 @@ def test_ddp_two_processes_hold_the_same_weights(tmp_path):
     assert sums[0]["step"] == sums[1]["step"] == 6
     assert sums[0]["params"] == sums[1]["params"]
     assert checkpoint_dirs(tmp_path / "run")[-1].name == "step_0000006"
+
+
+def test_zero_absorbing_state_stays_at_the_origin_and_the_head_bias_is_trained(tmp_path):
+    zero = tiny_spec("zero_absorb", steps=20)
+    train(zero, tmp_path / "zero", LoopSpec(save_every=20), progress=False)
+    model, _, _ = load_model(tmp_path / "zero")
+    assert "m" not in dict(model.named_parameters())
+    assert torch.equal(model.absorbing_state(), torch.zeros(zero.model.embed_dim))
+    assert model.lm_bias.abs().max() > 0  # trained through the rounding NLL, from zeros
+    rows = log_rows(tmp_path / "zero", "train")
+    assert all(r["m_norm"] == 0.0 for r in rows)
+
+    nobias = tiny_spec("v2", steps=5, extra=["model.head_bias=false"])
+    train(nobias, tmp_path / "nobias", LoopSpec(save_every=5), progress=False)
+    model, _, _ = load_model(tmp_path / "nobias")
+    assert model.lm_bias is None and "lm_bias" not in model.state_dict()

@@ -8,7 +8,8 @@ Separation of concerns (as in diffusers): the :class:`~diffuseq.schedule.NoiseSc
 - shifted coordinates: on target positions the forward marginal is u_t = α_t·u_0 + σ_t·ε with
   u = z - m, so samplers run the standard VP update rules on u (``spec.shift``; with
   ``shift: false`` the offset is 0, i.e. the process is treated as if m = 0);
-- the start point (σ_T·ε or m + σ_T·ε on targets, the clean source elsewhere);
+- the start point (σ_T·ε or m + σ_T·ε on targets, the clean source elsewhere), with the
+  training marginal's fraction γ·σ_T of targets at m under ``discrete_noise: train_matched``;
 - the x0 predictions: counted, optionally clamped to the nearest word embedding, with the clean
   source re-imposed;
 - after every step: discrete noise (targets replaced by m) and the clean source re-imposed, so
@@ -79,7 +80,7 @@ class SamplingContext:
             raise ValueError("clamp needs the word-embedding table (Condition.embeddings)")
         self.spec, self.schedule, self.cond, self.generator = spec, schedule, cond, generator
         self.predict = predict
-        self.grid = time_grid(schedule, spec.steps, spec.grid)
+        self.grid = time_grid(schedule, spec.steps, spec.grid, continuous=spec.time == "continuous")
         self.target = cond.mask.bool()[..., None]  # (B, L, 1)
         m = cond.m.to(cond.x0)
         self.offset = (m * self.target) if spec.shift else torch.zeros_like(cond.x0)  # (B, L, d)
@@ -92,20 +93,20 @@ class SamplingContext:
     def to_z(self, u: Tensor) -> Tensor:
         return u + self.offset
 
-    def transitions(self) -> list[tuple[int, int]]:
+    def transitions(self) -> list[tuple[float, float]]:
         """(t, t_next) pairs between consecutive grid points; the readout at grid[-1] follows."""
         return list(itertools.pairwise(self.grid))
 
-    def alpha(self, t: int) -> float:
+    def alpha(self, t: float) -> float:
         return 1.0 if t == CLEAN else self.schedule.alpha(t)
 
-    def sigma(self, t: int) -> float:
+    def sigma(self, t: float) -> float:
         return 0.0 if t == CLEAN else self.schedule.sigma(t)
 
-    def alpha_bar(self, t: int) -> float:
-        return 1.0 if t == CLEAN else float(self.schedule.alphas_cumprod[t])
+    def alpha_bar(self, t: float) -> float:
+        return 1.0 if t == CLEAN else self.schedule.alpha_bar(t)
 
-    def log_snr(self, t: int) -> float:
+    def log_snr(self, t: float) -> float:
         return math.inf if t == CLEAN else self.schedule.log_snr(t)
 
     def randn(self) -> Tensor:
@@ -114,30 +115,46 @@ class SamplingContext:
 
     # -- the three shared operations ----------------------------------------------------------
     def start(self) -> Tensor:
-        """u at t = T-1: σ_T·ε (+ m if ``start: absorbing``) on targets, clean source elsewhere."""
-        z = self.sigma(self.schedule.T - 1) * self.randn()
+        """u at t = T-1: σ_T·ε (+ m if ``start: absorbing``) on targets, clean source elsewhere.
+
+        Under ``discrete_noise: train_matched`` a fraction γ·σ_T of the targets start exactly at
+        m, as training showed the model at t = T-1.
+        """
+        T = self.schedule.T
+        z = self.sigma(T - 1) * self.randn()
         if self.spec.start == "absorbing":
             z = z + self.cond.m.to(z)
-        return self.reimpose(self.to_u(z))
+        u = self.to_u(z)
+        if self.spec.discrete_noise == "train_matched":
+            u = self.absorb(u, self.cond.gamma * self.sigma(T - 1))
+        return self.reimpose(u)
 
-    def denoise(self, u: Tensor, t: int) -> Tensor:
+    def denoise(self, u: Tensor, t: float) -> Tensor:
         """û0 at timestep t: one model call, clamped if asked, with the clean source."""
         z = self.to_z(u)
-        z0 = self.predict(z, torch.full(z.shape[:1], t, dtype=torch.long, device=z.device))
+        time = torch.full(z.shape[:1], t, dtype=torch.float32 if self.continuous else torch.long, device=z.device)
+        z0 = self.predict(z, time)
         if self.spec.clamp and (self.spec.clamp_from is None or t <= self.spec.clamp_from):
             z0 = self.clamp(z0)
         return self.reimpose(self.to_u(z0))
 
-    def finish_step(self, u: Tensor, t: int, t_next: int) -> Tensor:
+    def finish_step(self, u: Tensor, t: float, t_next: float) -> Tensor:
         """After a step t → t_next: discrete noise at the spec's rate, then the clean source."""
-        rate = self.discrete_noise_rate(t, t_next)
-        if rate > 0:
-            hit = torch.rand(u.shape[:2], generator=self.generator, device=u.device) < rate
-            u = torch.where(hit[..., None] & self.target, self.m_u, u)
-        return self.reimpose(u)
+        return self.reimpose(self.absorb(u, self.discrete_noise_rate(t, t_next)))
 
     # -- helpers ------------------------------------------------------------------------------
-    def discrete_noise_rate(self, t: int, t_next: int) -> float:
+    @property
+    def continuous(self) -> bool:
+        return self.spec.time == "continuous"
+
+    def absorb(self, u: Tensor, rate: float) -> Tensor:
+        """Replace each target position by m with probability ``rate`` (discrete noise)."""
+        if rate <= 0:
+            return u
+        hit = torch.rand(u.shape[:2], generator=self.generator, device=u.device) < rate
+        return torch.where(hit[..., None] & self.target, self.m_u, u)
+
+    def discrete_noise_rate(self, t: float, t_next: float) -> float:
         """Probability that a target position is replaced by m after the step t → t_next.
 
         ``train_matched``: γ·sqrt(1-ᾱ_{t_next}), the training marginal at the new time;

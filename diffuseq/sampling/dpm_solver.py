@@ -15,7 +15,9 @@ h = λ_t - λ_s and ψ0 = 1 - e^{-h}, ψ1 = h - ψ0, ψ2 = h²/2 - ψ1:
 The first steps use the orders the history allows; with ``lower_order_final`` the order is
 also capped by the steps left (the last transition is at most second order, then the x̂0
 readout at t = 0, which is the first-order step to σ = 0). The grid is integer timesteps with
-the schedule's exact α, σ, λ (see :mod:`diffuseq.sampling.grid`); everything is computed on x̂0
+the schedule's exact α, σ, λ, or with ``time: continuous`` fractional ones with log α
+interpolated, on which the error keeps falling at the solver's order as steps grow (see
+:mod:`diffuseq.sampling.grid`); everything is computed on x̂0
 directly, in shifted coordinates u = z - m, with discrete noise and the clean source applied
 by the :class:`~diffuseq.sampling.base.SamplingContext` after every step.
 
@@ -40,11 +42,12 @@ copy of ``dpm_solver_pytorch.py``, branch diffuseq-v2), each checked in that cod
    (x̂0 = (x - σ·ε)/α) under fp16 autocast, dividing by α_T ≈ 4.5e-4; here x̂0 is used as is.
 6. Its time grid is continuous (t ∈ [1/N, 1], log α interpolated between table entries) and
    feeds the model t·1000, one table step later than the noise level used; it returns the
-   solver state at t = 1/N. Here timesteps are the integer training timesteps and the output
-   is the x̂0 read out at t = 0, as for DDPM and DDIM.
+   solver state at t = 1/N. Here timesteps are the integer training timesteps by default
+   (``time: continuous`` interpolates log α the same way, but feeds the model the t of the
+   noise level used), and the output is the x̂0 read out at t = 0, as for DDPM and DDIM.
 7. It applies lower-order final steps only when steps < 10; here whenever
    ``lower_order_final`` is set (default), which matters only for order 3.
-Not reproduced: items 5 and 6 (numerical artefacts, not modelling choices). Also noted, in the
+Not reproduced: item 5 and the off-by-one of item 6 (numerical artefacts, not modelling choices). Also noted, in the
 official DDPM decode of v2: ``ddim_sample_loop`` is called but no longer defined, and
 ``dist_util.load_state_dict(path, False, "model", ...)`` passes positional arguments to a
 ``(path, **kwargs)`` function, so decoding crashes before sampling.

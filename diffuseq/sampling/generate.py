@@ -72,7 +72,7 @@ def sample_batch(model: Denoiser, sampler: Sampler, ids: Tensor, mask: Tensor, g
     cond = Condition(model.embed(ids), mask.bool(), model.absorbing_state(), gamma, emb)
     T = sampler.schedule.T
     out = sampler.sample(lambda z, t: model(z, t, T), cond, generator)
-    tokens = round_to_ids(out.z, emb, sampler.spec.rounding)
+    tokens = round_to_ids(out.z, emb, sampler.spec.rounding, model.lm_bias)
     return torch.where(mask.bool(), tokens, ids), out.nfe
 
 
@@ -195,8 +195,8 @@ def sample_split(run_dir: Path, split: str, spec: SamplerSpec, seeds: list[int],
     if spec.mbr > len(seeds):
         raise ConfigError(f"mbr = {spec.mbr} needs at least {spec.mbr} samples per source, got {len(seeds)} seed(s)")
     model, tok, train = load_model(run_dir, ema=ema)
-    if spec.steps > train.diffusion.steps:
-        raise ConfigError(f"steps = {spec.steps} exceeds the model's T = {train.diffusion.steps}")
+    if spec.steps > train.diffusion.steps and spec.time == "discrete":
+        raise ConfigError(f"steps = {spec.steps} exceeds the model's T = {train.diffusion.steps}; use time: continuous for more")
     data = train.data if data_root is None else train.data.model_copy(update={"data_root": data_root})
     pairs = load_split(data, split)[:limit]
     enc = encode_pairs(tok, pairs, data.seq_len)

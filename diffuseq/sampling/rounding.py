@@ -3,9 +3,9 @@
 Both are one batched matmul against the embedding table E (V, d) per chunk of positions:
 
 - ``nearest``: argmin_w ‖z - E_w‖² = argmax_w (z·E_w - ‖E_w‖²/2) (the ‖z‖² term is constant);
-- ``logits``: argmax_w z·E_w, the tied output head the training NLL term fits.
+- ``logits``: argmax_w z·E_w + b_w, the tied output head (with its bias b) the training NLL fits.
 
-They differ only by the per-word bias -‖E_w‖²/2. The default is ``logits``: it is the decoder
+Without the head's bias they differ only by the per-word bias -‖E_w‖²/2. The default is ``logits``: it is the decoder
 the training objective actually fits (the NLL term −log softmax(z0·Eᵀ)), and it is what both
 official decode scripts use for the final tokens. The NLL term does not make the two agree on
 our small models, where embedding norms spread widely (1.0-3.3 on the smoke model): after
@@ -40,12 +40,14 @@ def nearest_ids(z: Tensor, emb: Tensor) -> Tensor:
     return _best(z, emb, -0.5 * (emb * emb).sum(-1))
 
 
-def logit_ids(z: Tensor, emb: Tensor) -> Tensor:
-    """Argmax of tied logits z·Eᵀ: z (N, d), E (V, d) → ids (N,)."""
-    return _best(z, emb, None)
+def logit_ids(z: Tensor, emb: Tensor, bias: Tensor | None = None) -> Tensor:
+    """Argmax of tied logits z·Eᵀ + b: z (N, d), E (V, d), b (V,) or None → ids (N,)."""
+    return _best(z, emb, None if bias is None else bias.to(z))
 
 
-def round_to_ids(z: Tensor, emb: Tensor, rule: str = "logits") -> Tensor:
-    """Embeddings (B, L, d) → token ids (B, L) by ``rule`` (``logits`` or ``nearest``)."""
-    fn = {"logits": logit_ids, "nearest": nearest_ids}[rule]
-    return fn(z.reshape(-1, z.shape[-1]), emb.to(z)).view(z.shape[:-1])
+def round_to_ids(z: Tensor, emb: Tensor, rule: str = "logits", bias: Tensor | None = None) -> Tensor:
+    """Embeddings (B, L, d) → token ids (B, L) by ``rule``: ``logits`` (with the head's bias b,
+    if any) or ``nearest`` (the bias plays no part in a distance)."""
+    flat, emb = z.reshape(-1, z.shape[-1]), emb.to(z)
+    ids = logit_ids(flat, emb, bias) if rule == "logits" else nearest_ids(flat, emb)
+    return ids.view(z.shape[:-1])

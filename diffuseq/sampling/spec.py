@@ -21,6 +21,7 @@ SAMPLER_ONLY_FIELDS: dict[str, str] = {
     "order": "dpm_solver++",
     "lower_order_final": "dpm_solver++",
     "overwrite_state": "dpm_solver++",
+    "time": "dpm_solver++",
 }
 
 
@@ -31,6 +32,9 @@ class SamplerSpec(Spec):
     steps: int = Field(10, ge=1, description="model evaluations per sample (NFE); ddpm with steps = T is the full chain")
     grid: Literal["time_uniform", "logSNR"] = Field(
         "time_uniform", description="integer timesteps from T-1 to 0, evenly spaced in t or in λ = log(α/σ)"
+    )
+    time: Literal["discrete", "continuous"] = Field(
+        "discrete", description="dpm_solver++: integer training timesteps, or fractional ones with log α interpolated"
     )
     clamp: bool = Field(False, description="round each x̂0 prediction to its nearest word embedding (DiffuSeq's clamp)")
     clamp_from: int | None = Field(
