@@ -3,6 +3,7 @@
     python -m bench validate quick                      # check a suite file without running it
     python -m bench run quick [--results DIR] [--only 'v2*'] [--dry-run] [--workers 2]
     python -m bench status quick [--results DIR]        # done / running / submitted / failed / pending
+    python -m bench time quick [--results DIR]          # redo the timing pass (run does it once at the end)
     python -m bench report --results DIR --out DIR      # Markdown report from the results alone
 
 A suite is a name under ablations/suites/ or a path to a YAML file. Results default to
@@ -65,6 +66,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def cmd_time(args: argparse.Namespace) -> int:
+    from bench.cells import expand, group
+    from bench.runner import timing_pass
+    from bench.store import Store
+
+    suite, _, results = _suite_and_results(args)
+    store = Store(results)
+    if not timing_pass(suite, group(expand(suite)), store, force=True):
+        print(f"error: {results}: not every model of suite {suite.name} is trained yet; run `python -m bench run` first",
+              file=sys.stderr)
+        return 2
+    store.consolidate()
+    print(f"{suite.name}: timing pass written to {results / 'timing.parquet'}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from bench.status import cell_status
 
@@ -87,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, help_ in (("validate", cmd_validate, "check a suite file"), ("run", cmd_run, "run a suite (resumes)"),
-                            ("status", cmd_status, "show each cell's state")):
+                            ("status", cmd_status, "show each cell's state"),
+                            ("time", cmd_time, "redo the timing pass that speed figures come from (e.g. on a quiet machine)")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("suite", help="suite name (ablations/suites/NAME.yaml) or path")
         p.add_argument("--results", type=Path, help="results directory (default: results/<suite name>)")

@@ -2,7 +2,8 @@
 
 A cell is (arm, dataset, seed, sweep point, sampler variant). Cells whose training specs hash
 equal share one :class:`Group`: the model is trained once and then decoded once per cell
-(``absorb_train_only`` and ``v2`` always share).
+(``absorb_train_only`` and ``v2`` always share). A :class:`TrivialCell` is a trivial output
+(``diffuseq.baselines``) scored once per dataset, with no model.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.spec import Suite, _dotted, _steps, sample_raw, sweep_points
-from diffuseq.config import TrainSpec, build_train_spec
+from bench.spec import Suite, _dotted, _steps, curve_sampler_raw, sample_raw, sweep_points
+from diffuseq.config import TrainSpec, build_train_spec, load_arm
 from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec
 
 
@@ -29,6 +30,8 @@ class Cell:
     sampler: SamplerSpec
     train: TrainSpec
     settings: str  # hash of the suite's decode, metrics and curve settings
+    curve_sampler: SamplerSpec  # the arm's own decoder as its convergence curve uses it
+    arm_label: str  # the arm file's one-line label
 
 
     @property
@@ -44,6 +47,23 @@ class Cell:
         sweep = "".join(f"-{k.split('.')[-1]}{v}" for k, v in self.sweep)
         name = f"{self.arm}-{self.dataset.replace('/', '_')}-s{self.seed}-{self.label}{sweep}"
         return f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class TrivialCell:
+    """A trivial output on one dataset's decode split, tokenized and laid out as ``train`` (the
+    suite's first model of that dataset) would, so that it is scored exactly like the models."""
+
+    suite: str
+    arm: str  # a name in diffuseq.baselines.BASELINES
+    dataset: str
+    train: TrainSpec
+    settings: str
+
+    @property
+    def cell_id(self) -> str:
+        blob = json.dumps([self.arm, self.train.data.model_dump(mode="json"), self.settings], sort_keys=True)
+        return f"{self.arm}-{self.dataset.replace('/', '_')}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -72,6 +92,8 @@ def expand(suite: Suite, only: str | None = None) -> list[Cell]:
                 for arm in suite.arms:
                     over = _dotted({**suite.overrides, **point, "data.dataset": dataset, "optim.seed": seed})
                     train = build_train_spec(suite.preset, arm, over)
+                    curve = build_sampler_spec(curve_sampler_raw(suite, arm))
+                    arm_label = load_arm(arm)["label"]
                     for entry in suite.samplers:
                         if entry.arms is not None and arm not in entry.arms:
                             continue
@@ -79,10 +101,20 @@ def expand(suite: Suite, only: str | None = None) -> list[Cell]:
                             spec = build_sampler_spec(sample_raw(suite, arm, entry, steps))
                             label = entry.label or f"{spec.sampler}-{spec.steps}"
                             cells.append(Cell(suite.name, arm, dataset, seed, tuple(sorted(point.items())), label, spec,
-                                              train, settings))
+                                              train, settings, curve, arm_label))
     if only:
         cells = [c for c in cells if fnmatch.fnmatch(c.cell_id, only) or fnmatch.fnmatch(c.arm, only)]
     return cells
+
+
+def trivial_cells(suite: Suite, cells: list[Cell]) -> list[TrivialCell]:
+    """One cell per (baseline, dataset), laid out like the dataset's first model cell."""
+    first: dict[str, TrainSpec] = {}
+    for c in cells:
+        first.setdefault(c.dataset, c.train)
+    settings = settings_key(suite)
+    return [TrivialCell(suite.name, name, dataset, train, settings) for dataset, train in first.items()
+            for name in suite.baselines]
 
 
 def settings_key(suite: Suite) -> str:

@@ -15,10 +15,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.cells import Cell, expand, group
+from bench.cells import Cell, Group, TrivialCell, expand, group, trivial_cells
 from bench.executors import Executor, LocalExecutor
 from bench.spec import Suite
 from bench.store import Store, write_atomic
+from bench.timing import config_groups, time_suite
+from bench.worker import run_trivial
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,39 @@ class RunSummary:
 
 
 def plan(suite: Suite, results: Path, only: str | None = None) -> tuple[list[Cell], list[Cell]]:
-    """(all cells, unfinished cells)."""
+    """(all model cells, unfinished model cells)."""
     cells = expand(suite, only)
     store = Store(results)
     return cells, [c for c in cells if not store.is_done(c.cell_id)]
+
+
+def run_trivial_cells(suite: Suite, cells: list[TrivialCell], store: Store, fail_fast: bool) -> tuple[int, dict[str, str]]:
+    """Score the unfinished trivial outputs (no model, seconds each); (done, failed)."""
+    done, failed = 0, {}
+    for c in cells:
+        if store.is_done(c.cell_id):
+            continue
+        try:
+            run_trivial(suite, c, store)
+            done += 1
+        except Exception as err:
+            if fail_fast:
+                raise
+            store.write_error(c.cell_id, {"arm": c.arm, "dataset": c.dataset, "stage": "trivial"}, err)
+            failed[c.cell_id] = f"{type(err).__name__}: {err}"
+    return done, failed
+
+
+def timing_pass(suite: Suite, groups: list[Group], store: Store, force: bool = False) -> bool:
+    """Run the timing pass when every model is trained and some configuration has no timing
+    rows yet (or ``force``); True if it ran."""
+    timed = {r["train_key"] for r in store.timing()}
+    needed = {g.train_key for g in config_groups(groups)}
+    trained = all((store.model_dir(k) / "log.jsonl").is_file() for k in needed)
+    if not needed or not trained or (needed <= timed and not force):
+        return False
+    store.write_timing(time_suite(suite, groups, store.root / "models"))
+    return True
 
 
 def make_executor(suite: Suite, results: Path, kind: str | None = None) -> Executor:
@@ -55,14 +86,18 @@ def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = 
     results.mkdir(parents=True, exist_ok=True)
     write_atomic(results / "suite.yaml", suite_file.read_bytes())  # read back by torchrun training
     cells, todo = plan(suite, results, only)
-    groups = [g for g in group(cells) if any(c in todo for c in g.cells)]
-    log.info("suite %s: %d cells, %d to run in %d model group(s)", suite.name, len(cells), len(todo), len(groups))
+    store = Store(results)
+    trivial = [] if only else trivial_cells(suite, cells)
+    trivial_todo = [c for c in trivial if not store.is_done(c.cell_id)]
+    all_groups = group(cells)
+    groups = [g for g in all_groups if any(c in todo for c in g.cells)]
+    log.info("suite %s: %d cells, %d to run in %d model group(s), %d trivial", suite.name, len(cells), len(todo),
+             len(groups), len(trivial_todo))
     executor = executor or make_executor(suite, results)
-    failed: dict[str, str] = {}
-    done = 0
-    with tqdm(total=len(cells), initial=len(cells) - len(todo), unit="cell", desc=suite.name,
-              disable=not progress, dynamic_ncols=True) as bar:
-        store = Store(results)
+    done, failed = run_trivial_cells(suite, trivial_todo, store, fail_fast)
+    total = len(cells) + len(trivial)
+    with tqdm(total=total, initial=total - len(todo) - len(trivial_todo) + done + len(failed), unit="cell",
+              desc=suite.name, disable=not progress, dynamic_ncols=True) as bar:
         for res in executor.map(suite, groups, results, fail_fast):
             finished = len([c for c in res.done if c in {x.cell_id for x in todo}])
             done += finished
@@ -72,5 +107,12 @@ def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = 
                     store.write_error(cell_id, {"train_key": res.train_key, "stage": "job"}, RuntimeError(err))
             bar.update(finished + len(res.failed))
             bar.set_postfix(failed=len(failed))
+    if suite.timing.enabled and not only and not failed:
+        if isinstance(executor, LocalExecutor):
+            timing_pass(suite, all_groups, store)
+        else:  # not on a login node: the user runs it on one device of the cluster
+            log.info("timing pass skipped for executor %s: run `python -m bench time %s` on a compute node",
+                     type(executor).__name__, suite.name)
     store.consolidate()
-    return RunSummary(len(cells), len(cells) - len(todo), done, failed, time.perf_counter() - t0)
+    skipped = len(cells) - len(todo) + len(trivial) - len(trivial_todo)
+    return RunSummary(total, skipped, done, failed, time.perf_counter() - t0)

@@ -73,6 +73,8 @@ CURVE_METRICS = ["bleu", "val_loss", "val_mse", "val_nll", "m_norm", "emb_norm",
 
 PER_SENTENCE_COLUMNS = ["cell_id", "sentence", "metric", "value"]
 
+ARM_SEPARATOR = " / "  # arms sharing one trained model, named together ("absorb_train_only / v2")
+
 TIMING_COLUMNS = [
     "suite", "preset", "dataset",
     "kind",  # one of TIMING_KINDS

@@ -23,7 +23,7 @@ from diffuseq.config import (
     load_arm,
 )
 from diffuseq.data import DATA_ROOT_ENV
-from diffuseq.sampling.spec import build_sampler_spec, overlay
+from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec, overlay
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "ablations" / "suites"
 METRICS = ("bleu", "rouge_l", "bertscore", "dist1", "length", "corpus_bleu", "self_bleu", "div4")
@@ -47,12 +47,17 @@ class SamplerEntry(_Strict):
 
 
 class CurveSpec(_Strict):
-    """Validation BLEU during training (convergence curves)."""
+    """Validation BLEU during training (convergence curves), each arm decoded as it is decoded:
+    the arm's own sampler (DiffuSeq's DDPM with clamp, v2's DPM-Solver++, ...) with one sample,
+    respaced to at most ``steps`` steps so that the curve fits the budget."""
 
     every: int = Field(250, ge=1, description="evaluate every N training steps")
     examples: int = Field(64, ge=1, description="fixed validation subset size")
-    sampler: dict[str, Any] = Field(default_factory=lambda: {"sampler": "dpm_solver++", "steps": 10},
-                                    description="SamplerSpec fields of the fast curve sampler")
+    steps: int | None = Field(100, ge=1, description="each arm's own decoder respaced to at most this many "
+                              "steps (DDPM-2000 → DDPM-K with the same clamp); null: the full decoder")
+    extra: tuple[dict[str, Any], ...] = Field(
+        (), description="more decoders (SamplerSpec fields) recorded for every model, e.g. a shared "
+        "DPM-Solver++-10; shown beside the own-decoder curves, never used for speedups")
 
 
 class DecodeSpec(_Strict):
@@ -60,6 +65,16 @@ class DecodeSpec(_Strict):
     limit: int | None = Field(None, ge=1, description="decode only the first N sources")
     batch_size: int = Field(64, ge=1)
     bertscore_model: str | None = Field(None, description="local model path; default: the packaged MiniLM")
+
+
+class TimingSpec(_Strict):
+    """The controlled timing pass that speed figures come from (bench/timing.py)."""
+
+    enabled: bool = True
+    reps: int = Field(5, ge=1, description="timed repetitions per configuration, interleaved, after a warm-up")
+    train_steps: int = Field(10, ge=2, description="training steps timed per repetition (after one warm-up step)")
+    max_chain: int = Field(200, ge=1, description="sampling chains longer than this are timed on this many "
+                           "steps and scaled by steps (their per-step cost is constant)")
 
 
 class ExecutorSpec(_Strict):
@@ -90,6 +105,9 @@ class Suite(_Strict):
     sweep: dict[str, tuple[Any, ...]] = Field(default_factory=dict, description="dotted TrainSpec key → values")
     curves: CurveSpec = CurveSpec()
     decode: DecodeSpec = DecodeSpec()
+    baselines: tuple[str, ...] = Field(("copy_source", "nearest_train_target"),
+                                       description="trivial outputs scored on every dataset (diffuseq.baselines)")
+    timing: TimingSpec = TimingSpec()
     executor: ExecutorSpec = ExecutorSpec()
     threads: int | None = Field(None, ge=1, description="torch threads per worker")
 
@@ -99,6 +117,16 @@ class Suite(_Strict):
         for a in arms:
             arm_path(a)  # raises ConfigError listing the known arms
         return arms
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        from diffuseq.baselines import BASELINES
+
+        bad = sorted(set(names) - set(BASELINES))
+        if bad:
+            raise ValueError(f"unknown baseline(s) {bad}; allowed: {sorted(BASELINES)}")
+        return names
 
     @field_validator("metrics")
     @classmethod
@@ -156,6 +184,16 @@ def sample_raw(suite: Suite, arm: str, entry: SamplerEntry, steps: int | None) -
     return overlay(load_arm(arm)["sample"], over)
 
 
+def curve_sampler_raw(suite: Suite, arm: str) -> dict[str, Any]:
+    """An arm's own decoder as its convergence curve uses it: one sample, at most
+    ``curves.steps`` steps (respaced)."""
+    raw = {**load_arm(arm)["sample"], "mbr": 1}
+    steps = raw.get("steps", SamplerSpec.model_fields["steps"].default)
+    if suite.curves.steps is not None and steps > suite.curves.steps:
+        raw["steps"] = suite.curves.steps
+    return raw
+
+
 def load_suite(path: str | Path) -> Suite:
     """Read and fully validate a suite: schema, arms, every training spec and sampler spec."""
     path = Path(path)
@@ -182,7 +220,10 @@ def load_suite(path: str | Path) -> Suite:
         for arm in entry.arms or suite.arms:
             for steps in _steps(entry):
                 build_sampler_spec(sample_raw(suite, arm, entry, steps), source=f"{path}: samplers.{i} (arm {arm})")
-    build_sampler_spec(suite.curves.sampler, source=f"{path}: curves.sampler")
+    for arm in suite.arms:
+        build_sampler_spec(curve_sampler_raw(suite, arm), source=f"{path}: curves (arm {arm}'s own decoder)")
+    for i, raw in enumerate(suite.curves.extra):
+        build_sampler_spec(raw, source=f"{path}: curves.extra.{i}")
     from bench.cells import duplicates, expand
 
     if dup := duplicates(expand(suite)):

@@ -13,9 +13,10 @@ Layout of a results directory::
     cells/<cell_id>.sentences.parquet   its per-sentence scores
     errors/<cell_id>.json           a failed cell: the error and traceback (removed on success)
     curves/<train_key>.json         validation curve of one model (rows of curves.parquet)
+    timing.json                     the timing pass (rows of timing.parquet; bench/timing.py)
     models/<train_key>/             the training run (checkpoints, log), resumable
     samples/<cell_id>/              sample files of a cell (resumable at batch granularity)
-    table.parquet, curves.parquet, per_sentence.parquet
+    table.parquet, curves.parquet, per_sentence.parquet, timing.parquet
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from bench.schema import (
     PER_SENTENCE_COLUMNS,
     TABLE,
     TABLE_COLUMNS,
+    TIMING,
+    TIMING_COLUMNS,
 )
 from diffuseq.io import write_atomic
 
@@ -79,8 +82,18 @@ class Store:
     def write_curve(self, train_key: str, rows: list[dict[str, Any]]) -> None:
         write_atomic(self.root / "curves" / f"{train_key}.json", json.dumps(rows).encode())
 
+    @property
+    def timing_file(self) -> Path:
+        return self.root / "timing.json"
+
+    def write_timing(self, rows: list[dict[str, Any]]) -> None:
+        write_atomic(self.timing_file, json.dumps(rows, indent=1).encode())
+
+    def timing(self) -> list[dict[str, Any]]:
+        return json.loads(self.timing_file.read_text()) if self.timing_file.is_file() else []
+
     def consolidate(self) -> pd.DataFrame:
-        """Rebuild the three Parquet tables from the per-cell files; returns the results table."""
+        """Rebuild the four Parquet tables from the per-cell files; returns the results table."""
         rows = []
         for f in sorted((self.root / "cells").glob("*.json")):
             cell = json.loads(f.read_text())
@@ -92,5 +105,6 @@ class Store:
         parts = [pd.read_parquet(f) for f in sorted((self.root / "cells").glob("*.sentences.parquet"))]
         per_sentence = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PER_SENTENCE_COLUMNS)
         _parquet_atomic(per_sentence, self.root / PER_SENTENCE)
+        _parquet_atomic(pd.DataFrame(self.timing(), columns=TIMING_COLUMNS), self.root / TIMING)
         write_atomic(self.root / "table.csv", table.to_csv(index=False).encode())
         return table

@@ -15,26 +15,27 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from bench.cells import Cell, Group
+from bench.cells import Cell, Group, TrivialCell
 from bench.spec import Suite
 from bench.store import Store, write_atomic
+from diffuseq.baselines import BASELINES, LABELS
 from diffuseq.config import LoopSpec, TrainSpec
-from diffuseq.data import encode_pairs, load_split
-from diffuseq.metrics import BertScorer, clean, evaluate, load_runs, sentence_bleu
+from diffuseq.data import Encoded, Pair, encode_pairs, load_split
+from diffuseq.metrics import BertScorer, Evaluation, clean, evaluate, load_runs, sentence_bleu
 from diffuseq.metrics.evaluation import MBR_RUN, SET_RUN
 from diffuseq.model import Denoiser
 from diffuseq.runtime import flush_denormals
-from diffuseq.sampling.generate import generate, sample_split
-from diffuseq.sampling.spec import build_sampler_spec
-from diffuseq.tokenizer import TextTokenizer
-from diffuseq.train import EvalHook, checkpoint_dirs, train
+from diffuseq.sampling.generate import generate, sample_rows, sample_split, target_text
+from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec
+from diffuseq.tokenizer import TextTokenizer, build_tokenizer
+from diffuseq.train import EvalHook, load_model, read_log, train
 from diffuseq.version import code_version
 
 log = logging.getLogger(__name__)
@@ -60,46 +61,81 @@ def model_lock(store: Store, train_key: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def curve_hook(suite: Suite, run_dir: Path, train_spec: TrainSpec) -> EvalHook:
-    """Validation BLEU of the EMA model on a fixed subset with the suite's fast sampler."""
-    spec = build_sampler_spec(suite.curves.sampler)
+@dataclass
+class ValidationSubset:
+    """The fixed validation sources a model's curve is decoded on, and their references."""
+
+    enc: Encoded
+    refs: list[list[list[str]]]  # per source, its cleaned reference(s)
+
+    @classmethod
+    def load(cls, tok: TextTokenizer, train_spec: TrainSpec, n: int) -> ValidationSubset:
+        pairs = load_split(train_spec.data, "valid")[:n]
+        enc = encode_pairs(tok, pairs, train_spec.data.seq_len)
+        refs = [[clean(target_text(tok, row, m))] for row, m in zip(enc.input_ids, enc.input_mask, strict=True)]
+        return cls(enc, refs)
+
+    def bleu(self, model: Denoiser, tok: TextTokenizer, train_spec: TrainSpec, spec: SamplerSpec, batch: int) -> float:
+        """Mean sentence BLEU of one sample per source (seed 0) decoded with ``spec``."""
+        out = generate(model, tok, train_spec.diffusion, spec, self.enc.input_ids, self.enc.input_mask,
+                       seed=0, batch_size=batch)
+        scores = [sentence_bleu(r, clean(h)) for r, h in zip(self.refs, out.recover, strict=True)]
+        return sum(scores) / len(scores)
+
+
+def curve_decoders(suite: Suite, group: Group) -> dict[str, SamplerSpec]:
+    """Key → decoder for every curve of the group's model: each arm's own (respaced), then the
+    suite's extra decoders."""
+    specs = [c.curve_sampler for c in group.cells] + [build_sampler_spec(raw) for raw in suite.curves.extra]
+    return {s.key(): s for s in specs}
+
+
+def curve_hook(suite: Suite, group: Group, run_dir: Path) -> EvalHook:
+    """Validation BLEU of the EMA model on a fixed subset, once per distinct curve decoder."""
+    decoders = curve_decoders(suite, group)
     cache: dict[str, Any] = {}
 
     def hook(step: int, wall: float, model: Denoiser) -> dict[str, float]:
         if not cache:  # the tokenizer exists only once training has started
-            tok = TextTokenizer.load(run_dir / "tokenizer.json")
-            pairs = load_split(train_spec.data, "valid")[: suite.curves.examples]
-            enc = encode_pairs(tok, pairs, train_spec.data.seq_len)
-            refs = [[clean(tok.tokens(row[m == 1].tolist()))] for row, m in zip(enc.input_ids, enc.input_mask, strict=True)]
-            cache.update(tok=tok, enc=enc, refs=refs)
-        enc = cache["enc"]
-        out = generate(model, cache["tok"], train_spec.diffusion, spec, enc.input_ids, enc.input_mask,
-                       seed=0, batch_size=suite.decode.batch_size)
-        scores = [sentence_bleu(r, clean(h)) for r, h in zip(cache["refs"], out.recover, strict=True)]
-        return {"bleu": sum(scores) / len(scores)}
+            cache["tok"] = TextTokenizer.load(run_dir / "tokenizer.json")
+            cache["subset"] = ValidationSubset.load(cache["tok"], group.train, suite.curves.examples)
+        return {f"bleu/{key}": cache["subset"].bleu(model, cache["tok"], group.train, spec, suite.decode.batch_size)
+                for key, spec in decoders.items()}
 
     return hook
 
 
+def log_by_step(run_dir: Path) -> tuple[dict[int, dict], dict[int, dict]]:
+    """(validation rows, training rows) of a training log by step, the last write of a step winning."""
+    rows: dict[str, dict[int, dict]] = {"valid": {}, "train": {}}
+    for row in read_log(run_dir):
+        rows.get(row.get("split"), {})[row["step"]] = row
+    return rows["valid"], rows["train"]
+
+
 def curve_rows(suite: Suite, group: Group, run_dir: Path) -> list[dict]:
-    """Validation rows of the training log (last write per step wins after a resume), per arm."""
-    by_step: dict[int, dict] = {}
-    for line in (run_dir / "log.jsonl").read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line torn by a crash; the resumed run rewrote that step
-            continue
-        if row.get("split") == "valid":
-            by_step[row["step"]] = row
-    c = group.cells[0]
+    """curves.parquet rows of one model: per arm, validation BLEU of its own decoder (and of the
+    extra decoders), the validation loss terms, and ‖m‖ and embedding norms at every log step."""
+    valid, train = log_by_step(run_dir)
+    c, batch = group.cells[0], group.train.optim.batch_size
+    extra = [build_sampler_spec(raw) for raw in suite.curves.extra]
+    base = {"suite": suite.name, "train_key": group.train_key, "dataset": c.dataset, "seed": c.seed,
+            "preset": suite.preset, "gamma": group.train.diffusion.gamma, "sweep": json.dumps(dict(c.sweep))}
+    own = {cell.arm: cell.curve_sampler for cell in group.cells}
     rows = []
-    for arm in group.arms:
-        for step, row in sorted(by_step.items()):
-            for metric in ("bleu", "val_loss"):
-                if metric in row:
-                    rows.append({"suite": suite.name, "train_key": group.train_key, "arm": arm, "dataset": c.dataset,
-                                 "seed": c.seed, "preset": suite.preset, "gamma": group.train.diffusion.gamma,
-                                 "step": step, "wall_s": row["wall_s"], "metric": metric, "value": row[metric]})
+    for arm, own_spec in own.items():
+        def row(step: int, src: dict, metric: str, value: float, decoder: str = "", is_own: bool = True,
+                arm: str = arm) -> dict:
+            return base | {"arm": arm, "step": step, "examples": step * batch, "wall_s": src["wall_s"],
+                           "metric": metric, "value": value, "decoder": decoder, "own_decoder": is_own}
+
+        for step, r in sorted(valid.items()):
+            for spec in [own_spec, *(e for e in extra if e.key() != own_spec.key())]:
+                if (value := r.get(f"bleu/{spec.key()}")) is not None:
+                    rows.append(row(step, r, "bleu", value, spec.short_name(), spec is own_spec))
+            rows += [row(step, r, m, r[m]) for m in ("val_loss", "val_mse", "val_nll") if m in r]
+        for step, r in sorted(train.items()):
+            rows += [row(step, r, m, r[m]) for m in ("m_norm", "emb_norm", "m_norm_ema", "emb_norm_ema") if m in r]
     return rows
 
 
@@ -115,7 +151,26 @@ def scorer(suite: Suite) -> BertScorer | None:
     return _SCORER[key]
 
 
-def run_cell(suite: Suite, cell: Cell, store: Store, train_meta: dict) -> None:
+def cell_keys(suite: Suite, **keys: Any) -> dict[str, Any]:
+    """A result row's keys (bench.schema.CELL_KEYS): the suite's, then the cell's own."""
+    bs = scorer(suite)
+    return {"suite": suite.name, "preset": suite.preset, "batch_size": suite.decode.batch_size,
+            "code_version": code_version(), "bertscore_model": bs.name if bs else "", **keys}
+
+
+def quality(suite: Suite, ev: Evaluation, run: str, mbr: bool) -> tuple[dict[str, float], pd.DataFrame]:
+    """The suite's metrics of one evaluated run (the MBR pick with ``mbr``) and their per-sentence rows."""
+    keep = {"bertscore": "bertscore_f1"}
+    wanted = {keep.get(m, m) for m in suite.metrics}
+    scores = {m[4:]: v for m, v in ev.summary.items() if m.startswith("mbr_")} if mbr else ev.per_run[run]
+    metrics = {m: v for m, v in scores.items() if m in wanted}
+    metrics |= {m: ev.summary[m] for m in ("self_bleu", "div4") if m in wanted and m in ev.summary}
+    ps = ev.per_sentence
+    sentences = ps[((ps["run"] == (MBR_RUN if mbr else run)) | (ps["run"] == SET_RUN)) & ps["metric"].isin(wanted)]
+    return metrics, pd.DataFrame(sentences[["sentence", "metric", "value"]])
+
+
+def run_cell(suite: Suite, cell: Cell, store: Store, model: TrainedModel) -> None:
     """Sample and evaluate one cell and record it (the cell file is written last)."""
     t0 = time.perf_counter()
     n = cell.sampler.mbr
@@ -125,27 +180,77 @@ def run_cell(suite: Suite, cell: Cell, store: Store, train_meta: dict) -> None:
                          suite.decode.batch_size, out, limit=suite.decode.limit)
     per_seed = [p for p in paths if ".seed" in p.name]
     records = [json.loads(p.with_suffix(".json").read_text()) for p in per_seed]
-    bs = scorer(suite)
-    ev = evaluate(load_runs(per_seed), bs)
-    main_run = MBR_RUN if n > 1 else str(per_seed[0])
-    quality = ev.per_run[main_run] if n == 1 else {m[4:]: v for m, v in ev.summary.items() if m.startswith("mbr_")}
-    wanted = {"bertscore": "bertscore_f1"}
-    keep = {wanted.get(m, m) for m in suite.metrics}
-    metrics = {m: v for m, v in quality.items() if m in keep}
-    metrics |= {m: ev.summary[m] for m in ("self_bleu", "div4") if m in keep and m in ev.summary}
+    ev = evaluate(load_runs(per_seed), scorer(suite))
+    metrics, sentences = quality(suite, ev, str(per_seed[0]), mbr=n > 1)
     sample_wall = sum(r["wall_s"] for r in records)
     metrics |= {"sentences_per_s": sum(r["n_sentences"] for r in records) / sample_wall, "sample_wall_s": sample_wall,
-                "train_wall_s": train_meta["wall_s"], "train_steps": float(train_meta["steps"])}
-    ps = ev.per_sentence
-    sentences = ps[(ps["run"] == main_run) | (ps["run"] == SET_RUN)]
-    sentences = sentences[sentences["metric"].isin(keep)][["sentence", "metric", "value"]]
-    keys = {"suite": suite.name, "cell_id": cell.cell_id, "train_key": cell.train_key, "arm": cell.arm,
-            "dataset": cell.dataset, "seed": cell.seed, "sampler": cell.sampler.sampler, "steps": cell.sampler.steps,
-            "nfe": records[0]["nfe"], "mbr": n, "batch_size": suite.decode.batch_size, "preset": suite.preset,
-            "gamma": cell.train.diffusion.gamma, "code_version": code_version(), "device": records[0]["device"],
-            "bertscore_model": bs.name if bs else "", "wall_time_s": time.perf_counter() - t0,
-            "label": cell.label, "sweep": json.dumps(dict(cell.sweep))}
-    store.write_cell(cell.cell_id, keys, metrics, pd.DataFrame(sentences))
+                "train_wall_s": model.wall_s, "train_steps": float(model.steps),
+                "train_examples": float(model.steps * cell.train.optim.batch_size)}
+    metrics |= model.curve_check(suite, cell)
+    keys = cell_keys(suite, cell_id=cell.cell_id, train_key=cell.train_key, arm=cell.arm, arm_label=cell.arm_label,
+                     kind="model", dataset=cell.dataset, seed=cell.seed, sampler=cell.sampler.sampler,
+                     steps=cell.sampler.steps, nfe=records[0]["nfe"], mbr=n, gamma=cell.train.diffusion.gamma,
+                     device=records[0]["device"], wall_time_s=time.perf_counter() - t0, label=cell.label,
+                     sweep=json.dumps(dict(cell.sweep)))
+    store.write_cell(cell.cell_id, keys, metrics, sentences)
+
+
+def run_trivial(suite: Suite, cell: TrivialCell, store: Store) -> None:
+    """Score one trivial output, tokenized and laid out exactly as the models' outputs are."""
+    t0 = time.perf_counter()
+    data = cell.train.data
+    train_pairs = load_split(data, "train")
+    tok = build_tokenizer(data.tokenizer, data.vocab_size, [s for p in train_pairs for s in (p.src, p.trg)])
+    pairs = load_split(data, suite.decode.split)[: suite.decode.limit]
+    hyps = BASELINES[cell.arm](train_pairs, [p.src for p in pairs])
+    ref = encode_pairs(tok, pairs, data.seq_len)
+    out = encode_pairs(tok, [Pair(p.src, h) for p, h in zip(pairs, hyps, strict=True)], data.seq_len)
+    path = store.samples_dir(cell.cell_id) / "samples.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = sample_rows(tok, pairs, ref.input_ids, ref.input_mask, start=0,
+                       recover=[target_text(tok, i, m) for i, m in zip(out.input_ids, out.input_mask, strict=True)])
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+    ev = evaluate(load_runs([path]), scorer(suite))
+    metrics, sentences = quality(suite, ev, str(path), mbr=False)
+    keys = cell_keys(suite, cell_id=cell.cell_id, train_key="", arm=cell.arm, arm_label=LABELS[cell.arm],
+                     kind="trivial", dataset=cell.dataset, seed=0, sampler="none", steps=0, nfe=0, mbr=1,
+                     gamma=float("nan"), device="", wall_time_s=time.perf_counter() - t0, label=cell.arm, sweep="{}")
+    store.write_cell(cell.cell_id, keys, metrics, sentences)
+
+
+@dataclass
+class TrainedModel:
+    """A group's trained model, loaded once for its cells: training bookkeeping and the check of
+    the cheap curve decoder against each cell's full decoder on the same validation subset."""
+
+    run_dir: Path
+    steps: int
+    wall_s: float
+    final_valid: dict  # the log's last validation row
+    _loaded: dict[str, Any] = field(default_factory=dict, repr=False)  # model, tokenizer, subset, on first use
+
+    @classmethod
+    def open(cls, run_dir: Path) -> TrainedModel:
+        valid, _ = log_by_step(run_dir)
+        last = valid[max(valid)]
+        return cls(run_dir, last["step"], last["wall_s"], last)
+
+    def curve_check(self, suite: Suite, cell: Cell) -> dict[str, float]:
+        """``curve_bleu_final``: the last point of the arm's own curve; ``valid_bleu_full``: the
+        cell's own decoder (one sample, seed 0) on the same sources (equal when the decoders are)."""
+        curve = self.final_valid.get(f"bleu/{cell.curve_sampler.key()}")
+        if curve is None:
+            return {}
+        full = cell.sampler.model_copy(update={"mbr": 1})
+        if full.key() == cell.curve_sampler.key():
+            return {"curve_bleu_final": curve, "valid_bleu_full": curve}
+        if not self._loaded:
+            model, tok, train_spec = load_model(self.run_dir)
+            self._loaded.update(model=model, tok=tok, spec=train_spec,
+                                subset=ValidationSubset.load(tok, train_spec, suite.curves.examples))
+        x = self._loaded
+        return {"curve_bleu_final": curve,
+                "valid_bleu_full": x["subset"].bleu(x["model"], x["tok"], x["spec"], full, suite.decode.batch_size)}
 
 
 def train_model(suite: Suite, group: Group, store: Store, progress: bool = False) -> None:
@@ -183,7 +288,7 @@ def fit(suite: Suite, group: Group, run_dir: Path, progress: bool = False) -> No
     """The training call itself (in this process, or in each torchrun rank)."""
     loop = LoopSpec(eval_every=suite.curves.every, save_every=suite.curves.every,
                     log_every=max(1, suite.curves.every // 5), threads=suite.threads)
-    train(group.train, run_dir, loop, eval_hook=curve_hook(suite, run_dir, group.train), progress=progress)
+    train(group.train, run_dir, loop, eval_hook=curve_hook(suite, group, run_dir), progress=progress)
 
 
 def run_group(suite: Suite, group: Group, results: Path, fail_fast: bool = False, progress: bool = False) -> GroupResult:
@@ -205,12 +310,10 @@ def run_group(suite: Suite, group: Group, results: Path, fail_fast: bool = False
             for c in todo:
                 store.write_error(c.cell_id, {"arm": c.arm, "seed": c.seed, "stage": "train"}, err)
             return GroupResult(group.train_key, [], {c.cell_id: f"training failed: {err}" for c in todo})
-        ckpt = checkpoint_dirs(store.model_dir(group.train_key))[-1]
-        state = torch.load(ckpt / "state.pt", weights_only=True)
-        train_meta = {"wall_s": state["wall"], "steps": state["step"]}
+        model = TrainedModel.open(store.model_dir(group.train_key))
         for c in todo:
             try:
-                run_cell(suite, c, store, train_meta)
+                run_cell(suite, c, store, model)
                 done.append(c.cell_id)
             except Exception as err:
                 if fail_fast:

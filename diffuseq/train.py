@@ -157,6 +157,18 @@ def load_model(run_dir: Path, ema: bool = True, step: int | None = None) -> tupl
     return model.eval(), tok, spec
 
 
+def read_log(run_dir: Path) -> list[dict]:
+    """The rows of a run's ``log.jsonl`` in file order; a line torn by a crash is skipped (the
+    resumed run wrote that step again, so for each step the last row wins)."""
+    rows = []
+    for line in (run_dir / "log.jsonl").read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
 def validation_loss(objective: Objective, valid: Encoded, batch: int, batches: int, device: torch.device) -> dict[str, float]:

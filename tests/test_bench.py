@@ -1,5 +1,7 @@
 """The harness: suite validation, expansion, dedup, crash-safe resume, concurrent runners, smoke."""
 
+import json
+import math
 import os
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from bench.spec import load_suite
 from bench.status import cell_status
 from bench.store import Store
 from diffuseq.config import ConfigError
+from diffuseq.metrics import clean
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "ablations" / "suites"
@@ -29,6 +32,8 @@ TINY = {
     "overrides": {"optim.steps": 20, "model.layers": 1, "model.hidden": 32, "model.ffn": 64, "optim.batch_size": 16},
     "curves": {"every": 10, "examples": 8},
     "decode": {"limit": 12, "batch_size": 8},
+    "baselines": [],  # trivial rows and the timing pass have tests of their own
+    "timing": {"enabled": False},
 }
 
 
@@ -71,8 +76,9 @@ def test_shipped_suites_validate(monkeypatch, tmp_path):
     for path in sorted(SUITES.glob("*.yaml")):
         suite = load_suite(path)
         counts[suite.name] = (len(expand(suite)), len(group(expand(suite))))
-    assert counts["smoke"] == (10, 6)
-    assert counts["quick"] == (3 * 7, 3 * 3)  # 3 seeds × (5 arms + 2 more v2 step counts); v2-like arms share
+    assert counts["smoke"] == (14, 10)  # 2 seeds × 7 arms; v2, absorb_train_only, official share a model
+    assert counts["quick"] == (3 * 10, 3 * 3)  # 3 seeds × (5 arms + 2 more v2 steps + 3 continuous); v2-like share
+    assert counts["absorbing_state"] == (5 * 6, 5 * 5)
     assert counts["gamma_sweep"] == (6 * 3, 6 * 3)
     assert counts["qqp_cpu"][1] == 5 * 3
 
@@ -162,12 +168,83 @@ def test_smoke_suite_end_to_end_with_report(tmp_path):
                          env=env, cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     table = pd.read_parquet(results / "table.parquet")
-    assert set(table.arm) == {"baseline", "hard_mask", "absorb_train_only", "v2", "official_v2_sampling"}
+    models = {"baseline", "hard_mask", "zero_absorb", "absorb_train_only", "v2", "v2_noreg", "official_v2_sampling"}
+    assert set(table.arm) == models | {"copy_source", "nearest_train_target"}
     assert set(table.seed) == {0, 1}
-    assert {"bleu", "bertscore_f1", "self_bleu", "sentences_per_s"} <= set(table.metric)
+    assert {"bleu", "bertscore_f1", "self_bleu", "sentences_per_s", "curve_bleu_final", "valid_bleu_full"} <= set(table.metric)
     assert (results / "curves.parquet").is_file() and (results / "per_sentence.parquet").is_file()
+    timing = pd.read_parquet(results / "timing.parquet")
+    assert set(timing.kind) == {"train_step", "forward", "sample_batch"}
+    assert (timing.min_s > 0).all() and (timing.min_s <= timing.median_s).all()
     rep = subprocess.run([sys.executable, "-m", "bench", "report", "--results", str(results), "--out", str(report)],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rep.returncode == 0, rep.stderr[-3000:]
     text = (report / "report.md").read_text()
     assert "baseline" in text and "v2" in text and list(report.glob("*.png"))
+
+
+def test_curves_use_each_arms_own_decoder_and_cells_check_it(tmp_path):
+    """DiffuSeq's curve is decoded with DDPM + clamp (respaced), v2's with DPM-Solver++; an extra
+    decoder is recorded but not marked own; each cell compares the curve's last point with its full
+    decoder on the same validation sources (identical when the decoders are the same)."""
+    extra = {"sampler": "dpm_solver++", "steps": 5}
+    path = write_suite(tmp_path, arms=["baseline", "v2"], baselines=[],
+                       samplers=[{"arms": ["v2"]}, {"arms": ["baseline"], "set": {"steps": 30, "mbr": 1}}],
+                       curves={"every": 10, "examples": 8, "steps": 12, "extra": [extra]},
+                       timing={"enabled": False})
+    run_suite(load_suite(path), path, tmp_path / "res", progress=False)
+    curves = pd.read_parquet(tmp_path / "res" / "curves.parquet")
+    bleu = curves[curves.metric == "bleu"]
+    own = bleu[bleu.own_decoder].groupby("arm")["decoder"].unique().to_dict()
+    assert list(own["baseline"]) == ["ddpm-12 clamp gaussian start"]
+    assert list(own["v2"]) == ["dpm_solver++-10"]
+    assert set(bleu[~bleu.own_decoder].decoder) == {"dpm_solver++-5"}
+    assert (bleu.examples == bleu.step * TINY["overrides"]["optim.batch_size"]).all()
+    assert {"m_norm", "m_norm_ema", "emb_norm", "val_mse", "val_nll"} <= set(curves.metric)
+    assert (curves[(curves.arm == "baseline") & (curves.metric == "m_norm")].value == 0).all()
+    table = pd.read_parquet(tmp_path / "res" / "table.parquet").pivot(index="arm", columns="metric", values="value")
+    assert table.loc["v2", "valid_bleu_full"] == table.loc["v2", "curve_bleu_final"]  # same decoder, same seed
+    last = bleu[bleu.own_decoder & (bleu.arm == "v2") & (bleu.step == bleu.step.max())].value.item()
+    assert table.loc["v2", "curve_bleu_final"] == last
+    assert 0 <= table.loc["baseline", "valid_bleu_full"] <= 1
+
+
+def test_trivial_rows_are_scored_like_the_models(tmp_path, monkeypatch):
+    """copy_source on three pairs, BLEU by hand: with every n-gram order matched (no smoothing),
+    BLEU = BP · exp(¼ Σ log p_n); nearest_train_target returns the target of the same source."""
+    data = tmp_path / "toy"
+    data.mkdir()
+    pairs = {
+        "train": [("how do i learn to cook rice", "what is the best way to cook rice"),
+                  ("why is the sky blue", "what makes the sky blue")] * 20,
+        "valid": [("why is the sky blue", "what makes the sky blue")],
+        "test": [("how can i learn to swim fast", "how can i learn to swim"),  # hyp longer than ref: BP = 1
+                 ("what is the capital of france", "what is the capital city of france"),
+                 ("why is the sky blue", "why is the sky blue today")],
+    }
+    for split, rows in pairs.items():
+        (data / f"{split}.jsonl").write_text("".join(f'{{"src": "{s}", "trg": "{t}"}}\n' for s, t in rows))
+    path = write_suite(tmp_path, datasets=[str(data)], arms=["v2"], metrics=["bleu"],
+                       overrides={**TINY["overrides"], "data.tokenizer": "bert"}, timing={"enabled": False})
+    suite = load_suite(path)
+    store = Store(tmp_path / "res")
+    from bench.cells import trivial_cells
+    from bench.runner import run_trivial_cells
+
+    assert run_trivial_cells(suite, trivial_cells(suite, expand(suite)), store, fail_fast=True) == (2, {})
+    table = store.consolidate()
+    bleu = table[table.metric == "bleu"].set_index("arm")["value"]
+
+    def by_hand(matches: list[int], totals: list[int], hyp_len: int, ref_len: int) -> float:
+        bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
+        return bp * math.exp(sum(math.log(m / t) for m, t in zip(matches, totals, strict=True)) / 4)
+
+    expected = [
+        by_hand([6, 5, 4, 3], [7, 6, 5, 4], 7, 6),  # 'fast' unmatched
+        by_hand([6, 4, 2, 1], [6, 5, 4, 3], 6, 7),  # "city" missing: BP = e^(1-7/6)
+        by_hand([5, 4, 3, 2], [5, 4, 3, 2], 5, 6),  # a prefix of the reference: BP = e^(1-6/5)
+    ]
+    assert bleu["copy_source"] == pytest.approx(sum(expected) / 3, rel=1e-9)
+    recover = [json.loads(line)["recover"] for line in
+               next((tmp_path / "res" / "samples").glob("nearest_train_target-*/samples.jsonl")).open()]
+    assert clean(recover[2]) == ["what", "makes", "the", "sky", "blue"]

@@ -113,12 +113,14 @@ def generate(model: Denoiser, tok: TextTokenizer, diffusion: DiffusionSpec, spec
 
 # ---------------------------------------------------------------------------------------------
 # Files
-def _rows(tok: TextTokenizer, pairs: list[Pair], input_ids: Tensor, input_mask: Tensor,
-          out_ids: Tensor, start: int) -> list[dict]:
+def sample_rows(tok: TextTokenizer, pairs: list[Pair], input_ids: Tensor, input_mask: Tensor,
+                start: int, recover: list[str]) -> list[dict]:
+    """Sample-file rows (index, source, reference, recover, refs of multi-reference sets) of the
+    encoded ``pairs[start:]`` (rows of input_ids/input_mask) with the outputs ``recover``."""
     rows = []
-    for i, (inp, mask, out) in enumerate(zip(input_ids, input_mask, out_ids, strict=True)):
+    for i, (inp, mask, hyp) in enumerate(zip(input_ids, input_mask, recover, strict=True)):
         row = {"index": start + i, "source": tok.tokens(inp[mask == 0].tolist()),
-               "reference": target_text(tok, inp, mask), "recover": target_text(tok, out, mask)}
+               "reference": target_text(tok, inp, mask), "recover": hyp}
         if refs := pairs[start + i].refs:
             row["refs"] = [tok.tokens(r) for r in tok.encode_batch(list(refs))]
         rows.append(row)
@@ -163,7 +165,8 @@ def _sample_seed(model: Denoiser, tok: TextTokenizer, diffusion: DiffusionSpec, 
                               frozenset(done), progress):
             sl = slice(b.index * batch_size, (b.index + 1) * batch_size)
             rec = {"batch": b.index, "nfe": b.nfe, "wall_s": b.wall_s,
-                   "rows": _rows(tok, pairs, input_ids[sl], input_mask[sl], b.ids, sl.start)}
+                   "rows": sample_rows(tok, pairs, input_ids[sl], input_mask[sl], sl.start,
+                                       [target_text(tok, o, m) for o, m in zip(b.ids, input_mask[sl], strict=True)])}
             f.write(json.dumps(rec) + "\n")
             f.flush()
             done[b.index] = rec

@@ -6,6 +6,8 @@ overrides of ``diffuseq sample``. Errors name the field and the allowed values.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
@@ -60,6 +62,18 @@ class SamplerSpec(Spec):
     )
     rounding: Literal["logits", "nearest"] = Field("logits", description="final embeddings → tokens: argmax of tied logits, or nearest embedding")
     mbr: int = Field(1, ge=1, description="MBR over this many samples (seeds) per source; 1 = no MBR")
+
+    def key(self) -> str:
+        """Content hash (8 hex chars): equal keys ⇒ the same decoding."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]
+
+    def short_name(self) -> str:
+        """``sampler-steps`` with the choices that set it apart, e.g. ``ddpm-100 clamp``."""
+        parts = [f"{self.sampler}-{self.steps}"]
+        parts += ["clamp"] * self.clamp + ["continuous"] * (self.time == "continuous") + ["overwrite"] * self.overwrite_state
+        parts += [] if self.start == "absorbing" else ["gaussian start"]
+        return " ".join(parts)
 
     @model_validator(mode="after")
     def _fields_match_sampler(self) -> SamplerSpec:

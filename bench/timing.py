@@ -1,0 +1,180 @@
+"""The controlled timing pass: the only source of the speed figures a report divides.
+
+Wall times of cells that ran at different moments, next to other work or on other nodes,
+measure the machine as much as the method. This pass times every configuration of a suite in
+one process on one device, interleaved: each repetition times every configuration once, in
+turn, after one untimed warm-up of each; the minimum and the median over repetitions are kept.
+Load that comes and goes then hits all configurations alike, and the minimum is close to the
+cost on an idle machine.
+
+Three kinds of figures (``bench.schema.TIMING_KINDS``):
+
+- ``train_step``: seconds per optimizer step of each model configuration (one seed's model
+  stands for the configuration), measured by running the real training loop
+  (:func:`diffuseq.train.train`) for ``1 + train_steps`` steps in a scratch directory and
+  differencing its per-step wall clock, the first step dropped;
+- ``forward``: seconds per denoiser call on one sampling batch: the floor of a sampler is
+  NFE × forward;
+- ``sample_batch``: seconds to decode that batch with one candidate of a configuration. A chain
+  longer than ``max_chain`` steps is timed on ``max_chain`` steps and scaled (every step of a
+  DDPM chain does the same work), and flagged ``extrapolated``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.cells import Cell, Group
+from bench.schema import ARM_SEPARATOR
+from bench.spec import Suite
+from diffuseq.config import LoopSpec
+from diffuseq.data import encode_pairs, load_split
+from diffuseq.sampling.base import build_sampler
+from diffuseq.sampling.generate import device_name, sample_batch
+from diffuseq.schedule import NoiseSchedule
+from diffuseq.train import load_model, read_log, train
+
+log = logging.getLogger(__name__)
+
+
+def config_groups(groups: list[Group]) -> list[Group]:
+    """One group per model configuration (dataset, arms, γ, sweep point): the first seed's."""
+    seen: dict[tuple, Group] = {}
+    for g in groups:
+        c = g.cells[0]
+        seen.setdefault((c.dataset, tuple(g.arms), g.train.diffusion.gamma, c.sweep), g)
+    return list(seen.values())
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _train_step_times(group: Group, steps: int, threads: int | None) -> list[float]:
+    """Seconds of each of ``steps`` training steps after one warm-up step, by the real loop."""
+    spec = group.train.model_copy(update={"optim": group.train.optim.model_copy(update={"steps": steps + 1})})
+    with tempfile.TemporaryDirectory(prefix="timing-") as tmp:
+        loop = LoopSpec(log_every=1, eval_every=10**9, save_every=10**9, threads=threads)
+        train(spec, Path(tmp), loop, progress=False)
+        walls = [r["wall_s"] for r in read_log(Path(tmp)) if r["split"] == "train"]
+    return [b - a for a, b in itertools.pairwise(walls)]
+
+
+class _SamplingBench:
+    """One model, its first sampling batch, and the timed calls on it."""
+
+    def __init__(self, group: Group, run_dir: Path, suite: Suite, max_chain: int):
+        self.model, tok, spec = load_model(run_dir)
+        self.diffusion, self.max_chain = spec.diffusion, max_chain
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to(device)
+        pairs = load_split(spec.data, suite.decode.split)[: min(suite.decode.batch_size, suite.decode.limit or 10**9)]
+        enc = encode_pairs(tok, pairs, spec.data.seq_len)
+        self.ids, self.mask = enc.input_ids.to(device), enc.input_mask.to(device)
+        self.device = device_name(self.model.word_emb.weight.device)
+        self.schedule = NoiseSchedule(self.diffusion.schedule, self.diffusion.steps)
+
+    def sync(self) -> None:
+        if self.model.word_emb.weight.is_cuda:
+            torch.cuda.synchronize()
+
+    @torch.inference_mode()
+    def forward(self) -> None:
+        z = self.model.embed(self.ids)
+        t = torch.full((z.shape[0],), self.diffusion.steps // 2, device=z.device)
+        self.model(z, t, self.diffusion.steps)
+        self.sync()
+
+    def timed_spec(self, cell: Cell):
+        """The spec actually run, and the factor that scales its time to the cell's chain."""
+        spec = cell.sampler
+        if spec.steps > self.max_chain:
+            return spec.model_copy(update={"steps": self.max_chain}), spec.steps / self.max_chain
+        return spec, 1.0
+
+    @torch.inference_mode()
+    def sample(self, cell: Cell) -> float:
+        spec, scale = self.timed_spec(cell)
+        sampler = build_sampler(spec, self.schedule)
+        gen = torch.Generator(self.ids.device).manual_seed(0)
+        seconds = _seconds(lambda: (sample_batch(self.model, sampler, self.ids, self.mask, self.diffusion.gamma, gen),
+                                    self.sync()))
+        return seconds * scale
+
+
+def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Callable[[str], None] = log.info,
+               ) -> list[dict[str, Any]]:
+    """Time every model configuration and sampling configuration of ``groups`` (their models must
+    be trained under ``models_dir``); returns rows of ``bench.schema.TIMING_COLUMNS``."""
+    t = suite.timing
+    if suite.threads:
+        torch.set_num_threads(suite.threads)
+    configs = config_groups(groups)
+    benches = {g.train_key: _SamplingBench(g, models_dir / g.train_key, suite, t.max_chain) for g in configs}
+    samples = [(g, c) for g in configs for c in _distinct_decoders(g)]
+    train_times: dict[str, list[float]] = {g.train_key: [] for g in configs}
+    forward_times: dict[str, list[float]] = {g.train_key: [] for g in configs}
+    sample_times: dict[str, list[float]] = {c.cell_id: [] for _, c in samples}
+
+    progress(f"timing pass: warm-up of {len(configs)} model(s) and {len(samples)} sampling configuration(s)")
+    for g in configs:
+        _train_step_times(g, 1, suite.threads)
+        benches[g.train_key].forward()
+    for g, c in samples:
+        benches[g.train_key].sample(c)
+    for rep in range(t.reps):
+        progress(f"timing pass: repetition {rep + 1}/{t.reps}")
+        for g in configs:
+            train_times[g.train_key] += _train_step_times(g, t.train_steps, suite.threads)
+            forward_times[g.train_key].append(_seconds(benches[g.train_key].forward))
+        for g, c in samples:
+            sample_times[c.cell_id].append(benches[g.train_key].sample(c))
+
+    rows = []
+    threads = torch.get_num_threads()
+    for g in configs:
+        c, bench = g.cells[0], benches[g.train_key]
+        base = {"suite": suite.name, "preset": suite.preset, "dataset": c.dataset, "arm": ARM_SEPARATOR.join(g.arms),
+                "gamma": g.train.diffusion.gamma, "sweep": _sweep(c), "train_key": g.train_key,
+                "device": bench.device, "threads": threads, "reps": t.reps, "extrapolated": False,
+                "label": "", "sampler": "", "steps": 0, "nfe": 0, "mbr": 0}
+        rows.append(base | {"kind": "train_step", "batch_size": g.train.optim.batch_size,
+                            **_stats(train_times[g.train_key])})
+        rows.append(base | {"kind": "forward", "batch_size": int(bench.ids.shape[0]), **_stats(forward_times[g.train_key])})
+    for g, c in samples:
+        bench = benches[g.train_key]
+        rows.append({"suite": suite.name, "preset": suite.preset, "dataset": c.dataset, "kind": "sample_batch",
+                     "arm": c.arm, "gamma": g.train.diffusion.gamma, "sweep": _sweep(c), "label": c.label,
+                     "sampler": c.sampler.sampler, "steps": c.sampler.steps, "nfe": c.sampler.steps,
+                     "mbr": c.sampler.mbr, "batch_size": int(bench.ids.shape[0]), "train_key": g.train_key,
+                     "device": bench.device, "threads": threads, "reps": t.reps,
+                     "extrapolated": c.sampler.steps > t.max_chain, **_stats(sample_times[c.cell_id])})
+    return rows
+
+
+def _distinct_decoders(group: Group) -> list[Cell]:
+    """The group's cells with distinct (arm, label): each sampling configuration once."""
+    seen: dict[tuple[str, str], Cell] = {}
+    for c in group.cells:
+        seen.setdefault((c.arm, c.label), c)
+    return list(seen.values())
+
+
+def _sweep(cell: Cell) -> str:
+    return json.dumps(dict(cell.sweep))
+
+
+def _stats(seconds: list[float]) -> dict[str, float]:
+    return {"min_s": min(seconds), "median_s": statistics.median(seconds)}
