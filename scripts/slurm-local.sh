@@ -96,6 +96,8 @@ SelectTypeParameters=CR_CPU_Memory
 DefMemPerCPU=$((mem / cpus))
 SlurmdParameters=config_overrides
 ReturnToService=2
+# submitit ignores SIGTERM: a cancelled job would run on for KillWait seconds (default 30)
+KillWait=2
 MpiDefault=none
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
@@ -190,7 +192,7 @@ stop() {
 down() {
   local jobs=() i
   if running slurmctld; then  # jobs would outlive slurmd
-    mapfile -t jobs < <(timeout 10 squeue -h -o %A | sort -u)
+    mapfile -t jobs < <(timeout 10 squeue -h -o %i)
     ((${#jobs[@]} == 0)) || timeout 10 scancel -s KILL "${jobs[@]}" || true
   fi
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do

@@ -25,7 +25,6 @@ import pytest
 import yaml
 
 from bench.cells import expand, group
-from bench.runner import run_suite
 from bench.spec import load_suite
 from bench.status import cell_states
 
@@ -35,8 +34,8 @@ from test_bench import TINY, _numbers  # noqa: E402
 
 pytestmark = pytest.mark.slurm
 HOW = "bring one up with `sudo scripts/slurm-local.sh up` and export SLURM_CONF=/tmp/slurm-local/etc/slurm.conf"
-# long enough to kill a model between checkpoints: 400 steps, a checkpoint every 50
-LONG = {"overrides": {**TINY["overrides"], "optim.steps": 400}, "curves": {"every": 50, "examples": 4}}
+# long enough to kill a model between checkpoints: 400 steps, a checkpoint every 100
+LONG = {"overrides": {**TINY["overrides"], "optim.steps": 400}, "curves": {"every": 100, "examples": 4}}
 ENV = {"OMP_NUM_THREADS": "1", "BENCH_SLURM_POLL_S": "1"}
 
 
@@ -77,10 +76,12 @@ def write(tmp_path: Path, name: str = "suite.yaml", **changes) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> pd.DataFrame:
-    """The LONG suite's numbers from the local executor."""
+    """The LONG suite's numbers from the local executor (two worker processes, like two tasks)."""
     tmp = tmp_path_factory.mktemp("reference")
-    path = write(tmp, executor={"kind": "local"}, **LONG)
-    run_suite(load_suite(path), path, tmp / "res", progress=False)
+    path = write(tmp, **LONG)
+    cmd = [sys.executable, "-m", "bench", "run", str(path), "--results", str(tmp / "res"), "--workers", "2", "--no-progress"]
+    run = subprocess.run(cmd, cwd=REPO, env={**os.environ, **ENV}, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return _numbers(tmp / "res")
 
 
@@ -219,7 +220,7 @@ def test_killed_task_alone_is_resubmitted_shown_pending_and_resumes_from_its_che
     runner = Runner(path, results)
     wait_until(lambda: list(ckpts.glob("step_*[0-9]")), "a checkpoint of the v2 model", timeout=300, runner=runner)
     killed = records(results)[v2.train_key]
-    scancel(killed)  # the task dies mid-training
+    scancel(f"{killed}.0")  # SIGKILL to the task's step: training dies at once (a cancel would wait KillWait)
     out = runner.finish(300)
     step = max(int(p.name.split("_")[1]) for p in ckpts.glob("step_*[0-9]"))
     assert runner.proc.returncode == 1, out
