@@ -89,7 +89,7 @@ class Runner:
     """``python -m bench run`` in the background, its output in a file."""
 
     def __init__(self, path: Path, results: Path, path_prefix: Path | None = None):
-        self.out = results.parent / f"runner-{time.monotonic_ns()}.txt"
+        self.results, self.out = results, results.parent / f"runner-{time.monotonic_ns()}.txt"
         env = {**os.environ, **ENV}
         if path_prefix:
             env["PATH"] = f"{path_prefix}:{env['PATH']}"
@@ -146,12 +146,21 @@ def scancel(*job_ids: str) -> None:
 
 
 @pytest.fixture
-def cleanup() -> Iterator[list[Path]]:
-    """Results directories whose recorded jobs are cancelled when the test ends, however it ends."""
-    dirs: list[Path] = []
-    yield dirs
-    for d in dirs:
-        scancel(*{j.split("_")[0] for j in records(d).values()})
+def start() -> Iterator[Callable[..., Runner]]:
+    """Starts runners; when the test ends, however it ends, kills those still running and cancels
+    every job recorded in their results directories."""
+    runners: list[Runner] = []
+
+    def start_runner(path: Path, results: Path, path_prefix: Path | None = None) -> Runner:
+        runners.append(Runner(path, results, path_prefix))
+        return runners[-1]
+
+    yield start_runner
+    for r in runners:
+        if r.proc.poll() is None:
+            r.kill()
+    for results in {r.results for r in runners}:
+        scancel(*{j.split("_")[0] for j in records(results).values()})
 
 
 @contextmanager
@@ -180,11 +189,10 @@ def status(path: Path, results: Path, env: dict | None = None) -> str:
     return out.stdout
 
 
-def test_suite_is_one_job_array_with_local_numbers_and_live_status(tmp_path, reference, cleanup):
+def test_suite_is_one_job_array_with_local_numbers_and_live_status(tmp_path, reference, start):
     path, results = write(tmp_path, **LONG), tmp_path / "res"
-    cleanup.append(results)
     with blocker():
-        runner = Runner(path, results)
+        runner = start(path, results)
         wait_until(pending(results, 2), "two pending array tasks", runner=runner)
         jobs = records(results)
         arrays = {j.split("_")[0] for j in jobs.values()}
@@ -210,14 +218,13 @@ def test_suite_is_one_job_array_with_local_numbers_and_live_status(tmp_path, ref
     pd.testing.assert_frame_equal(reference, _numbers(results))
 
 
-def test_killed_task_alone_is_resubmitted_shown_pending_and_resumes_from_its_checkpoint(tmp_path, reference, cleanup):
+def test_killed_task_alone_is_resubmitted_shown_pending_and_resumes_from_its_checkpoint(tmp_path, reference, start):
     """Defect 3 (a pending resubmission shown as failed), and a model killed mid-training resuming."""
     path, results = write(tmp_path, **LONG), tmp_path / "res"
-    cleanup.append(results)
     suite = load_suite(path)
     other, v2 = sorted(group(expand(suite)), key=lambda g: "v2" in g.arms)
     ckpts = results / "models" / v2.train_key / "checkpoints"
-    runner = Runner(path, results)
+    runner = start(path, results)
     wait_until(lambda: list(ckpts.glob("step_*[0-9]")), "a checkpoint of the v2 model", timeout=300, runner=runner)
     killed = records(results)[v2.train_key]
     scancel(f"{killed}.0")  # SIGKILL to the task's step: training dies at once (a cancel would wait KillWait)
@@ -229,7 +236,7 @@ def test_killed_task_alone_is_resubmitted_shown_pending_and_resumes_from_its_che
     before = records(results)
 
     with blocker():
-        again = Runner(path, results)
+        again = start(path, results)
         wait_until(lambda: records(results)[v2.train_key] != killed, "the v2 group resubmitted", runner=again)
         wait_until(lambda: state(records(results)[v2.train_key]) == "PENDING", "the resubmission pending", runner=again)
         shown = {s.cell_id: s for s in cell_states(suite, results)}
@@ -248,12 +255,11 @@ def test_killed_task_alone_is_resubmitted_shown_pending_and_resumes_from_its_che
     pd.testing.assert_frame_equal(reference, _numbers(results))
 
 
-def test_status_asks_slurm_after_the_runner_and_its_jobs_were_killed(tmp_path, cleanup):
+def test_status_asks_slurm_after_the_runner_and_its_jobs_were_killed(tmp_path, start):
     """Defect 2: status said "submitted" for jobs SLURM had cancelled."""
     path, results = write(tmp_path), tmp_path / "res"
-    cleanup.append(results)
     with blocker():
-        runner = Runner(path, results)
+        runner = start(path, results)
         wait_until(pending(results, 2), "two pending array tasks", runner=runner)
         runner.kill()
         jobs = records(results)
@@ -266,17 +272,16 @@ def test_status_asks_slurm_after_the_runner_and_its_jobs_were_killed(tmp_path, c
         assert f"(job {job} CANCELLED; log: {log})" in shown, shown
 
 
-def test_rerun_waits_for_live_jobs_instead_of_resubmitting(tmp_path, cleanup):
+def test_rerun_waits_for_live_jobs_instead_of_resubmitting(tmp_path, start):
     """Defect 4: a re-run while earlier jobs were pending submitted their groups again and
     counted cells it did not run."""
     path, results = write(tmp_path), tmp_path / "res"
-    cleanup.append(results)
     with blocker():
-        first = Runner(path, results)
+        first = start(path, results)
         wait_until(pending(results, 2), "two pending array tasks", runner=first)
         first.kill()  # the runner is interrupted; its jobs live on
         jobs = records(results)
-        again = Runner(path, results)
+        again = start(path, results)
         wait_until(lambda: "waiting for" in again.text() or records(results) != jobs, "the re-run to decide",
                    runner=again)
         assert records(results) == jobs, "the re-run submitted the live jobs' groups again"
@@ -289,17 +294,16 @@ def test_rerun_waits_for_live_jobs_instead_of_resubmitting(tmp_path, cleanup):
     assert {state(j) for j in jobs.values()} == {"COMPLETED"}
 
 
-def test_a_job_cancelled_without_accounting_fails_the_run_instead_of_hanging_it(tmp_path, cleanup):
+def test_a_job_cancelled_without_accounting_fails_the_run_instead_of_hanging_it(tmp_path, start):
     """Defect 1: without accounting submitit saw the cancelled job as UNKNOWN forever."""
     path, results = write(tmp_path), tmp_path / "res"
-    cleanup.append(results)
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "sacct").write_text("#!/bin/sh\necho 'sacct: error: Slurm accounting storage is disabled' >&2\nexit 1\n")
     (fake / "sacct").chmod(0o755)
     suite = load_suite(path)
     (v2,) = [g for g in group(expand(suite)) if "v2" in g.arms]
-    runner = Runner(path, results, path_prefix=fake)
+    runner = start(path, results, path_prefix=fake)
     wait_until(lambda: v2.train_key in records(results), "the v2 group submitted", runner=runner)
     killed = records(results)[v2.train_key]
     wait_until(lambda: state(killed) == "RUNNING", f"job {killed} to run", runner=runner)
