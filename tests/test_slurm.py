@@ -43,19 +43,23 @@ def _cmd(cmd: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
 
 
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no output"])[-1]
+
+
 def _cluster_problem() -> str | None:
     """Why the tests cannot run here, or None."""
     if shutil.which("sinfo") is None:
         return f"no SLURM client here (no sinfo); {HOW}"
     info = _cmd(["sinfo", "-h", "-N", "-o", "%N"], timeout=15)
     if info.returncode != 0:
-        return f"no SLURM cluster answers (sinfo: {info.stderr.strip()}); {HOW}"
+        return f"no SLURM cluster answers ({_last_line(info.stderr)}); {HOW}"
     nodes = set(info.stdout.split())
     if len(nodes) != 1:
         return f"the SLURM cluster has {len(nodes)} nodes: these tests fill a node, so they run only on a one-node test cluster; {HOW}"
     acct = _cmd(["sacct", "-n", "-X", "-j", "1"], timeout=15)
     if acct.returncode != 0:
-        return f"SLURM accounting is absent (sacct: {acct.stderr.strip()}), which submitit needs; {HOW}"
+        return f"SLURM accounting is absent ({_last_line(acct.stderr)}), which submitit needs; {HOW}"
     return None
 
 
