@@ -59,7 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     elif args.executor:
         executor = make_executor(suite, results, args.executor)
     summary = run_suite(suite, suite_file, results, args.only, executor, args.fail_fast, progress=not args.no_progress)
-    print(f"{suite.name}: {summary.done} cells run, {summary.skipped} already done, {len(summary.failed)} failed, "
+    elsewhere = f"{summary.elsewhere} finished by an earlier run's jobs, " if summary.elsewhere else ""
+    print(f"{suite.name}: {summary.done} cells run, {summary.skipped} already done, {elsewhere}{len(summary.failed)} failed, "
           f"{summary.wall_s:.0f} s; results in {results}")
     for cell, err in summary.failed.items():
         print(f"  FAILED {cell}: {err} (details: {results}/errors/{cell}.json)")
@@ -83,13 +84,13 @@ def cmd_time(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from bench.status import cell_status
+    from bench.status import cell_states
 
     suite, _, results = _suite_and_results(args)
-    rows = cell_status(suite, results)
-    for cell_id, state in rows:
-        print(f"{state:8s} {cell_id}")
-    counts = {s: sum(1 for _, x in rows if x == s) for s in ("done", "running", "submitted", "failed", "pending")}
+    rows = cell_states(suite, results)
+    for row in rows:
+        print(f"{row.state:9s} {row.cell_id}" + (f"  ({row.detail})" if row.detail else ""))
+    counts = {s: sum(1 for r in rows if r.state == s) for s in ("done", "running", "submitted", "failed", "pending")}
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
     return 0
 

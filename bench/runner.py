@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 class RunSummary:
     total: int
     skipped: int  # already finished before this run
-    done: int
+    done: int  # finished by this run
     failed: dict[str, str]
     wall_s: float
+    elsewhere: int = 0  # finished meanwhile by others, e.g. the live jobs of an earlier run this run waited for
 
 
 def plan(suite: Suite, results: Path, only: str | None = None) -> tuple[list[Cell], list[Cell]]:
@@ -95,17 +96,23 @@ def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = 
              len(groups), len(trivial_todo))
     executor = executor or make_executor(suite, results)
     done, failed = run_trivial_cells(suite, trivial_todo, store, fail_fast)
+    elsewhere = 0
+    unfinished = {c.cell_id for c in todo}
+    cells_of = {g.train_key: g.cells for g in groups}
     total = len(cells) + len(trivial)
     with tqdm(total=total, initial=total - len(todo) - len(trivial_todo) + done + len(failed), unit="cell",
               desc=suite.name, disable=not progress, dynamic_ncols=True) as bar:
         for res in executor.map(suite, groups, results, fail_fast):
-            finished = len([c for c in res.done if c in {x.cell_id for x in todo}])
+            finished = len([c for c in res.done if c in unfinished])
+            others = len([c for c in cells_of[res.train_key] if c.cell_id in unfinished and c.cell_id not in res.done
+                          and store.is_done(c.cell_id)])
             done += finished
+            elsewhere += others
             failed |= res.failed
             for cell_id, err in res.failed.items():  # e.g. a killed cluster job left no record itself
                 if cell_id not in store.errors():
                     store.write_error(cell_id, {"train_key": res.train_key, "stage": "job"}, RuntimeError(err))
-            bar.update(finished + len(res.failed))
+            bar.update(finished + others + len(res.failed))
             bar.set_postfix(failed=len(failed))
     if suite.timing.enabled and not only and not failed:
         if isinstance(executor, LocalExecutor):
@@ -115,4 +122,4 @@ def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = 
                      type(executor).__name__, suite.name)
     store.consolidate()
     skipped = len(cells) - len(todo) + len(trivial) - len(trivial_todo)
-    return RunSummary(total, skipped, done, failed, time.perf_counter() - t0)
+    return RunSummary(total, skipped, done, failed, time.perf_counter() - t0, elsewhere)
