@@ -1,6 +1,10 @@
 """Specs, arms, data loading and validation, tokenizers, batching layout."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +12,8 @@ from diffuseq import synthetic
 from diffuseq.config import ConfigError, DataSpec, build_train_spec, load_arm, parse_overrides
 from diffuseq.data import BatchSampler, DataError, Pair, encode_pairs, load_split, read_jsonl
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_arms_are_configurations_and_share_models():
@@ -134,3 +140,19 @@ def test_batches_depend_only_on_seed_and_step_and_split_across_ranks():
     assert sorted(r0.indices(7).tolist() + r1.indices(7).tolist()) == sorted(a.indices(7).tolist())
     with pytest.raises(ValueError, match="divisible"):
         BatchSampler(100, 7, 0, world=2)
+
+
+def test_wordpiece_vocabulary_is_the_same_in_fresh_processes(tmp_path):
+    """HF's trainer alone learns a different vocabulary in each process; ours must not."""
+    script = (
+        "import sys; from diffuseq import synthetic; from diffuseq.tokenizer import build_tokenizer\n"
+        "texts = [s for p in synthetic.generate()['train'] for s in p]\n"
+        "sys.stdout.write(build_tokenizer('wordpiece', 400, texts).tok.to_str())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env={**env, "DIFFUSEQ_CACHE": str(tmp_path / f"cache{i}")},
+                              stdout=subprocess.PIPE, text=True) for i in range(2)]
+    first, second = (p.communicate(timeout=120)[0] for p in procs)
+    assert [p.returncode for p in procs] == [0, 0]
+    assert json.loads(first)["model"]["vocab"] == json.loads(second)["model"]["vocab"]
+    assert first == second
