@@ -18,6 +18,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from diffuseq.errors import UserError
+
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -151,15 +153,40 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["model.layers=2", "diffusion.gamma=0.5"]`` → nested dict (values parsed as YAML)."""
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like section.key=value (e.g. model.layers=2)")
-        path, raw = item.split("=", 1)
+        path, eq, raw = item.partition("=")
+        if not eq or not path.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE; write e.g. --set model.layers=2")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({yaml_problem(err)}); quote it") from None
         node = out
         *parents, leaf = path.strip().split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = value
     return out
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """One line describing a YAML error: ``line L, column C: problem``."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
+def read_yaml(path: Path) -> Any:
+    """The parsed content of a YAML file; a missing or malformed file is a :class:`ConfigError`."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give a YAML file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}; fix the file") from None
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
@@ -171,7 +198,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration problem, with a message that names the file and key."""
 
 
@@ -220,10 +247,7 @@ def arm_path(arm: str | Path) -> Path:
 def load_arm(arm: str | Path) -> dict[str, Any]:
     """Read an arm file; checks its shape (``train`` must validate as a DiffusionSpec)."""
     path = arm_path(arm)
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    doc = read_yaml(path) or {}
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: an arm file must be a mapping with keys train, sample")
     unknown = set(doc) - {"description", "train", "sample"}
