@@ -1,6 +1,7 @@
 """Specs, arms, data loading and validation, tokenizers, batching layout."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -156,3 +157,20 @@ def test_wordpiece_vocabulary_is_the_same_in_fresh_processes(tmp_path):
     assert [p.returncode for p in procs] == [0, 0]
     assert json.loads(first)["model"]["vocab"] == json.loads(second)["model"]["vocab"]
     assert first == second
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"src": "a", "trg": "b"}\n{"src": "c", "trg": "d"}\n')
+    assert read_jsonl(path) == [Pair("a", "b"), Pair("c", "d")]
+
+
+def test_empty_sources_and_targets_are_counted_in_one_warning(tmp_path, caplog):
+    path = tmp_path / "train.jsonl"
+    rows = [{"src": "a", "trg": "b"}, {"src": "", "trg": "b"}, {"src": "a", "trg": "  "}, {"src": "c", "trg": "d"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with caplog.at_level(logging.WARNING, logger="diffuseq"):
+        pairs = read_jsonl(path)
+    assert len(pairs) == 4
+    (record,) = caplog.records
+    assert f"{path}: 2 of 4 pairs have an empty src or trg (lines 2, 3); they are kept" == record.getMessage()
