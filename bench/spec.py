@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from diffuseq.config import (
     ConfigError,
@@ -100,6 +108,21 @@ class Suite(_Strict):
             arm_path(a)  # raises ConfigError listing the known arms
         return arms
 
+    @field_validator("seeds")
+    @classmethod
+    def _non_negative_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        if bad := [s for s in seeds if s < 0]:
+            raise ValueError(f"negative seed(s) {bad}; seeds must be 0 or more")
+        return seeds
+
+    @field_validator("arms", "datasets", "seeds")
+    @classmethod
+    def _each_once(cls, values: tuple, info: ValidationInfo) -> tuple:
+        if dup := sorted({v for v in values if values.count(v) > 1}):
+            what = info.field_name[:-1]  # arm, dataset, seed
+            raise ValueError(f"duplicate {what}{'s' if len(dup) > 1 else ''} {', '.join(map(str, dup))}; list each {what} once")
+        return values
+
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, metrics: tuple[str, ...]) -> tuple[str, ...]:
@@ -130,16 +153,32 @@ def _dotted(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_datasets(suite: Suite, source: str) -> None:
-    """Named datasets need a data root that holds them (the embedded ``default`` needs none)."""
-    root = suite.overrides.get("data.data_root") or os.environ.get(DATA_ROOT_ENV)
+    """Named datasets need a data root that holds them (the embedded ``default`` needs none), and
+    every jsonl dataset the files the suite reads: train, valid and the decoded split."""
+    data = _dotted(suite.overrides).get("data", {})
+    root = data.get("data_root") or os.environ.get(DATA_ROOT_ENV)
     for i, name in enumerate(suite.datasets):
-        if name == "default" or Path(name).is_dir():
+        if name == "default" or data.get("hf"):
             continue
-        if root is None:
-            raise ConfigError(f"{source}: datasets.{i}: {name!r} needs a data root: set ${DATA_ROOT_ENV} (e.g. ../shared/data)")
-        if not (Path(root) / name).is_dir():
-            known = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
-            raise ConfigError(f"{source}: datasets.{i}: no dataset {name!r} under {root}; allowed: ['default', *{known}]")
+        folder = Path(name)
+        if not folder.is_dir():
+            if root is None:
+                raise ConfigError(f"{source}: datasets.{i}: {name!r} needs a data root: set ${DATA_ROOT_ENV} (e.g. ../shared/data)")
+            folder = Path(root) / name
+            if not folder.is_dir():
+                known = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
+                raise ConfigError(f"{source}: datasets.{i}: no dataset {name!r} under {root}; allowed: ['default', *{known}]")
+        check_split_files(folder, suite.decode.split, f"{source}: datasets.{i}")
+
+
+def check_split_files(folder: Path, decode_split: str, where: str) -> None:
+    """``folder`` holds train.jsonl, valid.jsonl and the decoded split (``.jsonl`` or ``.refs.jsonl``)."""
+    for split in ("train", "valid"):
+        if not (folder / f"{split}.jsonl").is_file():
+            raise ConfigError(f"{where}: {folder} has no {split}.jsonl, which training needs; add it")
+    if not any((folder / f"{decode_split}{ext}").is_file() for ext in (".jsonl", ".refs.jsonl")):
+        fix = "add it" + (" or set decode.split: valid" if decode_split != "valid" else "")
+        raise ConfigError(f"{where}: {folder} has no {decode_split}.jsonl, which decode.split: {decode_split} needs; {fix}")
 
 
 def sweep_points(suite: Suite) -> list[dict[str, Any]]:
