@@ -1,8 +1,10 @@
-"""Suite files (``ablations/suites/*.yaml``): schema, loading and validation.
+"""Suite files: schema, loading and validation.
 
 A suite names arms × datasets × seeds × samplers (× sweep points) and the scale preset. Errors
 name the file, the key path and what is allowed; ``python -m bench validate SUITE`` checks a file
-without running it. Arms come from ``ablations/arms/<name>.yaml`` (see diffuseq.config).
+without running it. A suite is a YAML path or a name looked up in ``$DIFFUSEQ_SUITES_DIR``,
+``./ablations/suites``, then the built-in ``bench/suites/`` (see :mod:`diffuseq.resources`); arms
+likewise (see diffuseq.config).
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,11 +30,16 @@ from diffuseq.config import (
     build_train_spec,
     format_validation_error,
     load_arm,
+    read_yaml,
 )
 from diffuseq.data import DATA_ROOT_ENV
+from diffuseq.resources import Catalog
 from diffuseq.sampling.spec import build_sampler_spec, overlay
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "ablations" / "suites"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+SUITES = Catalog("suite", "DIFFUSEQ_SUITES_DIR", "ablations/suites", "bench", "suites")
 METRICS = ("bleu", "rouge_l", "bertscore", "dist1", "length", "corpus_bleu", "self_bleu", "div4")
 
 
@@ -195,18 +201,21 @@ def sample_raw(suite: Suite, arm: str, entry: SamplerEntry, steps: int | None) -
     return overlay(load_arm(arm)["sample"], over)
 
 
+def suite_file(suite: str | Path) -> Path | Traversable:
+    """A suite's file: the path itself, or the first ``<name>.yaml`` in the suite folders."""
+    path = Path(suite)
+    if path.is_file():
+        return path
+    if found := SUITES.find(str(suite)):
+        return found
+    raise ConfigError(f"suite {str(suite)!r} not found: no such file, and no {path.name}.yaml in {SUITES.searched()}; "
+                      f"suites: {SUITES.names()}")
+
+
 def load_suite(path: str | Path) -> Suite:
     """Read and fully validate a suite: schema, arms, every training spec and sampler spec."""
-    path = Path(path)
-    if not path.suffix and not path.exists():
-        path = SUITES_DIR / f"{path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-        raise ConfigError(f"suite {str(path)!r} not found; suites in {SUITES_DIR}: {known}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    path = suite_file(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a suite must be a mapping of keys (name, preset, arms, seeds, ...)")
     try:

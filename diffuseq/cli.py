@@ -35,7 +35,7 @@ from diffuseq.runtime import flush_denormals
 def _train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to train")
     g.add_argument("--preset", choices=sorted(PRESETS), default="smoke", help="model/data/optimiser sizes (default: smoke)")
-    g.add_argument("--arm", default="v2", help="arm name (ablations/arms/NAME.yaml) or an arm file; sets the diffusion section (default: v2)")
+    g.add_argument("--arm", default="v2", help="arm name (built in, or NAME.yaml in $DIFFUSEQ_ARMS_DIR or ./ablations/arms) or an arm file; sets the diffusion section (default: v2)")
     g.add_argument("--config", type=Path, help="YAML file with TrainSpec sections (data, model, diffusion, optim) applied after the arm")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one field, e.g. --set model.layers=2 --set diffusion.gamma=0.3 (repeatable)")

@@ -13,12 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from diffuseq.errors import UserError
+from diffuseq.resources import Catalog
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 class Spec(BaseModel):
@@ -175,7 +179,7 @@ def yaml_problem(err: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
 
 
-def read_yaml(path: Path) -> Any:
+def read_yaml(path: Path | Traversable) -> Any:
     """The parsed content of a YAML file; a missing or malformed file is a :class:`ConfigError`."""
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
@@ -224,24 +228,22 @@ def build_train_spec(
 
 
 # ---------------------------------------------------------------------------------------------
-# Arms: declarative files (ablations/arms/<name>.yaml) with a `train` section (DiffusionSpec
-# fields) and a `sample` section (a sampler spec). The library only needs the training part.
-ARMS_DIR = Path(__file__).resolve().parents[1] / "ablations" / "arms"
+# Arms: declarative files (built in: diffuseq/arms/<name>.yaml; see diffuseq.resources for the user
+# folders read first) with a `train` section (DiffusionSpec fields) and a `sample` section (a
+# sampler spec). The library only needs the training part.
+ARMS = Catalog("arm", "DIFFUSEQ_ARMS_DIR", "ablations/arms", "diffuseq", "arms")
 
 
-def arm_path(arm: str | Path) -> Path:
-    """Resolve an arm name (looked up in $DIFFUSEQ_ARMS_DIR or ablations/arms) or a file path."""
-    import os
-
+def arm_path(arm: str | Path) -> Traversable:
+    """Resolve an arm file path, or a name looked up in $DIFFUSEQ_ARMS_DIR, ./ablations/arms, then
+    the built-in arms."""
     p = Path(arm)
-    if p.suffix in (".yaml", ".yml") and p.exists():
+    if p.suffix in (".yaml", ".yml") and p.is_file():
         return p
-    folder = Path(os.environ.get("DIFFUSEQ_ARMS_DIR", ARMS_DIR))
-    cand = folder / f"{arm}.yaml"
-    if not cand.exists():
-        known = sorted(q.stem for q in folder.glob("*.yaml")) if folder.exists() else []
-        raise ConfigError(f"unknown arm {str(arm)!r}: no file {cand}; known arms: {known}")
-    return cand
+    found = ARMS.find(str(arm))
+    if found is None:
+        raise ConfigError(f"unknown arm {str(arm)!r}: no file {arm}.yaml in {ARMS.searched()}; known arms: {ARMS.names()}")
+    return found
 
 
 def load_arm(arm: str | Path) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-root", help="folder of datasets (else the run's data.data_root or $DIFFUSEQ_DATA_ROOT)")
     g.add_argument("--limit", type=int, help="only the first N sources")
     g = p.add_argument_group("how to sample")
-    g.add_argument("--arm", help="arm name (ablations/arms/NAME.yaml) or file: use its sample section")
+    g.add_argument("--arm", help="arm name (built in, or NAME.yaml in $DIFFUSEQ_ARMS_DIR or ./ablations/arms) or file: use its sample section")
     g.add_argument("--sampler", choices=["ddpm", "ddim", "dpm_solver++"])
     g.add_argument("--steps", type=int, help="model evaluations per sample (NFE)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

@@ -19,7 +19,7 @@ from bench.store import Store
 from diffuseq.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-SUITES = REPO / "ablations" / "suites"
+SUITES = REPO / "bench" / "suites"
 
 TINY = {
     "name": "tiny",
@@ -196,3 +196,15 @@ def test_smoke_suite_end_to_end_with_report(tmp_path):
     assert rep.returncode == 0, rep.stderr[-3000:]
     text = (report / "report.md").read_text()
     assert "baseline" in text and "v2" in text and list(report.glob("*.png"))
+
+
+def test_user_suite_folders_are_read_before_the_built_in_suites(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "smoke.yaml").write_text(yaml.safe_dump({**TINY, "name": "my-smoke"}))
+    assert load_suite("smoke").name == "smoke"
+    monkeypatch.setenv("DIFFUSEQ_SUITES_DIR", str(tmp_path / "mine"))
+    assert load_suite("smoke").name == "my-smoke" and load_suite("quick").name == "quick"
+    assert bench_main(["validate", "smoke"]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'mine' / 'smoke.yaml'}: ok — 3 cells")
+    with pytest.raises(ConfigError, match=r"suite 'nope' not found: .*suites: \[.*'quick'.*'smoke'"):
+        load_suite("nope")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from diffuseq import synthetic
-from diffuseq.config import ConfigError, DataSpec, build_train_spec, load_arm, parse_overrides
+from diffuseq.config import ARMS, ConfigError, DataSpec, build_train_spec, load_arm, parse_overrides
 from diffuseq.data import BatchSampler, DataError, Pair, encode_pairs, load_split, read_jsonl
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
 
@@ -174,3 +174,22 @@ def test_empty_sources_and_targets_are_counted_in_one_warning(tmp_path, caplog):
     assert len(pairs) == 4
     (record,) = caplog.records
     assert f"{path}: 2 of 4 pairs have an empty src or trg (lines 2, 3); they are kept" == record.getMessage()
+
+
+def test_user_arm_folders_are_read_before_the_built_in_arms(tmp_path, monkeypatch):
+    monkeypatch.delenv("DIFFUSEQ_ARMS_DIR", raising=False)
+    work, env_dir = tmp_path / "work", tmp_path / "env"
+    (work / "ablations" / "arms").mkdir(parents=True)
+    env_dir.mkdir()
+    (work / "ablations" / "arms" / "mine.yaml").write_text("train: {absorbing: mask_token, gamma: 0.2}\n")
+    (work / "ablations" / "arms" / "v2.yaml").write_text("train: {absorbing: learned, gamma: 0.7}\n")
+    (env_dir / "v2.yaml").write_text("train: {absorbing: learned, gamma: 0.3}\n")
+    assert load_arm("v2")["train"]["gamma"] == 0.5  # built in
+    monkeypatch.chdir(work)
+    assert load_arm("mine")["train"]["gamma"] == 0.2 and load_arm("v2")["train"]["gamma"] == 0.7
+    monkeypatch.setenv("DIFFUSEQ_ARMS_DIR", str(env_dir))
+    assert build_train_spec("smoke", "v2").diffusion.gamma == 0.3
+    assert load_arm("baseline")["train"] == {"absorbing": "none", "gamma": 0.0}
+    assert {"baseline", "mine", "v2"} <= set(ARMS.names())
+    with pytest.raises(ConfigError, match=rf"unknown arm 'nope': no file nope\.yaml in {env_dir}, \./ablations/arms, .*diffuseq/arms"):
+        load_arm("nope")
