@@ -15,6 +15,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from diffuseq.errors import UserError
+
 log = logging.getLogger(__name__)
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 CONTINUATION = "##"  # WordPiece prefix of a piece that continues a word
@@ -61,7 +63,13 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, path: Path) -> TextTokenizer:
-        return cls(Tokenizer.from_file(str(path)))
+        """A saved tokenizer; a missing or unreadable file is a :class:`UserError` naming it."""
+        if not path.is_file():
+            raise UserError(f"{path}: missing; re-run the training command: it rebuilds it from the data")
+        try:
+            return cls(Tokenizer.from_file(str(path)))
+        except Exception as err:  # tokenizers raises a bare Exception for a bad file
+            raise UserError(f"{path}: not a readable tokenizer ({err}); delete it: training rebuilds it from the data") from None
 
     @classmethod
     def bert(cls) -> TextTokenizer:

@@ -152,3 +152,12 @@ def test_corrupt_checkpoint_is_a_one_line_error_naming_the_file(run_dir, tmp_pat
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {ckpt / name}: ") and "\n" not in err and "Traceback" not in err, err
     assert ("empty (0 bytes)" if how == "empty" else "cut short") in err and "re-run the training command" in err
+
+
+def test_corrupt_tokenizer_is_a_one_line_error_naming_the_file(run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("samples"))
+    (run / "tokenizer.json").write_text('{"version": ')
+    assert sample(run, tmp_path / "out", "--steps", "2") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {run / 'tokenizer.json'}: not a readable tokenizer") and "\n" not in err, err
