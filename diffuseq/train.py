@@ -42,6 +42,7 @@ from diffuseq.config import LoopSpec, TrainSpec
 from diffuseq.data import BatchSampler, Encoded, check_batch_fits, encode_pairs, load_split
 from diffuseq.diffusion import ForwardProcess, training_losses
 from diffuseq.errors import UserError
+from diffuseq.io import write_atomic
 from diffuseq.model import Denoiser
 from diffuseq.rundir import check_rerun, record_extension, run_spec
 from diffuseq.runtime import flush_denormals
@@ -199,7 +200,7 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
     if d.main and not cfg_file.exists():
         meta = {"train": spec.model_dump(mode="json"), "key": spec.key(), "vocab_size": tok.vocab_size,
                 "code_version": code_version(), "truncated_train": train_set.truncated}
-        cfg_file.write_text(json.dumps(meta, indent=2))
+        write_atomic(cfg_file, json.dumps(meta, indent=2).encode())
 
     schedule = NoiseSchedule(spec.diffusion.schedule, spec.diffusion.steps)
     torch.manual_seed(spec.optim.seed)  # identical initial weights on every rank and every run
