@@ -6,8 +6,9 @@
     python -m bench time quick [--results DIR]          # redo the timing pass (run does it once at the end)
     python -m bench report --results DIR --out DIR      # Markdown report from the results alone
 
-A suite is a name under ablations/suites/ or a path to a YAML file. Results default to
-results/<suite name>/. Named datasets are read from $DIFFUSEQ_DATA_ROOT.
+A suite is a path to a YAML file or a name: NAME.yaml in $DIFFUSEQ_SUITES_DIR, ./ablations/suites,
+then the built-in suites. Results default to results/<suite name>/. Named datasets are read from
+$DIFFUSEQ_DATA_ROOT. Exit status: 0 done, 2 a clean error (one `error:` line), 1 a bug or failed cells.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ from diffuseq.cli import run_command
 
 
 def _suite_and_results(args: argparse.Namespace):
-    from bench.spec import SUITES_DIR, load_suite
+    from bench.spec import load_suite, suite_file
 
     suite = load_suite(args.suite)
-    path = Path(args.suite)
-    suite_file = path if path.is_file() else SUITES_DIR / f"{args.suite}.yaml"
     results = args.results or Path("results") / suite.name
-    return suite, suite_file, results
+    return suite, suite_file(args.suite), results
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -108,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                             ("status", cmd_status, "show each cell's state"),
                             ("time", cmd_time, "redo the timing pass that speed figures come from (e.g. on a quiet machine)")):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("suite", help="suite name (ablations/suites/NAME.yaml) or path")
+        p.add_argument("suite", help="suite name (built in, or NAME.yaml in $DIFFUSEQ_SUITES_DIR or ./ablations/suites) or path")
         p.add_argument("--results", type=Path, help="results directory (default: results/<suite name>)")
         p.set_defaults(func=fn)
         if name == "run":

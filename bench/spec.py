@@ -1,8 +1,10 @@
-"""Suite files (``ablations/suites/*.yaml``): schema, loading and validation.
+"""Suite files: schema, loading and validation.
 
 A suite names arms × datasets × seeds × samplers (× sweep points) and the scale preset. Errors
 name the file, the key path and what is allowed; ``python -m bench validate SUITE`` checks a file
-without running it. Arms come from ``ablations/arms/<name>.yaml`` (see diffuseq.config).
+without running it. A suite is a YAML path or a name looked up in ``$DIFFUSEQ_SUITES_DIR``,
+``./ablations/suites``, then the built-in ``bench/suites/`` (see :mod:`diffuseq.resources`); arms
+likewise (see diffuseq.config).
 """
 
 from __future__ import annotations
@@ -10,10 +12,17 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from diffuseq.config import (
     ConfigError,
@@ -21,11 +30,16 @@ from diffuseq.config import (
     build_train_spec,
     format_validation_error,
     load_arm,
+    read_yaml,
 )
 from diffuseq.data import DATA_ROOT_ENV
+from diffuseq.resources import Catalog
 from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec, overlay
 
-SUITES_DIR = Path(__file__).resolve().parents[1] / "ablations" / "suites"
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
+SUITES = Catalog("suite", "DIFFUSEQ_SUITES_DIR", "ablations/suites", "bench", "suites")
 METRICS = ("bleu", "rouge_l", "bertscore", "dist1", "length", "corpus_bleu", "self_bleu", "div4")
 
 
@@ -128,6 +142,21 @@ class Suite(_Strict):
             raise ValueError(f"unknown baseline(s) {bad}; allowed: {sorted(BASELINES)}")
         return names
 
+    @field_validator("seeds")
+    @classmethod
+    def _non_negative_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
+        if bad := [s for s in seeds if s < 0]:
+            raise ValueError(f"negative seed(s) {bad}; seeds must be 0 or more")
+        return seeds
+
+    @field_validator("arms", "datasets", "seeds")
+    @classmethod
+    def _each_once(cls, values: tuple, info: ValidationInfo) -> tuple:
+        if dup := sorted({v for v in values if values.count(v) > 1}):
+            what = info.field_name[:-1]  # arm, dataset, seed
+            raise ValueError(f"duplicate {what}{'s' if len(dup) > 1 else ''} {', '.join(map(str, dup))}; list each {what} once")
+        return values
+
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, metrics: tuple[str, ...]) -> tuple[str, ...]:
@@ -158,16 +187,32 @@ def _dotted(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_datasets(suite: Suite, source: str) -> None:
-    """Named datasets need a data root that holds them (the embedded ``default`` needs none)."""
-    root = suite.overrides.get("data.data_root") or os.environ.get(DATA_ROOT_ENV)
+    """Named datasets need a data root that holds them (the embedded ``default`` needs none), and
+    every jsonl dataset the files the suite reads: train, valid and the decoded split."""
+    data = _dotted(suite.overrides).get("data", {})
+    root = data.get("data_root") or os.environ.get(DATA_ROOT_ENV)
     for i, name in enumerate(suite.datasets):
-        if name == "default" or Path(name).is_dir():
+        if name == "default" or data.get("hf"):
             continue
-        if root is None:
-            raise ConfigError(f"{source}: datasets.{i}: {name!r} needs a data root: set ${DATA_ROOT_ENV} (e.g. ../shared/data)")
-        if not (Path(root) / name).is_dir():
-            known = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
-            raise ConfigError(f"{source}: datasets.{i}: no dataset {name!r} under {root}; allowed: ['default', *{known}]")
+        folder = Path(name)
+        if not folder.is_dir():
+            if root is None:
+                raise ConfigError(f"{source}: datasets.{i}: {name!r} needs a data root: set ${DATA_ROOT_ENV} (e.g. ../shared/data)")
+            folder = Path(root) / name
+            if not folder.is_dir():
+                known = sorted(p.name for p in Path(root).iterdir() if p.is_dir())
+                raise ConfigError(f"{source}: datasets.{i}: no dataset {name!r} under {root}; allowed: ['default', *{known}]")
+        check_split_files(folder, suite.decode.split, f"{source}: datasets.{i}")
+
+
+def check_split_files(folder: Path, decode_split: str, where: str) -> None:
+    """``folder`` holds train.jsonl, valid.jsonl and the decoded split (``.jsonl`` or ``.refs.jsonl``)."""
+    for split in ("train", "valid"):
+        if not (folder / f"{split}.jsonl").is_file():
+            raise ConfigError(f"{where}: {folder} has no {split}.jsonl, which training needs; add it")
+    if not any((folder / f"{decode_split}{ext}").is_file() for ext in (".jsonl", ".refs.jsonl")):
+        fix = "add it" + (" or set decode.split: valid" if decode_split != "valid" else "")
+        raise ConfigError(f"{where}: {folder} has no {decode_split}.jsonl, which decode.split: {decode_split} needs; {fix}")
 
 
 def sweep_points(suite: Suite) -> list[dict[str, Any]]:
@@ -194,18 +239,21 @@ def curve_sampler_raw(suite: Suite, arm: str) -> dict[str, Any]:
     return raw
 
 
+def suite_file(suite: str | Path) -> Path | Traversable:
+    """A suite's file: the path itself, or the first ``<name>.yaml`` in the suite folders."""
+    path = Path(suite)
+    if path.is_file():
+        return path
+    if found := SUITES.find(str(suite)):
+        return found
+    raise ConfigError(f"suite {str(suite)!r} not found: no such file, and no {path.name}.yaml in {SUITES.searched()}; "
+                      f"suites: {SUITES.names()}")
+
+
 def load_suite(path: str | Path) -> Suite:
     """Read and fully validate a suite: schema, arms, every training spec and sampler spec."""
-    path = Path(path)
-    if not path.suffix and not path.exists():
-        path = SUITES_DIR / f"{path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
-        raise ConfigError(f"suite {str(path)!r} not found; suites in {SUITES_DIR}: {known}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    path = suite_file(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a suite must be a mapping of keys (name, preset, arms, seeds, ...)")
     try:

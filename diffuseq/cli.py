@@ -16,19 +16,26 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from diffuseq import evaluate, sample
-from diffuseq.config import PRESETS, ConfigError, LoopSpec, build_train_spec, merge, parse_overrides
-from diffuseq.data import DataError
+from diffuseq.config import (
+    PRESETS,
+    ConfigError,
+    LoopSpec,
+    build_train_spec,
+    merge,
+    parse_overrides,
+    read_yaml,
+)
+from diffuseq.errors import UserError, report
 from diffuseq.runtime import flush_denormals
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to train")
     g.add_argument("--preset", choices=sorted(PRESETS), default="smoke", help="model/data/optimiser sizes (default: smoke)")
-    g.add_argument("--arm", default="v2", help="arm name (ablations/arms/NAME.yaml) or an arm file; sets the diffusion section (default: v2)")
+    g.add_argument("--arm", default="v2", help="arm name (built in, or NAME.yaml in $DIFFUSEQ_ARMS_DIR or ./ablations/arms) or an arm file; sets the diffusion section (default: v2)")
     g.add_argument("--config", type=Path, help="YAML file with TrainSpec sections (data, model, diffusion, optim) applied after the arm")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one field, e.g. --set model.layers=2 --set diffusion.gamma=0.3 (repeatable)")
@@ -46,12 +53,23 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def config_file(path: Path) -> dict[str, Any]:
+    """The TrainSpec sections of a ``--config`` file (a YAML mapping)."""
+    doc = read_yaml(path)
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (data, model, diffusion, optim), "
+                          f"got a {type(doc).__name__}; write e.g. 'model: {{layers: 2}}'")
+    return doc
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from diffuseq.train import TrainingDiverged, train
+    from diffuseq.train import train
 
     over: dict = {}
     if args.config:
-        over = merge(over, yaml.safe_load(args.config.read_text()) or {})
+        over = merge(over, config_file(args.config))
     flags = {"data": {"dataset": args.dataset, "data_root": args.data_root},
              "optim": {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}}
     over = merge(over, {s: {k: v for k, v in kv.items() if v is not None} for s, kv in flags.items()})
@@ -61,11 +79,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs") / f"{Path(spec.data.dataset).name}-{arm_name}-{spec.key()}"
     loop = LoopSpec(log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every, threads=args.threads)
     logging.getLogger("diffuseq").info("training %s (spec %s) in %s", arm_name, spec.key(), run_dir)
-    try:
-        ckpt = train(spec, run_dir, loop, progress=not args.no_progress)
-    except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
+    ckpt = train(spec, run_dir, loop, progress=not args.no_progress)
     print(f"done: {ckpt}")
     return 0
 
@@ -89,16 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
-    """Parse, run the chosen subcommand; a bad config, bad data or a missing file is one
-    ``error: ...`` line on stderr and exit code 2, never a traceback."""
+    """Parse, run the chosen subcommand; a bad config, bad data, a corrupt or missing file is one
+    ``error: ...`` line on stderr and exit code 2, never a traceback (that is kept for bugs: 1)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     flush_denormals()  # before any torch work starts its threads
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DataError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except (UserError, FileNotFoundError) as err:
+        return report(err)
 
 
 def main(argv: list[str] | None = None) -> int:

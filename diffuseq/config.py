@@ -13,10 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from diffuseq.errors import UserError
+from diffuseq.resources import Catalog
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 class Spec(BaseModel):
@@ -154,15 +160,40 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["model.layers=2", "diffusion.gamma=0.5"]`` → nested dict (values parsed as YAML)."""
     out: dict[str, Any] = {}
     for item in items:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like section.key=value (e.g. model.layers=2)")
-        path, raw = item.split("=", 1)
+        path, eq, raw = item.partition("=")
+        if not eq or not path.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE; write e.g. --set model.layers=2")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({yaml_problem(err)}); quote it") from None
         node = out
         *parents, leaf = path.strip().split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = value
     return out
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """One line describing a YAML error: ``line L, column C: problem``."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark else problem
+
+
+def read_yaml(path: Path | Traversable) -> Any:
+    """The parsed content of a YAML file; a missing or malformed file is a :class:`ConfigError`."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found; check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give a YAML file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}; fix the file") from None
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
@@ -174,7 +205,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration problem, with a message that names the file and key."""
 
 
@@ -201,38 +232,32 @@ def build_train_spec(
 
 
 # ---------------------------------------------------------------------------------------------
-# Arms: declarative files (ablations/arms/<name>.yaml) with a `train` section (DiffusionSpec
-# fields), an optional `optim` section (a training recipe: OptimSpec fields, and `batch_scale`,
-# a factor on the preset's batch size), a `sample` section (a sampler spec) and a one-line
-# `label`. The library only needs the training parts.
+# Arms: declarative files (built in: diffuseq/arms/<name>.yaml; see diffuseq.resources for the user
+# folders read first) with a `train` section (DiffusionSpec fields), an optional `optim` section
+# (a training recipe: OptimSpec fields, and `batch_scale`, a factor on the preset's batch size), a
+# `sample` section (a sampler spec) and a one-line `label`. The library only needs the training parts.
 ARM_KEYS = ("label", "description", "train", "optim", "sample")
-ARMS_DIR = Path(__file__).resolve().parents[1] / "ablations" / "arms"
+ARMS = Catalog("arm", "DIFFUSEQ_ARMS_DIR", "ablations/arms", "diffuseq", "arms")
 
 
-def arm_path(arm: str | Path) -> Path:
-    """Resolve an arm name (looked up in $DIFFUSEQ_ARMS_DIR or ablations/arms) or a file path."""
-    import os
-
+def arm_path(arm: str | Path) -> Traversable:
+    """Resolve an arm file path, or a name looked up in $DIFFUSEQ_ARMS_DIR, ./ablations/arms, then
+    the built-in arms."""
     p = Path(arm)
-    if p.suffix in (".yaml", ".yml") and p.exists():
+    if p.suffix in (".yaml", ".yml") and p.is_file():
         return p
-    folder = Path(os.environ.get("DIFFUSEQ_ARMS_DIR", ARMS_DIR))
-    cand = folder / f"{arm}.yaml"
-    if not cand.exists():
-        known = sorted(q.stem for q in folder.glob("*.yaml")) if folder.exists() else []
-        raise ConfigError(f"unknown arm {str(arm)!r}: no file {cand}; known arms: {known}")
-    return cand
+    found = ARMS.find(str(arm))
+    if found is None:
+        raise ConfigError(f"unknown arm {str(arm)!r}: no file {arm}.yaml in {ARMS.searched()}; known arms: {ARMS.names()}")
+    return found
 
 
 def load_arm(arm: str | Path) -> dict[str, Any]:
     """Read an arm file; checks its shape (``train`` must validate as a DiffusionSpec)."""
     path = arm_path(arm)
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    doc = read_yaml(path) or {}
     if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: an arm file must be a mapping with keys train, sample")
+        raise ConfigError(f"{path}: an arm file must be a mapping with keys {', '.join(ARM_KEYS)}")
     unknown = set(doc) - set(ARM_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(ARM_KEYS)}")
@@ -246,7 +271,7 @@ def load_arm(arm: str | Path) -> dict[str, Any]:
     scale = optim.get("batch_scale", 1.0)
     if not isinstance(scale, int | float) or scale <= 0:
         raise ConfigError(f"{path}: optim.batch_scale must be a positive number, got {scale!r}")
-    return {"label": doc.get("label") or path.stem, "description": doc.get("description", ""), "train": train,
+    return {"label": doc.get("label") or Path(path.name).stem, "description": doc.get("description", ""), "train": train,
             "optim": optim, "sample": doc.get("sample") or {}}
 
 

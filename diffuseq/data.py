@@ -9,7 +9,8 @@ Sources, by ``DataSpec.dataset``:
   with ``src_column`` / ``trg_column`` naming the fields.
 
 Every jsonl line is checked: malformed JSON, a missing field, a non-string value or an empty
-split is a :class:`DataError` naming the file and line.
+split is a :class:`DataError` naming the file and line. A UTF-8 byte-order mark is accepted;
+pairs with an empty source or target are kept and counted in one warning per file.
 
 Layout of one example (as the official code builds it), with mask 0 on the source part:
 ``[CLS] x [SEP] [SEP] | [CLS] y [SEP] [PAD] …``. When ``len([CLS] x) + len([CLS] y) > seq_len - 3``
@@ -26,7 +27,8 @@ from pathlib import Path
 import torch
 
 from diffuseq import synthetic
-from diffuseq.config import DataSpec
+from diffuseq.config import ConfigError, DataSpec
+from diffuseq.errors import UserError
 from diffuseq.io import iter_jsonl
 from diffuseq.tokenizer import TextTokenizer
 
@@ -35,7 +37,7 @@ SPLITS = ("train", "valid", "test")
 DATA_ROOT_ENV = "DIFFUSEQ_DATA_ROOT"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input data; the message names the file and line."""
 
 
@@ -48,7 +50,7 @@ class Pair:
 
 def read_jsonl(path: Path, src_key: str = "src", trg_key: str = "trg") -> list[Pair]:
     """Read and validate a DiffuSeq jsonl file (optional ``refs``: a list of strings)."""
-    pairs = []
+    pairs, empty = [], []
     for lineno, row in iter_jsonl(path, DataError):
         for key in (src_key, trg_key):
             if key not in row:
@@ -59,8 +61,13 @@ def read_jsonl(path: Path, src_key: str = "src", trg_key: str = "trg") -> list[P
         if not isinstance(refs, list | tuple) or not all(isinstance(r, str) for r in refs):
             raise DataError(f"{path}:{lineno}: field 'refs' must be a list of strings")
         pairs.append(Pair(row[src_key], row[trg_key], tuple(refs)))
+        if not (row[src_key].strip() and row[trg_key].strip()):
+            empty.append(lineno)
     if not pairs:
         raise DataError(f"{path}: split is empty")
+    if empty:
+        log.warning("%s: %d of %d pairs have an empty %s or %s (lines %s); they are kept", path, len(empty),
+                    len(pairs), src_key, trg_key, ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else ""))
     return pairs
 
 
@@ -122,6 +129,20 @@ def load_split(spec: DataSpec, split: str) -> list[Pair]:
     return pairs
 
 
+def split_source(spec: DataSpec, split: str) -> str:
+    """Where a split comes from, for messages: its jsonl file, or the dataset's name."""
+    if spec.dataset == synthetic.NAME or spec.hf:
+        return f"dataset {spec.dataset!r} ({split})"
+    return str(resolve_folder(spec) / f"{split}.jsonl")
+
+
+def check_batch_fits(spec: DataSpec, n: int, batch_size: int) -> None:
+    """A training split must hold at least one (global) batch."""
+    if n < batch_size:
+        raise DataError(f"{split_source(spec, 'train')}: training split has {n} examples, fewer than one batch of "
+                        f"{batch_size}; lower the batch: --batch-size {n} (or --set optim.batch_size={n})")
+
+
 @dataclass
 class Encoded:
     """A tokenized split. ``input_ids``/``input_mask``: (N, seq_len) int64; mask 1 = target."""
@@ -173,9 +194,9 @@ class BatchSampler:
 
     def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
         if batch_size % world:
-            raise ValueError(f"global batch {batch_size} must be divisible by the {world} processes")
+            raise ConfigError(f"optim.batch_size: global batch {batch_size} must be divisible by the {world} processes")
         if n < batch_size:
-            raise ValueError(f"training split has {n} examples, fewer than one batch of {batch_size}")
+            raise DataError(f"training split has {n} examples, fewer than one batch of {batch_size}")
         self.n, self.batch, self.seed, self.rank, self.world = n, batch_size, seed, rank, world
         self.per_epoch = n // batch_size
         self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from diffuseq.errors import report
+
 if TYPE_CHECKING:
     from diffuseq.metrics import BertScorer
 
@@ -50,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
         runs = load_runs(args.files, args.refs)
         scorer = None if args.no_bertscore else _scorer(args)
     except (ValueError, OSError) as err:  # SampleFileError is a ValueError
-        print(f"diffuseq eval: {err}", file=sys.stderr)
-        return 2
+        return report(err)
     result = evaluate(runs, scorer, detok=not args.split_punctuation)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,10 @@ from typing import Any
 
 def iter_jsonl(path: Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict[str, Any]]]:
     """(1-based line number, object) for each non-blank line; raises ``error`` naming file:line
-    for an unreadable file, malformed JSON or a line that is not an object."""
+    for an unreadable file, malformed JSON or a line that is not an object. A UTF-8 byte-order
+    mark at the start is skipped (as Python's ``utf-8-sig`` does)."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise error(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as err:

@@ -21,14 +21,13 @@ import argparse
 import hashlib
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from diffuseq.config import ConfigError, load_arm, parse_overrides
-from diffuseq.data import SPLITS, DataError
+from diffuseq.data import SPLITS
 from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec, overlay
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-root", help="folder of datasets (else the run's data.data_root or $DIFFUSEQ_DATA_ROOT)")
     g.add_argument("--limit", type=int, help="only the first N sources")
     g = p.add_argument_group("how to sample")
-    g.add_argument("--arm", help="arm name (ablations/arms/NAME.yaml) or file: use its sample section")
+    g.add_argument("--arm", help="arm name (built in, or NAME.yaml in $DIFFUSEQ_ARMS_DIR or ./ablations/arms) or file: use its sample section")
     g.add_argument("--sampler", choices=["ddpm", "ddim", "dpm_solver++"])
     g.add_argument("--steps", type=int, help="model evaluations per sample (NFE)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -74,25 +73,21 @@ def default_out(args: argparse.Namespace, spec: SamplerSpec) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Sample; 0 on success, 2 on a configuration, data or missing-file error (message on stderr)."""
+    """Sample; 0 on success (configuration, data and file errors are raised for the CLI to report)."""
     from diffuseq.sampling.generate import sample_split
 
-    try:
-        spec = spec_from_args(args)
-        n = args.num_samples or spec.mbr
-        for name in ("num_samples", "batch_size", "limit"):
-            value = getattr(args, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be ≥ 1, got {value}")
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        out = args.out or default_out(args, spec)
-        paths = sample_split(args.run_dir, args.split, spec, list(range(args.seed, args.seed + n)),
-                             args.batch_size, out, args.limit, args.data_root, args.weights == "ema",
-                             progress=not args.no_progress)
-    except (ConfigError, DataError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    spec = spec_from_args(args)
+    n = args.num_samples or spec.mbr
+    for name in ("num_samples", "batch_size", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be ≥ 1, got {value}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = args.out or default_out(args, spec)
+    paths = sample_split(args.run_dir, args.split, spec, list(range(args.seed, args.seed + n)),
+                         args.batch_size, out, args.limit, args.data_root, args.weights == "ema",
+                         progress=not args.no_progress)
     for p in paths:
         print(p)
     return 0

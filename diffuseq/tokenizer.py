@@ -10,12 +10,17 @@ import fcntl
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from diffuseq.errors import UserError
+
 log = logging.getLogger(__name__)
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+CONTINUATION = "##"  # WordPiece prefix of a piece that continues a word
+WORDPIECE_VERSION = "deterministic-1"  # part of the cache key of trained vocabularies
 
 
 def bert_tokenizer_path() -> Path:
@@ -58,7 +63,13 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, path: Path) -> TextTokenizer:
-        return cls(Tokenizer.from_file(str(path)))
+        """A saved tokenizer; a missing or unreadable file is a :class:`UserError` naming it."""
+        if not path.is_file():
+            raise UserError(f"{path}: missing; re-run the training command: it rebuilds it from the data")
+        try:
+            return cls(Tokenizer.from_file(str(path)))
+        except Exception as err:  # tokenizers raises a bare Exception for a bad file
+            raise UserError(f"{path}: not a readable tokenizer ({err}); delete it: training rebuilds it from the data") from None
 
     @classmethod
     def bert(cls) -> TextTokenizer:
@@ -66,14 +77,37 @@ class TextTokenizer:
 
     @classmethod
     def train_wordpiece(cls, texts: list[str], vocab_size: int) -> TextTokenizer:
-        """Train an uncased WordPiece with BERT's normalisation and specials first."""
-        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        tok.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), show_progress=False)
-        tok.train_from_iterator(texts, trainer=trainer)
+        """Train an uncased WordPiece with BERT's normalisation and specials first, deterministically.
+
+        HF's trainer gives each continuation piece (``##x``) its id in the order it meets words in
+        a randomly seeded hash map, and breaks ties between equally frequent merges by id, so two
+        processes learn different vocabularies from one corpus, even single-threaded. A first
+        pass with no merges lists the continuation pieces; the real pass receives them, sorted,
+        as reserved tokens after the specials, which fixes every id and hence every tie.
+        """
+        pieces = sorted(t for t in _trained_vocab(texts, 0) if t.startswith(CONTINUATION))
+        vocab = _trained_vocab(texts, vocab_size, reserved=pieces)
+        tok = _bert_pipeline(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix=CONTINUATION))
+        tok.add_special_tokens(list(SPECIALS))
         return cls(tok)
+
+
+def _bert_pipeline(model: models.Model) -> Tokenizer:
+    """A tokenizer with BERT's uncased normalisation, pre-tokenisation and WordPiece decoding."""
+    tok = Tokenizer(model)
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    return tok
+
+
+def _trained_vocab(texts: list[str], vocab_size: int, reserved: Sequence[str] = ()) -> dict[str, int]:
+    """token → id of HF's WordPiece trainer run on ``texts`` (specials, then ``reserved``, first)."""
+    tok = _bert_pipeline(models.WordPiece(unk_token="[UNK]"))
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=[*SPECIALS, *reserved],
+                                        continuing_subword_prefix=CONTINUATION, show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok.get_vocab(with_added_tokens=False)
 
 
 def cache_root() -> Path:
@@ -84,13 +118,13 @@ def cache_root() -> Path:
 def build_tokenizer(kind: str, vocab_size: int, train_texts: list[str]) -> TextTokenizer:
     """The tokenizer for a training corpus.
 
-    HF's WordPiece trainer breaks ties between equally frequent merges differently from one
-    process to the next, so a trained vocabulary is cached by (corpus hash, size) and reused:
-    every run on the same data (all arms and seeds) then shares one vocabulary.
+    A trained vocabulary depends only on (corpus, size) (see :meth:`TextTokenizer.train_wordpiece`);
+    it is cached by their hash so that every run on the same data trains it once. The cache key
+    includes the trainer's version: files from the earlier, process-dependent trainer are not reused.
     """
     if kind == "bert":
         return TextTokenizer.bert()
-    digest = hashlib.sha256("\n".join(train_texts).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join([WORDPIECE_VERSION, *train_texts]).encode()).hexdigest()[:16]
     path = cache_root() / "tokenizers" / f"wordpiece-{vocab_size}-{digest}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.with_suffix(".lock").open("w") as lock:

@@ -7,8 +7,9 @@ a run resumed from a checkpoint continues exactly like an uninterrupted one on C
 A run directory holds ``config.json`` (the spec, vocabulary and code version), ``tokenizer.json``,
 ``log.jsonl`` (one JSON object per logged step or validation) and ``checkpoints/step_XXXXXXX/``
 with ``model.safetensors``, ``ema.safetensors`` and ``state.pt`` (optimizer, timestep sampler,
-wall time). Checkpoints are written to a temporary folder and renamed, so a crash never leaves a
-half-written one behind.
+wall time). Checkpoints are written to a temporary folder, verified and renamed, so a crash never
+leaves a half-written one behind (:mod:`diffuseq.checkpoint`); a re-run may only extend
+``optim.steps`` (:mod:`diffuseq.rundir`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -26,15 +26,25 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from diffuseq.checkpoint import (
+    checkpoint_dirs,
+    load_state,
+    load_tensors,
+    save_checkpoint,
+    set_aside_corrupt,
+    verify_checkpoint,
+)
 from diffuseq.config import LoopSpec, TrainSpec
-from diffuseq.data import BatchSampler, Encoded, encode_pairs, load_split
+from diffuseq.data import BatchSampler, Encoded, check_batch_fits, encode_pairs, load_split
 from diffuseq.diffusion import ForwardProcess, training_losses
+from diffuseq.errors import UserError
+from diffuseq.io import write_atomic
 from diffuseq.model import Denoiser
+from diffuseq.rundir import check_rerun, record_extension, run_spec
 from diffuseq.runtime import flush_denormals
 from diffuseq.schedule import NoiseSchedule
 from diffuseq.timesteps import make_timestep_sampler
@@ -48,7 +58,7 @@ log = logging.getLogger(__name__)
 EvalHook = Callable[[int, float, Denoiser], dict[str, float]]
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or inf; the last good checkpoint is kept."""
 
 
@@ -91,9 +101,12 @@ class Objective(nn.Module):
 
 
 def prepare_data(spec: TrainSpec, run_dir: Path) -> tuple[TextTokenizer, Encoded, Encoded]:
-    """Tokenizer (trained and cached in ``run_dir`` if asked) and the encoded train/valid splits."""
+    """Tokenizer (trained and cached in ``run_dir`` if asked) and the encoded train/valid splits.
+    Data errors are raised before ``run_dir`` is created, so they leave no empty run behind."""
     train_pairs = load_split(spec.data, "train")
+    check_batch_fits(spec.data, len(train_pairs), spec.optim.batch_size)
     valid_pairs = load_split(spec.data, "valid")
+    run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "tokenizer.json"
     if saved.is_file():
         tok = TextTokenizer.load(saved)
@@ -123,37 +136,17 @@ def lr_at(step: int, spec: TrainSpec) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints
-def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "checkpoints").glob("step_*[0-9]"))
-
-
-def save_checkpoint(run_dir: Path, step: int, model: Denoiser, ema: dict[str, torch.Tensor],
-                    opt: torch.optim.Optimizer, sampler_state: dict, wall: float, keep: int) -> Path:
-    final = run_dir / "checkpoints" / f"step_{step:07d}"
-    tmp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-    save_file({k: v.contiguous() for k, v in ema.items()}, tmp / "ema.safetensors")
-    torch.save({"step": step, "optimizer": opt.state_dict(), "sampler": sampler_state, "wall": wall}, tmp / "state.pt")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for old in checkpoint_dirs(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
 def load_model(run_dir: Path, ema: bool = True, step: int | None = None) -> tuple[Denoiser, TextTokenizer, TrainSpec]:
     """A trained model (EMA weights by default) from a run directory, in eval mode."""
-    spec = TrainSpec.model_validate(json.loads((run_dir / "config.json").read_text())["train"])
+    spec = run_spec(run_dir)
     tok = TextTokenizer.load(run_dir / "tokenizer.json")
     ckpts = checkpoint_dirs(run_dir)
     if not ckpts:
         raise FileNotFoundError(f"{run_dir}: no checkpoints yet (train first)")
     ckpt = ckpts[-1] if step is None else run_dir / "checkpoints" / f"step_{step:07d}"
+    verify_checkpoint(ckpt)
     model = build_model(spec, tok)
-    model.load_state_dict(load_file(ckpt / ("ema.safetensors" if ema else "model.safetensors")))
+    model.load_state_dict(load_tensors(ckpt / ("ema.safetensors" if ema else "model.safetensors")))
     return model.eval(), tok, spec
 
 
@@ -230,22 +223,20 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
     d = setup_distributed()
     if loop.threads:
         torch.set_num_threads(loop.threads)
-    run_dir.mkdir(parents=True, exist_ok=True)
     cfg_file = run_dir / "config.json"
-    if cfg_file.exists():
-        old = TrainSpec.model_validate(json.loads(cfg_file.read_text())["train"])
-        if old != spec:
-            raise ValueError(f"{run_dir} holds a run with a different training spec; use another --run-dir")
+    extends = check_rerun(run_dir, spec)  # the run's old spec when this run asks for more steps
 
     if d.world > 1 and not d.main:
         dist.barrier()  # rank 0 writes the tokenizer first; the others then read it
+    if d.main:
+        set_aside_corrupt(run_dir)
     tok, train_set, valid_set = prepare_data(spec, run_dir)
     if d.world > 1 and d.main:
         dist.barrier()
     if d.main and not cfg_file.exists():
         meta = {"train": spec.model_dump(mode="json"), "key": spec.key(), "vocab_size": tok.vocab_size,
                 "code_version": code_version(), "truncated_train": train_set.truncated}
-        cfg_file.write_text(json.dumps(meta, indent=2))
+        write_atomic(cfg_file, json.dumps(meta, indent=2).encode())
 
     schedule = NoiseSchedule(spec.diffusion.schedule, spec.diffusion.steps)
     torch.manual_seed(spec.optim.seed)  # identical initial weights on every rank and every run
@@ -259,14 +250,16 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
 
     step, wall = 0, 0.0
     if ckpts := checkpoint_dirs(run_dir):
-        model.load_state_dict(load_file(ckpts[-1] / "model.safetensors"))
-        ema = {k: v.to(d.device) for k, v in load_file(ckpts[-1] / "ema.safetensors").items()}
-        state = torch.load(ckpts[-1] / "state.pt", weights_only=True)
+        model.load_state_dict(load_tensors(ckpts[-1] / "model.safetensors"))
+        ema = {k: v.to(d.device) for k, v in load_tensors(ckpts[-1] / "ema.safetensors").items()}
+        state = load_state(ckpts[-1] / "state.pt")
         opt.load_state_dict(state["optimizer"])
         ts_sampler.load_state_dict(state["sampler"])
         step, wall = state["step"], state["wall"]
         if d.main:
             log.info("resuming %s from step %d", run_dir, step)
+    if d.main and extends is not None:
+        record_extension(run_dir, extends, spec, step)
     if step >= spec.optim.steps:
         return ckpts[-1]
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import bench.worker as worker
+from bench.__main__ import main as bench_main
 from bench.cells import expand, group
 from bench.runner import run_suite
 from bench.spec import load_suite
@@ -21,7 +22,7 @@ from diffuseq.config import ConfigError
 from diffuseq.metrics import clean
 
 REPO = Path(__file__).resolve().parents[1]
-SUITES = REPO / "ablations" / "suites"
+SUITES = REPO / "bench" / "suites"
 
 TINY = {
     "name": "tiny",
@@ -56,6 +57,9 @@ def write_suite(tmp_path: Path, **changes) -> Path:
         ({"overrides": {"model.layerz": 2}}, r"overrides/sweep: model\.layerz: Extra inputs"),
         ({"metrics": ["bleu", "meteor"]}, r"metrics: .*unknown metric\(s\) \['meteor'\]"),
         ({"decode": {"limit": 0}}, r"decode\.limit: Input should be greater than or equal to 1"),
+        ({"seeds": [0, -1]}, r"suite\.yaml: seeds: .*negative seed\(s\) \[-1\]; seeds must be 0 or more"),
+        ({"seeds": [0, 3, 3]}, r"suite\.yaml: seeds: .*duplicate seed 3; list each seed once"),
+        ({"arms": ["v2", "hard_mask", "v2"]}, r"suite\.yaml: arms: .*duplicate arm v2; list each arm once"),
     ],
 )
 def test_bad_suites_name_file_key_and_choices(tmp_path, monkeypatch, changes, message):
@@ -71,6 +75,8 @@ def test_shipped_suites_validate(monkeypatch, tmp_path):
         root = tmp_path
         for n in names:
             (root / n).mkdir()
+            for split in ("train", "valid", "test"):
+                (root / n / f"{split}.jsonl").write_text('{"src": "a", "trg": "b"}\n')
     monkeypatch.setenv("DIFFUSEQ_DATA_ROOT", str(root))
     counts = {}
     for path in sorted(SUITES.glob("*.yaml")):
@@ -81,6 +87,25 @@ def test_shipped_suites_validate(monkeypatch, tmp_path):
     assert counts["absorbing_state"] == (5 * 6, 5 * 5)
     assert counts["gamma_sweep"] == (6 * 3, 6 * 3)
     assert counts["qqp_cpu"][1] == 5 * 3
+
+
+def test_a_missing_test_split_is_reported_when_the_suite_is_validated(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "toy"
+    data.mkdir()
+    for split in ("train", "valid"):
+        (data / f"{split}.jsonl").write_text('{"src": "a", "trg": "b"}\n')
+    monkeypatch.setenv("DIFFUSEQ_DATA_ROOT", str(tmp_path))
+    path = write_suite(tmp_path, datasets=["toy"])
+    with pytest.raises(ConfigError, match=r"suite\.yaml: datasets\.0: .*toy has no test\.jsonl, which decode\.split: test "
+                                          r"needs; add it or set decode\.split: valid"):
+        load_suite(path)
+    assert bench_main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "test.jsonl" in err and "\n" not in err
+    assert load_suite(write_suite(tmp_path, datasets=["toy"], decode={"split": "valid"})).datasets == ("toy",)
+    (data / "train.jsonl").unlink()
+    with pytest.raises(ConfigError, match=r"toy has no train\.jsonl, which training needs"):
+        load_suite(path)
 
 
 def test_arms_that_differ_only_in_sampling_share_one_model(tmp_path):
@@ -248,3 +273,15 @@ def test_trivial_rows_are_scored_like_the_models(tmp_path, monkeypatch):
     recover = [json.loads(line)["recover"] for line in
                next((tmp_path / "res" / "samples").glob("nearest_train_target-*/samples.jsonl")).open()]
     assert clean(recover[2]) == ["what", "makes", "the", "sky", "blue"]
+
+
+def test_user_suite_folders_are_read_before_the_built_in_suites(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "smoke.yaml").write_text(yaml.safe_dump({**TINY, "name": "my-smoke"}))
+    assert load_suite("smoke").name == "smoke"
+    monkeypatch.setenv("DIFFUSEQ_SUITES_DIR", str(tmp_path / "mine"))
+    assert load_suite("smoke").name == "my-smoke" and load_suite("quick").name == "quick"
+    assert bench_main(["validate", "smoke"]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'mine' / 'smoke.yaml'}: ok — 3 cells")
+    with pytest.raises(ConfigError, match=r"suite 'nope' not found: .*suites: \[.*'quick'.*'smoke'"):
+        load_suite("nope")

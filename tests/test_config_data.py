@@ -1,13 +1,20 @@
 """Specs, arms, data loading and validation, tokenizers, batching layout."""
 
 import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from diffuseq import synthetic
-from diffuseq.config import ConfigError, DataSpec, build_train_spec, load_arm, parse_overrides
+from diffuseq.config import ARMS, ConfigError, DataSpec, build_train_spec, load_arm, parse_overrides
 from diffuseq.data import BatchSampler, DataError, Pair, encode_pairs, load_split, read_jsonl
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_arms_are_configurations_and_share_models():
@@ -134,3 +141,55 @@ def test_batches_depend_only_on_seed_and_step_and_split_across_ranks():
     assert sorted(r0.indices(7).tolist() + r1.indices(7).tolist()) == sorted(a.indices(7).tolist())
     with pytest.raises(ValueError, match="divisible"):
         BatchSampler(100, 7, 0, world=2)
+
+
+def test_wordpiece_vocabulary_is_the_same_in_fresh_processes(tmp_path):
+    """HF's trainer alone learns a different vocabulary in each process; ours must not."""
+    script = (
+        "import sys; from diffuseq import synthetic; from diffuseq.tokenizer import build_tokenizer\n"
+        "texts = [s for p in synthetic.generate()['train'] for s in p]\n"
+        "sys.stdout.write(build_tokenizer('wordpiece', 400, texts).tok.to_str())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env={**env, "DIFFUSEQ_CACHE": str(tmp_path / f"cache{i}")},
+                              stdout=subprocess.PIPE, text=True) for i in range(2)]
+    first, second = (p.communicate(timeout=120)[0] for p in procs)
+    assert [p.returncode for p in procs] == [0, 0]
+    assert json.loads(first)["model"]["vocab"] == json.loads(second)["model"]["vocab"]
+    assert first == second
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b'{"src": "a", "trg": "b"}\n{"src": "c", "trg": "d"}\n')
+    assert read_jsonl(path) == [Pair("a", "b"), Pair("c", "d")]
+
+
+def test_empty_sources_and_targets_are_counted_in_one_warning(tmp_path, caplog):
+    path = tmp_path / "train.jsonl"
+    rows = [{"src": "a", "trg": "b"}, {"src": "", "trg": "b"}, {"src": "a", "trg": "  "}, {"src": "c", "trg": "d"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with caplog.at_level(logging.WARNING, logger="diffuseq"):
+        pairs = read_jsonl(path)
+    assert len(pairs) == 4
+    (record,) = caplog.records
+    assert f"{path}: 2 of 4 pairs have an empty src or trg (lines 2, 3); they are kept" == record.getMessage()
+
+
+def test_user_arm_folders_are_read_before_the_built_in_arms(tmp_path, monkeypatch):
+    monkeypatch.delenv("DIFFUSEQ_ARMS_DIR", raising=False)
+    work, env_dir = tmp_path / "work", tmp_path / "env"
+    (work / "ablations" / "arms").mkdir(parents=True)
+    env_dir.mkdir()
+    (work / "ablations" / "arms" / "mine.yaml").write_text("train: {absorbing: mask_token, gamma: 0.2}\n")
+    (work / "ablations" / "arms" / "v2.yaml").write_text("train: {absorbing: learned, gamma: 0.7}\n")
+    (env_dir / "v2.yaml").write_text("train: {absorbing: learned, gamma: 0.3}\n")
+    assert load_arm("v2")["train"]["gamma"] == 0.5  # built in
+    monkeypatch.chdir(work)
+    assert load_arm("mine")["train"]["gamma"] == 0.2 and load_arm("v2")["train"]["gamma"] == 0.7
+    monkeypatch.setenv("DIFFUSEQ_ARMS_DIR", str(env_dir))
+    assert build_train_spec("smoke", "v2").diffusion.gamma == 0.3
+    assert load_arm("baseline")["train"] == {"absorbing": "none", "gamma": 0.0}
+    assert {"baseline", "mine", "v2"} <= set(ARMS.names())
+    with pytest.raises(ConfigError, match=rf"unknown arm 'nope': no file nope\.yaml in {env_dir}, \./ablations/arms, .*diffuseq/arms"):
+        load_arm("nope")

@@ -256,8 +256,9 @@ def test_cli_runs_and_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFi
     args = parser.parse_args(["--results", str(results), "--out", str(tmp_path / "out"), "--n-boot", "200",
                               "--level-bleu", "0.1", "--correction", "bh"])
     assert run(args) == 0 and (tmp_path / "out" / "report.md").is_file()
-    assert run(parser.parse_args(["--results", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])) == 1
-    assert "no results table" in capsys.readouterr().err
+    assert run(parser.parse_args(["--results", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no results table" in err
 
 
 def test_load_rejects_tables_that_break_the_schema(tmp_path: Path) -> None:

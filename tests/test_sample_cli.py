@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,26 @@ def test_bad_spec_is_a_clean_error(run_dir, tmp_path, capsys, args, message):
 def test_missing_run_dir_is_a_clean_error(tmp_path, capsys):
     assert sample(tmp_path / "absent", tmp_path / "out") == 2
     assert "not a run directory (no config.json)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "how"), [("ema.safetensors", "empty"), ("ema.safetensors", "cut"),
+                                           ("model.safetensors", "cut"), ("state.pt", "empty")])
+def test_corrupt_checkpoint_is_a_one_line_error_naming_the_file(run_dir, tmp_path, capsys, name, how):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("samples"))
+    (ckpt,) = (run / "checkpoints").glob("step_*")
+    data = (ckpt / name).read_bytes()
+    (ckpt / name).write_bytes(b"" if how == "empty" else data[: len(data) - 100])
+    assert sample(run, tmp_path / "out", "--steps", "2") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {ckpt / name}: ") and "\n" not in err and "Traceback" not in err, err
+    assert ("empty (0 bytes)" if how == "empty" else "cut short") in err and "re-run the training command" in err
+
+
+def test_corrupt_tokenizer_is_a_one_line_error_naming_the_file(run_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("samples"))
+    (run / "tokenizer.json").write_text('{"version": ')
+    assert sample(run, tmp_path / "out", "--steps", "2") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {run / 'tokenizer.json'}: not a readable tokenizer") and "\n" not in err, err

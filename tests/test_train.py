@@ -1,7 +1,9 @@
 """The training loop: learning, exact resume, divergence handling, the CLI and DDP."""
 
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import diffuseq.checkpoint as checkpoint_mod
 import diffuseq.train as train_mod
+from diffuseq.checkpoint import CheckpointError
 from diffuseq.cli import main as cli_main
-from diffuseq.config import LoopSpec, build_train_spec, parse_overrides
+from diffuseq.config import ConfigError, LoopSpec, build_train_spec, parse_overrides
 from diffuseq.train import TrainingDiverged, checkpoint_dirs, load_model, train
 
 TINY = ["model.layers=1", "model.hidden=32", "model.ffn=64", "data.seq_len=32", "optim.batch_size=16"]
@@ -76,13 +80,24 @@ def test_resume_continues_exactly(tmp_path, microbatch):
     assert all(torch.equal(ea[k], eb[k]) for k in ea)
 
 
-def test_run_dir_with_other_spec_is_refused(tmp_path):
-    train(tiny_spec(steps=2), tmp_path, LoopSpec(save_every=2), progress=False)
-    with pytest.raises(ValueError, match="different training spec"):
+def test_more_steps_continue_the_run_and_other_changes_are_refused(tmp_path):
+    train(tiny_spec(steps=4), tmp_path, LoopSpec(save_every=2), progress=False)
+    train(tiny_spec(steps=6), tmp_path, LoopSpec(save_every=2), progress=False)
+    assert [r["step"] for r in log_rows(tmp_path, "train") if r["step"] > 4] == [6]
+    assert checkpoint_dirs(tmp_path)[-1].name == "step_0000006"
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["train"]["optim"]["steps"] == 6 and meta["key"] == tiny_spec(steps=6).key()
+    assert meta["extended"] == [{"at_step": 4, "from_steps": 4, "from_key": tiny_spec(steps=4).key()}]
+    train(tiny_spec(steps=6), tmp_path, progress=False)  # the same spec again: nothing to do
+    assert len(log_rows(tmp_path, "train")) == 2
+    with pytest.raises(ConfigError, match=r"config\.json: .*differing in model\.layers \(1 -> 2\), optim\.lr .*"
+                                          r"only optim\.steps may grow"):
+        train(tiny_spec(steps=8, extra=["model.layers=2", "optim.lr=0.01"]), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match=r"differing in optim\.steps \(6 -> 3\)"):
         train(tiny_spec(steps=3), tmp_path, progress=False)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     real = train_mod.training_losses
     state = {"calls": 0}
 
@@ -100,6 +115,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_0000005"]
     model, _tok, _spec = load_model(tmp_path)
     assert all(torch.isfinite(p).all() for p in model.parameters())
+    capsys.readouterr()
+    assert cli_main(["train", "--run-dir", str(tmp_path / "cli"), "--no-progress", *[x for kv in TINY for x in ("--set", kv)]]) == 2
+    assert "error: loss is nan at step 0" in one_error_line(capsys)
 
 
 def test_cli_trains_and_reports_bad_input(tmp_path, capsys):
@@ -112,6 +130,62 @@ def test_cli_trains_and_reports_bad_input(tmp_path, capsys):
     assert "model.nope" in capsys.readouterr().err
     assert cli_main(["train", "--dataset", "qqp", "--data-root", str(tmp_path), "--run-dir", str(tmp_path / "y")]) == 2
     assert "no folder" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists(), "a data error leaves no empty run directory behind"
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_cli_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    run = ["--run-dir", str(tmp_path / "run")]
+    assert cli_main(["train", "--set", "model.layers", *run]) == 2
+    assert "--set 'model.layers': expected KEY=VALUE" in one_error_line(capsys)
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("model:\n  layers: [1, 2\noptim: {}\n")
+    assert cli_main(["train", "--config", str(bad_yaml), *run]) == 2
+    assert f"{bad_yaml}: not valid YAML: line " in one_error_line(capsys)
+    a_list = tmp_path / "list.yaml"
+    a_list.write_text("- model.layers=2\n")
+    assert cli_main(["train", "--config", str(a_list), *run]) == 2
+    assert f"{a_list}: expected a mapping of sections" in one_error_line(capsys)
+    assert cli_main(["train", "--config", str(tmp_path / "nope.yaml"), *run]) == 2
+    assert "nope.yaml: file not found" in one_error_line(capsys)
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    assert cli_main(["train", "--run-dir", str(a_file), *[x for kv in TINY for x in ("--set", kv)]]) == 2
+    assert f"{a_file}: exists and is not a folder" in one_error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_refuses_a_run_dir_with_another_spec(tmp_path, capsys):
+    args = ["train", "--run-dir", str(tmp_path), "--no-progress", "--steps", "2", *[x for kv in TINY for x in ("--set", kv)]]
+    assert cli_main(args) == 0
+    capsys.readouterr()
+    assert cli_main([*args, "--set", "model.hidden=64", "--set", "diffusion.gamma=0.3"]) == 2
+    err = one_error_line(capsys)
+    assert "differing in diffusion.gamma (0.5 -> 0.3), model.hidden (32 -> 64)" in err and "--run-dir" in err
+
+
+def write_dataset(folder: Path, n_train: int, n_other: int = 4) -> Path:
+    folder.mkdir(parents=True)
+    for split, n in (("train", n_train), ("valid", n_other), ("test", n_other)):
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps({"src": f"how do i {i}", "trg": f"what is {i}"}) + "\n"
+                                                       for i in range(n)))
+    return folder
+
+
+def test_a_split_smaller_than_one_batch_is_a_one_line_error_with_the_fix(tmp_path, capsys):
+    data = write_dataset(tmp_path / "tiny", n_train=6)
+    args = ["train", "--dataset", str(data), "--run-dir", str(tmp_path / "run"), "--no-progress", "--steps", "2"]
+    assert cli_main(args) == 2
+    err = one_error_line(capsys)
+    assert f"{data / 'train.jsonl'}: training split has 6 examples, fewer than one batch of 32" in err
+    assert "--batch-size 6" in err and "--set optim.batch_size=6" in err
+    assert not (tmp_path / "run").exists()
+    assert cli_main([*args, "--batch-size", "6"]) == 0
 
 
 def test_ddp_two_processes_hold_the_same_weights(tmp_path):
@@ -140,3 +214,59 @@ def test_zero_absorbing_state_stays_at_the_origin_and_the_head_bias_is_trained(t
     train(nobias, tmp_path / "nobias", LoopSpec(save_every=5), progress=False)
     model, _, _ = load_model(tmp_path / "nobias")
     assert model.lm_bias is None and "lm_bias" not in model.state_dict()
+
+
+def corrupt(path: Path, how: str) -> None:
+    """Empty a file, or cut it to half its size."""
+    data = path.read_bytes()
+    path.write_bytes(b"" if how == "empty" else data[: len(data) // 2])
+
+
+@pytest.fixture(scope="module")
+def ten_steps(tmp_path_factory) -> Path:
+    """A tiny run with checkpoints at steps 5 and 10."""
+    run = tmp_path_factory.mktemp("ten") / "run"
+    train(tiny_spec(steps=10), run, LoopSpec(save_every=5), progress=False)
+    return run
+
+
+@pytest.mark.parametrize(("name", "how"), [("ema.safetensors", "empty"), ("model.safetensors", "cut"), ("state.pt", "cut"),
+                                           ("state.pt", "empty")])
+def test_resume_sets_a_corrupt_checkpoint_aside_and_continues_from_the_previous(ten_steps, tmp_path, caplog, name, how):
+    run = tmp_path / "run"
+    shutil.copytree(ten_steps, run)
+    final = {k: v.clone() for k, v in load_file(run / "checkpoints" / "step_0000010" / "model.safetensors").items()}
+    corrupt(run / "checkpoints" / "step_0000010" / name, how)
+    with caplog.at_level(logging.WARNING, logger="diffuseq"):
+        train(tiny_spec(steps=10), run, LoopSpec(save_every=5), progress=False)
+    warning = next(r.getMessage() for r in caplog.records if "set aside" in r.getMessage())
+    assert str(run / "checkpoints" / "step_0000010" / name) in warning and "resuming from step_0000005" in warning
+    assert (run / "checkpoints" / "step_0000010.corrupt").is_dir()
+    assert [p.name for p in checkpoint_dirs(run)] == ["step_0000005", "step_0000010"]
+    again = load_file(run / "checkpoints" / "step_0000010" / "model.safetensors")
+    assert all(torch.equal(final[k], again[k]) for k in final), "retraining from step 5 gives the same weights"
+
+
+def test_no_intact_checkpoint_left_trains_from_the_start(ten_steps, tmp_path, caplog):
+    run = tmp_path / "run"
+    shutil.copytree(ten_steps, run)
+    for ckpt in checkpoint_dirs(run):
+        corrupt(ckpt / "ema.safetensors", "cut")
+    with caplog.at_level(logging.WARNING, logger="diffuseq"):
+        train(tiny_spec(steps=10), run, LoopSpec(save_every=5), progress=False)
+    assert "no checkpoint is left, training from step 0" in caplog.text
+    assert [p.name for p in checkpoint_dirs(run)] == ["step_0000005", "step_0000010"]
+
+
+def test_a_checkpoint_that_fails_verification_never_becomes_the_newest(tmp_path, monkeypatch):
+    real = checkpoint_mod.save_file
+
+    def short_write(tensors, path):  # e.g. a full disk: the file ends early
+        real(tensors, path)
+        if "step_0000010" in str(path):
+            corrupt(Path(path), "cut")
+
+    monkeypatch.setattr(checkpoint_mod, "save_file", short_write)
+    with pytest.raises(CheckpointError, match=r"step_0000010\.tmp/model\.safetensors: cut short.*right after writing it"):
+        train(tiny_spec(steps=10), tmp_path, LoopSpec(save_every=5), progress=False)
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_0000005"]

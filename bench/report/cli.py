@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from bench.report.analysis import ReportOptions
 from bench.report.build import build_report
 from bench.report.load import ResultsError
 from bench.report.stats import CORRECTIONS
+from diffuseq.errors import report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the report; 0 on success, 1 (with a message on stderr) for an unusable results directory."""
+    """Build the report; 0 on success, 2 (with a message on stderr) for an unusable results directory."""
     try:
         path = build_report(
             args.results, args.out, baseline=args.baseline, level_fraction=args.level_fraction,
@@ -41,7 +41,6 @@ def run(args: argparse.Namespace) -> int:
             equivalence_margin=args.equivalence_margin, seed=args.seed,
         )
     except ResultsError as err:
-        print(f"bench report: {err}", file=sys.stderr)
-        return 1
+        return report(err)
     print(path)
     return 0
