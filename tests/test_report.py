@@ -294,8 +294,11 @@ def test_two_timing_devices_are_never_divided(tmp_path: Path) -> None:
     claim = _row(a.claims, claim=CLAIMS["b"].text, reading="equal recipe")
     assert np.isnan(claim["estimate"]) and claim["verdict"] != "confirmed"
     assert "no timing of both configurations on one device" in claim["evidence"]
-    first = _markdown(a).split("## Paper claims")[0]
+    report = _markdown(a)
+    first = report.split("## Paper claims")[0]
     assert "2 devices" in first and "never divided by each other" in first
+    listed = report.split("Timed on another device")[1].split("Training cost per optimizer step")[0]
+    assert "| v2 dpm_solver++-10 | `cuda:NVIDIA H100` |" in listed
 
 
 def test_trivial_rows_margins_and_the_fails_sentence(tmp_path: Path) -> None:
@@ -522,7 +525,7 @@ def test_report_without_curves_one_seed_and_nan_gamma(tmp_path: Path) -> None:
     assert "n/a: n = 1 < 2 matched seeds" in report and "Benjamini–Hochberg" in report
     claims = pd.read_csv(path.parent / "claims.csv")
     assert set(claims["verdict"]) <= {"inconclusive", "not tested"}
-    assert "needs ≥ 2 seeds to estimate the spread" in report
+    assert "needs ≥ 2 paired seeds to estimate the spread" in report
     assert all((path.parent / link).is_file() for link in _links(report))
 
 

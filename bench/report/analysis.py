@@ -17,6 +17,7 @@ from bench.report.speedups import (
     convergence,
     convergence_summary,
     extra_curves,
+    final_points,
     model_curves,
     own_decoders,
 )
@@ -52,9 +53,12 @@ class ReportOptions:
 
     @property
     def level_text(self) -> str:
+        return self.level_text_for(self.baseline)
+
+    def level_text_for(self, baseline: str) -> str:
         if self.level_bleu is not None:
             return f"BLEU {self.level_bleu:g} (absolute level)"
-        return f"{self.level_fraction:g} × the {self.baseline} arm's final validation BLEU (mean over seeds)"
+        return f"{self.level_fraction:g} × the {baseline} arm's final validation BLEU (mean over seeds)"
 
 
 @dataclass(frozen=True)
@@ -162,13 +166,14 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
             convergences[o.baseline] = main
             levels, runs, runs_summary = main["levels"], main["runs"], main["summary"]
         if o.baseline != PUBLISHED_BASELINE and has_arm(models["arms"], PUBLISHED_BASELINE).any():
-            text = o.level_text.replace(f"the {o.baseline} arm", f"the {PUBLISHED_BASELINE} arm")
-            published = _convergence_tables(models, PUBLISHED_BASELINE, costs, o, text) or {}
+            published = _convergence_tables(models, PUBLISHED_BASELINE, costs, o,
+                                            o.level_text_for(PUBLISHED_BASELINE)) or {}
             if published:
                 convergences[PUBLISHED_BASELINE] = published
     sampling = sampling_speedups(speeds, summary, references)
     norms = norm_curves(curves)
-    claims = judge_claims(cells=cells, speeds=speeds, convergence=convergences, margins=margin_table,
+    claims = judge_claims(cells=cells, speeds=speeds, convergence=convergences, finals=final_points(models),
+                          margins=margin_table,
                           timed=results.timing is not None, baseline=o.baseline,
                           margin_fraction=o.equivalence_margin, alpha=o.alpha, correction=o.correction)
     return Analysis(

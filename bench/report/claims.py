@@ -88,7 +88,7 @@ def readings(baseline: str) -> tuple[Reading, Reading]:
 READINGS = readings("baseline")
 CLAIM_COLUMNS = [
     "claim", "reading", *SCOPE_KEYS, "compared", "paper", "figure", "estimate", "low", "high", "n", "test",
-    "p", "p_opposite", "p_adj", "p_opposite_adj", "verdict", "n_needed", "copy_margin", "evidence",
+    "p", "p_opposite", "p_adj", "p_opposite_adj", "verdict", "n_needed", "to_decide", "copy_margin", "evidence",
 ]
 
 
@@ -270,7 +270,7 @@ def _without_gamma(sweep: object) -> str:
     return json.dumps(rest, sort_keys=True) if rest else NO_SWEEP
 
 
-def _gamma_values(cells: pd.DataFrame, runs: pd.DataFrame | None, arm: str) -> tuple[pd.DataFrame, str, dict | None]:
+def _gamma_values(cells: pd.DataFrame, finals: pd.DataFrame, arm: str) -> tuple[pd.DataFrame, str, dict | None]:
     """Per (γ, seed) the BLEU the γ claim is judged on: test BLEU of the arm's γ-swept
     configuration with the most γ values (else the final own-curve validation BLEU of its
     γ-swept models), the source in words, and one configuration (for the copy_source margin)."""
@@ -285,20 +285,20 @@ def _gamma_values(cells: pd.DataFrame, runs: pd.DataFrame | None, arm: str) -> t
             best = own.merge(counts.iloc[:1][keys])
             values = best[["gamma", "seed", "bleu"]].rename(columns={"bleu": "value"})
             return values, f"test BLEU of `{arm}` {config_labels(best.iloc[:1]).iloc[0]}", best.iloc[0].to_dict()
-    if runs is not None and len(runs):
-        curves = runs[has_arm(runs["arms"], arm)]
+    if len(finals):
+        curves = finals[has_arm(finals["arms"], arm)]
         curves = curves.assign(rest=curves["sweep"].map(_without_gamma))
         if curves["gamma"].nunique() >= 2:
             rest = curves.groupby("rest")["gamma"].nunique().sort_values(ascending=False, kind="stable").index[0]
             chosen = curves[curves["rest"] == rest]
-            return (chosen[["gamma", "seed", "final_bleu"]].rename(columns={"final_bleu": "value"}),
-                    f"final own-curve validation BLEU of `{arm}`", None)
+            return (chosen[["gamma", "seed", "value"]],
+                    f"final own-curve validation BLEU of `{arm}` (no γ-swept test cells)", None)
     return pd.DataFrame(columns=["gamma", "seed", "value"]), "", None
 
 
-def _gamma_claim(scope: dict, cells: pd.DataFrame, runs: pd.DataFrame | None, margins: pd.DataFrame) -> dict:
+def _gamma_claim(scope: dict, cells: pd.DataFrame, finals: pd.DataFrame, margins: pd.DataFrame) -> dict:
     """Claim (d): the best γ lies in GAMMA_RANGE: the best γ inside vs the best outside, paired."""
-    values, source, config = _gamma_values(cells, runs, CLAIM_ARM)
+    values, source, config = _gamma_values(cells, finals, CLAIM_ARM)
     low, high = GAMMA_RANGE
     inside = values["gamma"].between(low - 1e-9, high + 1e-9)
     if values.empty or not inside.any() or inside.all():
@@ -339,7 +339,7 @@ def _verdicts(rows: pd.DataFrame, *, alpha: float, correction: str) -> pd.DataFr
     rows = rows.copy()
     rows["p_adj"] = adjust(rows["p"].to_numpy(dtype=float), correction)
     rows["p_opposite_adj"] = adjust(rows["p_opposite"].to_numpy(dtype=float), correction)
-    verdicts, needed = [], []
+    verdicts, needed, decide = [], [], []
     for r in rows.to_dict("records"):
         if isinstance(r["verdict"], str):
             verdict = r["verdict"]
@@ -355,8 +355,24 @@ def _verdicts(rows: pd.DataFrame, *, alpha: float, correction: str) -> pd.DataFr
             n = float(r["n"] + 1)  # the approximation undershoots (t, correction): at least one more seed
         verdicts.append(verdict)
         needed.append(n)
-    rows["verdict"], rows["n_needed"] = verdicts, needed
+        decide.append(_to_decide(r, verdict, n))
+    rows["verdict"], rows["n_needed"], rows["to_decide"] = verdicts, needed, decide
     return rows[CLAIM_COLUMNS]
+
+
+def _to_decide(r: dict, verdict: str, n: float) -> str:
+    """What an inconclusive claim lacks, in words: a timing pass, seeds, or its evidence."""
+    if verdict != INCONCLUSIVE:
+        return ""
+    if r["speed"] == "unknown" or NO_TIMING in str(r["evidence"]):
+        return "needs a timing pass of both configurations on one device"
+    if isinstance(r.get("n_needed_args"), tuple):
+        if np.isnan(n):
+            return "needs ≥ 2 paired seeds to estimate the spread"
+        if np.isinf(n):
+            return "no effect observed: no n decides"
+        return f"n ≈ {int(n)} seeds would decide"
+    return "needs the evidence named in its row"
 
 
 def judge_claims(
@@ -364,6 +380,7 @@ def judge_claims(
     cells: pd.DataFrame,
     speeds: pd.DataFrame,
     convergence: dict[str, dict],
+    finals: pd.DataFrame,
     margins: pd.DataFrame,
     timed: bool,
     baseline: str,
@@ -375,7 +392,8 @@ def judge_claims(
     test and corrected p-value, the verdict, the seeds that would decide, the margin over copy_source.
 
     ``convergence`` maps a baseline arm to its convergence tables (``runs``, ``summary``,
-    ``level_text``). The quality margin is ``margin_fraction`` × the reference's mean BLEU.
+    ``level_text``); ``finals`` holds the last point of every own-decoder curve (for γ without
+    γ-swept test cells). The quality margin is ``margin_fraction`` × the reference's mean BLEU.
     """
     models = cells[~is_trivial(cells)]
     scopes = models[SCOPE_KEYS].drop_duplicates().sort_values(SCOPE_KEYS).to_dict("records")
@@ -399,9 +417,8 @@ def judge_claims(
                 _quality_claim(reading, scope, head, ref, models, margin_fraction, margins),
             ]
     for scope in scopes:
-        conv = convergence.get(baseline)
-        runs = None if conv is None else conv["runs"].merge(pd.DataFrame([scope]))
-        rows.append(_gamma_claim(scope, models.merge(pd.DataFrame([scope])), runs, margins))
+        scoped = finals.merge(pd.DataFrame([scope])) if len(finals) else finals
+        rows.append(_gamma_claim(scope, models.merge(pd.DataFrame([scope])), scoped, margins))
     frame = pd.DataFrame(rows)
     frame["speed"] = frame["speed"].fillna("") if "speed" in frame else ""
     if "n_needed_args" not in frame:

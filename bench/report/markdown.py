@@ -18,6 +18,7 @@ from bench.report.claims import (
     PAPER_GAMMA,
     PUBLISHED_ARM,
     PUBLISHED_BASELINE,
+    REFUTED,
 )
 from bench.report.configs import (
     CONFIG_KEYS,
@@ -31,6 +32,7 @@ from bench.report.configs import (
 )
 from bench.report.fmt import NA, decimals, md_table, num, pvalue, seeds, signed, speedup, with_ci
 from bench.report.plots import Plot
+from bench.report.timing import elsewhere
 from bench.report.trivial import FAILS, UNCLEAR
 
 
@@ -136,9 +138,9 @@ def _setup(a: Analysis) -> str:
 def _verdict(r: dict) -> str:
     text = f"**{r['verdict']}**"
     if r["verdict"] == INCONCLUSIVE:
-        n = r["n_needed"]
-        text += (" (n to decide: needs ≥ 2 seeds to estimate the spread)" if pd.isna(n) else
-                 " (n to decide: ∞, no effect observed)" if np.isinf(n) else f" (n ≈ {int(n)} seeds would decide)")
+        text += f" ({r['to_decide']})"
+    elif r["verdict"] == REFUTED and pd.notna(r["p_opposite"]):
+        text += f" (opposite test p {pvalue(r['p_opposite'])}, adj. {pvalue(r['p_opposite_adj'])})"
     return text
 
 
@@ -454,6 +456,20 @@ def _sampling(a: Analysis, name: _Namer) -> str:
         for r in train.sort_values([*SCOPE_KEYS, "arm", "device"]).to_dict("records")
     ]
     devices = _values(costs["device"]) if len(costs) else _values(a.speeds["device"])
+    other = elsewhere(a.results.timing)
+    other = other[other["kind"] == "sample_batch"]
+    other_rows = [
+        {k: r[k] for k in name.varying} | {
+            "config": r["config"], "device": f"`{r['device']}`", "batch": r["batch_size"],
+            "s/batch, 1 candidate (min; median)": f"{num(r['min_s'])}; {num(r['median_s'])}",
+        }
+        for r in other.assign(config=config_labels(other)).to_dict("records")
+    ] if len(other) else []
+    if other_rows:
+        other_text = ["", "Timed on another device than the rest of its scope (listed, never divided by the "
+                      "figures above):", "", md_table(other_rows)]
+    else:
+        other_text = []
     return "\n".join([
         head, "",
         f"From the timing pass on `{devices}`: every configuration decodes the same batch, interleaved with the others, "
@@ -465,7 +481,8 @@ def _sampling(a: Analysis, name: _Namer) -> str:
         "Extrapolated: a long chain timed on fewer steps and scaled by steps. The cells' own `sentences_per_s` "
         "and wall times are kept in `summary.csv` as bookkeeping and never divided. BLEU: mean over seeds with "
         "its percentile-bootstrap CI.",
-        "", md_table(rows), "", "Training cost per optimizer step (the calibration of the convergence speedups):",
+        "", md_table(rows), *other_text, "",
+        "Training cost per optimizer step (the calibration of the convergence speedups), every device:",
         "", md_table(train_rows),
     ])
 

@@ -89,6 +89,14 @@ def extra_curves(curves: pd.DataFrame | None) -> pd.DataFrame:
             .reset_index()[columns])
 
 
+def final_points(models: pd.DataFrame) -> pd.DataFrame:
+    """The last point of every own-decoder curve: one row per curve and seed (``CURVE_KEYS``), with
+    its ``step`` and BLEU ``value``."""
+    if not len(models):
+        return pd.DataFrame(columns=[*CURVE_KEYS, "step", "value"])
+    return models.groupby(CURVE_KEYS, dropna=False, sort=False).tail(1)[[*CURVE_KEYS, "step", "value"]]
+
+
 def own_decoders(models: pd.DataFrame) -> pd.DataFrame:
     """Per scope and arm, the decoder of its own curve."""
     if not len(models):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.report.configs import ARM_SEPARATOR, CONFIG_KEYS, SCOPE_KEYS, is_reference
+from bench import schema
+from bench.report.configs import ARM_SEPARATOR, CONFIG_KEYS, SCOPE_KEYS
 
 NO_TIMING = ("no timing pass (timing.parquet absent or empty): the report makes no speed claim and never "
              "falls back to the cells' raw wall times.")
@@ -127,11 +128,7 @@ def sampling_speedups(speeds: pd.DataFrame, summary: pd.DataFrame, references: p
     DDPM with the most steps; same device only) and its quality (mean and CI over seeds)."""
     if speeds.empty:
         return pd.DataFrame(columns=SAMPLING_COLUMNS)
-    ref_keys = references.drop(columns="batch_size") if len(references) else references
-    refs = {
-        tuple(r[k] for k in SCOPE_KEYS): match_speed(speeds, r | {"batch_size": None})
-        for r in ref_keys.to_dict("records")
-    }
+    refs = {tuple(r[k] for k in SCOPE_KEYS): match_speed(speeds, r) for r in references.to_dict("records")}
     ratios = [
         speed_ratios(row, refs.get(tuple(row[k] for k in SCOPE_KEYS)))
         for _, row in speeds.iterrows()
@@ -149,8 +146,8 @@ def sampling_speedups(speeds: pd.DataFrame, summary: pd.DataFrame, references: p
     return out.merge(quality.reset_index(), on=[k for k in CONFIG_KEYS if k != "batch_size"], how="left")
 
 
-def is_reference_speed(speeds: pd.DataFrame, references: pd.DataFrame) -> pd.Series:
-    """Rows of ``speeds`` whose configuration (batch size aside) is a reference."""
-    if speeds.empty or references.empty:
-        return pd.Series(False, index=speeds.index)
-    return is_reference(speeds.assign(batch_size=0), references.assign(batch_size=0))
+def elsewhere(timing: pd.DataFrame | None) -> pd.DataFrame:
+    """The timing rows of devices other than their scope's primary one (listed, never divided)."""
+    if timing is None:
+        return pd.DataFrame(columns=schema.TIMING_COLUMNS)
+    return timing[~on_primary_device(timing)].reset_index(drop=True)
