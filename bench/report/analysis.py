@@ -37,7 +37,7 @@ class ReportOptions:
     """Knobs of the report (the CLI flags of ``python -m bench report``)."""
 
     baseline: str = "baseline"  # the arm every other one is compared against
-    level_fraction: float = 0.9  # BLEU level = this × the baseline's final validation BLEU ...
+    level_fraction: float = 0.9  # BLEU level = this × the baseline's final own-decoder validation BLEU ...
     level_bleu: float | None = None  # ... unless an absolute level is given
     n_boot: int = 2000  # bootstrap resamples (across seeds and over sentences)
     alpha: float = 0.05  # test level; intervals are (1 − alpha)
@@ -58,7 +58,7 @@ class ReportOptions:
     def level_text_for(self, baseline: str) -> str:
         if self.level_bleu is not None:
             return f"BLEU {self.level_bleu:g} (absolute level)"
-        return f"{self.level_fraction:g} × the {baseline} arm's final validation BLEU (mean over seeds)"
+        return f"{self.level_fraction:g} × the {baseline} arm's final own-decoder validation BLEU (mean over seeds)"
 
 
 @dataclass(frozen=True)
@@ -139,8 +139,8 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
         missing["sentence_tests"] = "no per_sentence.parquet."
     margin_table = margins(cells, metrics, alpha=o.alpha)
     if not is_trivial(cells).any():
-        missing["trivial"] = ("no trivial rows (`copy_source`, `nearest_train_target`) in the table: no arm's "
-                              "margin over doing nothing can be stated.")
+        missing["trivial"] = ("the table has no `copy_source` or `nearest_train_target` cell, so no arm's margin "
+                              "over doing nothing can be stated.")
     costs = train_costs(results.timing)
     speeds = config_speeds(results.timing)
     if results.timing is None:

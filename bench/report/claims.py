@@ -284,7 +284,8 @@ def _gamma_values(cells: pd.DataFrame, finals: pd.DataFrame, arm: str) -> tuple[
         if len(counts) and counts["n_gamma"].iloc[0] >= 2:
             best = own.merge(counts.iloc[:1][keys])
             values = best[["gamma", "seed", "bleu"]].rename(columns={"bleu": "value"})
-            return values, f"test BLEU of `{arm}` {config_labels(best.iloc[:1]).iloc[0]}", best.iloc[0].to_dict()
+            label = config_labels(best.iloc[:1].assign(gamma=np.nan)).iloc[0]
+            return values, f"test BLEU of `{label}` across γ", best.iloc[0].to_dict()
     if len(finals):
         curves = finals[has_arm(finals["arms"], arm)]
         curves = curves.assign(rest=curves["sweep"].map(_without_gamma))
@@ -323,9 +324,10 @@ def _gamma_claim(scope: dict, cells: pd.DataFrame, finals: pd.DataFrame, margins
         "estimate": test["diff"], "low": test["diff_low"], "high": test["diff_high"], "n": test["n"],
         "copy_margin": _margin_text(margins, [config]) if config is not None else NA,
     }
+    n_in = int(means.index.to_series().between(low - 1e-9, high + 1e-9).sum())
     evidence = (f"{source}, mean over seeds: {listing}; best γ inside the range {best_in:g} vs best outside "
-                f"{best_out:g}: Δ {delta} ({seeds(test['n'])}; both picked as the highest means, which favours "
-                "neither side).")
+                f"{best_out:g}: Δ {delta} ({seeds(test['n'])}). Each side's best is picked by its mean, which "
+                f"favours the side with more γ values ({n_in} inside, {len(means) - n_in} outside).")
     return _row("gamma", "equal recipe", scope, **fields, evidence=evidence,
                 p=one_sided_p(d, 0.0, "greater"), p_opposite=one_sided_p(d, 0.0, "less"),
                 n_needed_args=(d.mean() if d.size else np.nan, d.std(ddof=1) if d.size > 1 else np.nan, 0.0))
