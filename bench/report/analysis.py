@@ -14,6 +14,7 @@ from bench.report.load import Results, wide_cells
 from bench.report.significance import seed_tests, sentence_tests, summarize_seeds
 from bench.report.speedups import (
     bleu_levels,
+    calibrated_curves,
     convergence,
     convergence_summary,
     extra_curves,
@@ -156,7 +157,7 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
         models = pd.DataFrame()
         levels = runs = runs_summary = pd.DataFrame()
     else:
-        models = model_curves(curves, cells)
+        models = calibrated_curves(model_curves(curves, cells), costs)
         main = _convergence_tables(models, o.baseline, costs, o, o.level_text)
         if main is None:
             missing["convergence"] = f"no `{o.baseline}` curve to set the BLEU level (give an absolute level)."

@@ -66,10 +66,12 @@ def _model_labels(models: pd.DataFrame) -> pd.DataFrame:
 
 
 def _seed_bands(models: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Mean, min and max over seeds at each evaluation step (and the mean wall time there)."""
+    """Mean, min and max over seeds at each evaluation step (and the mean examples seen, raw wall
+    time and calibrated seconds there, where the curves have them)."""
+    extra = {c: (c, "mean") for c in ("examples", "wall_s", "calibrated_s") if c in models}
     return (
         models.groupby([*by, "step"], dropna=False)
-        .agg(n_seeds=("seed", "nunique"), wall_s=("wall_s", "mean"), bleu_mean=("value", "mean"),
+        .agg(n_seeds=("seed", "nunique"), **extra, bleu_mean=("value", "mean"),
              bleu_min=("value", "min"), bleu_max=("value", "max"))
         .reset_index()
     )
@@ -92,31 +94,40 @@ def _has_bleu(curves: pd.DataFrame | None) -> bool:
     return bool(((curves["metric"] == "bleu") & own).any())
 
 
+_AXES = {
+    "step": "training step",
+    "examples": "training examples seen",
+    "calibrated_s": "calibrated training seconds (steps × timed s/step)",
+}
+
+
 def training_curves(curves: pd.DataFrame | None, levels: pd.DataFrame, out_dir: Path) -> list[Plot]:
-    """Fig. 2: own-decoder validation BLEU vs training steps and vs raw wall time, per curve, seed
-    range as a band.
+    """Fig. 2: own-decoder validation BLEU vs training steps, examples seen and calibrated seconds
+    (where known: examples need curves.parquet's ``examples``, seconds the timing pass), per curve,
+    the seed range as a band. Never against raw wall time: runs that trained at different moments
+    on a shared machine are not comparable by it.
 
     ``curves``: curves.parquet, or its curves merged per model (``speedups.model_curves``, which
     also knows each model's sweep point from the table)."""
-    title = "Fig. 2: validation BLEU vs training steps and wall time"
+    title = "Fig. 2: validation BLEU (own decoder) vs training steps, examples seen and calibrated seconds"
     if not _has_bleu(curves):
         return [Plot(title, skipped=_NO_CURVES)]
     plots = []
     for suffix, rows in _scopes(_model_labels(model_curves(curves))):
         data = _seed_bands(rows, [*MODEL_KEYS, "label"])
-        fig = Figure(figsize=(11, 4))
-        by_step, by_wall = fig.subplots(1, 2, sharey=True)
-        for label, g in data.groupby("label"):
-            _band(by_step, g["step"], g, label)
-            _band(by_wall, g["wall_s"], g, label)
-        level = levels.merge(rows[SCOPE_KEYS].drop_duplicates(), on=SCOPE_KEYS)["level"]
-        for ax in (by_step, by_wall):
+        axes = [x for x in _AXES if x in data and data[x].notna().any()]
+        fig = Figure(figsize=(4 + 3.5 * len(axes), 4))
+        panels = np.atleast_1d(fig.subplots(1, len(axes), sharey=True))
+        level = levels.merge(rows[SCOPE_KEYS].drop_duplicates(), on=SCOPE_KEYS)["level"] if len(levels) else []
+        for ax, x in zip(panels, axes, strict=True):
+            for label, g in data.groupby("label"):
+                _band(ax, g[x], g, label)
             if len(level):
                 ax.axhline(level.iloc[0], color="grey", linestyle="--", linewidth=1, label="BLEU level")
             ax.grid(alpha=0.3)
-        by_step.set(xlabel="training step", ylabel="validation BLEU", title=f"{suffix}: by step")
-        by_wall.set(xlabel="raw training wall time (s; not calibrated)", title=f"{suffix}: by raw wall time")
-        by_wall.legend(fontsize=8)
+            ax.set(xlabel=_AXES[x], title=f"{suffix}: by {_AXES[x].split(' (')[0]}")
+        panels[0].set(ylabel="validation BLEU")
+        panels[-1].legend(fontsize=8)
         plots.append(_save(fig, data, out_dir, f"fig2_training_{suffix}", f"{title} ({suffix})"))
     return plots
 
@@ -234,6 +245,6 @@ def absorbing_norms(norms: pd.DataFrame, out_dir: Path) -> list[Plot]:
                     label=f"{label}: mean embedding norm")
         ax.set(xlabel="training step", ylabel="norm (EMA weights)", title=f"{suffix}: ‖m‖ vs embedding norm")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         plots.append(_save(fig, data, out_dir, f"absorbing_m_norm_{suffix}", f"{title} ({suffix})"))
     return plots

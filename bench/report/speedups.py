@@ -147,6 +147,16 @@ def _costs_per_curve(runs: pd.DataFrame, costs: pd.DataFrame | None) -> pd.DataF
     return runs.merge(matched.rename(columns={"device": "timing_device"}), on=MODEL_KEYS, how="left")
 
 
+def calibrated_curves(models: pd.DataFrame, costs: pd.DataFrame | None) -> pd.DataFrame:
+    """Own-decoder curves with ``calibrated_s`` = step × the model's timed seconds per optimizer
+    step (NaN for models the timing pass did not time)."""
+    if not len(models):
+        return models
+    timed = _costs_per_curve(models, costs)
+    return timed.assign(calibrated_s=timed["step"] * timed["train_step_s"]).drop(
+        columns=["train_step_s", "timing_device"])
+
+
 RUN_COLUMNS = [
     "level", "reached", "steps_to_level", "examples_to_level", "wall_to_level", "best_bleu", "last_step",
     "final_bleu",
