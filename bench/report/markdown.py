@@ -75,13 +75,13 @@ def _read_first(a: Analysis, name: _Namer) -> str:
             f"{signed(r['margin'], 4)}."
         )
     unclear = a.margins[(a.margins["outcome"] == UNCLEAR) & (a.margins["metric"] == "bleu")]
-    for r in name.configs(unclear):
-        lines.append(
-            f"`{r['config']}` is not clearly above `{r['trivial']}` on BLEU"
-            + (f" ({r['dataset']})" if "dataset" in name.varying else "")
-            + f": margin {with_ci(r['margin'], r['margin_low'], r['margin_high'], lambda x: signed(x, 4))} "
-            "(the interval reaches zero)."
+    for trivial, g in unclear.groupby("trivial", sort=False):
+        listed = "; ".join(
+            f"`{r['config']}`" + (f" ({r['dataset']})" if "dataset" in name.varying else "")
+            + f" {with_ci(r['margin'], r['margin_low'], r['margin_high'], lambda x: signed(x, 4))}"
+            for r in name.configs(g)
         )
+        lines.append(f"Above `{trivial}` on BLEU on average, but with an interval that reaches it: {listed}.")
     if "trivial" in a.missing:
         lines.append(f"**No trivial rows:** {a.missing['trivial']}")
     elif not len(failing):

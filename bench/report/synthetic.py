@@ -159,7 +159,7 @@ def write_results(
         for arm, shift in (trivial or {}).items():
             per_sentence = _per_sentence(difficulty + base_bleu + shift + rng.normal(0.0, sentence_sd, n_sentences), rng)
             metrics = {m: float(v.mean()) for m, v in per_sentence.items()} | {
-                "corpus_bleu": 100 * float(per_sentence["bleu"].mean())}
+                "corpus_bleu": float(per_sentence["bleu"].mean())}
             add_cell(_trivial_keys(arm, dataset), metrics, per_sentence)
         for seed in seeds:
             seed_effect = rng.normal(0.0, seed_sd)
@@ -173,7 +173,7 @@ def write_results(
                 raw = model.raw_sec_per_step or 1.3 * model.sec_per_step
                 final = finals[(spec.model_key, spec.arm)]
                 metrics = {m: float(v.mean()) for m, v in per_sentence.items()} | {
-                    "corpus_bleu": 100 * float(per_sentence["bleu"].mean()) + rng.normal(0.0, 0.2),
+                    "corpus_bleu": float(per_sentence["bleu"].mean()) + rng.normal(0.0, 0.002),  # 0-1, as sacrebleu/100
                     "sentences_per_s": speed,
                     "sample_wall_s": n_sentences * spec.mbr / speed,
                     "train_wall_s": train_steps * raw,
