@@ -167,5 +167,12 @@ def answer(rows: pd.DataFrame) -> str:
         return f"not answerable yet ({r['note']})."
     if r["significant"]:
         better = r["arm_a"] if r["diff"] > 0 else r["arm_b"]
-        return f"yes: `{better}` has the higher BLEU (significant after correction)."
-    return "no detectable BLEU difference at this n (not significant after correction)."
+        text = f"yes: `{better}` has the higher BLEU (significant after correction)"
+    else:
+        text = "no detectable BLEU difference at this n (not significant after correction)"
+    norm = rows[rows["metric"] == "m_norm_ema"]
+    if len(norm) and pd.notna(norm["mean_a"].iloc[0]):
+        m = norm.iloc[0]
+        text += (f"; final ‖m‖ {m['mean_a']:.3g} (`{m['arm_a']}`) vs {m['mean_b']:.3g} (`{m['arm_b']}`)"
+                 + (", significantly different" if m["significant"] else ""))
+    return text + "."

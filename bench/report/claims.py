@@ -15,6 +15,7 @@ ratio, 8192 vs 850 sequences per step).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,7 +146,7 @@ def _row(claim: str, reading: str, scope: dict, **fields: object) -> dict:
 
 
 def _convergence(reading: Reading, scope: dict, head: dict, ref: dict, conv: dict | None,
-                 timed: bool, margins: pd.DataFrame) -> dict:
+                 timed: bool, margins: pd.DataFrame, alpha: float) -> dict:
     """Claim (a): the speedup in calibrated seconds to the BLEU level (steps × timed s/step)."""
     compared = f"{_name(head)} vs {_name(ref)}"
     fields = {"compared": compared, "copy_margin": _margin_text(margins, [head, ref])}
@@ -185,23 +186,25 @@ def _convergence(reading: Reading, scope: dict, head: dict, ref: dict, conv: dic
     logs = logs[np.isfinite(logs)]
     evidence = (f"{reached}; speedup in calibrated seconds (steps to the level × the model's timed seconds per "
                 f"optimizer step) {calibrated}, {others} (geometric mean over the {seeds(logs.size)} where both "
-                "reached it, 95% t interval)")
-    if logs.size == 0:
+                f"reached it, {1 - alpha:.0%} t interval)")
+    untimed = logs.size == 0 and per_seed["reached"].any()
+    if untimed:
         evidence += "; no seed where both runs were timed on one device and reached the level"
     sd = logs.std(ddof=1) if logs.size > 1 else np.nan
     return _row("a", reading.name, scope, **fields, n=logs.size, evidence=evidence + ".",
+                speed="unknown" if untimed else "",
                 p=one_sided_p(logs, 0.0, "greater"), p_opposite=one_sided_p(logs, 0.0, "less"),
                 n_needed_args=(logs.mean() if logs.size else np.nan, sd, 0.0))
 
 
 def _sampling(reading: Reading, scope: dict, head: dict, ref: dict, cells: pd.DataFrame, speeds: pd.DataFrame,
-              timed: bool, margin_fraction: float, margins: pd.DataFrame) -> dict:
+              timed: bool, margin_fraction: float, margins: pd.DataFrame, alpha: float) -> dict:
     """Claim (b): ≥ MUCH_FASTER outputs/s counting MBR (timing pass), BLEU not worse by > margin."""
     fields = {"compared": f"{_name(head)} vs {_name(ref)}", "copy_margin": _margin_text(margins, [head, ref])}
     speed_a, speed_b = match_speed(speeds, head), match_speed(speeds, ref)
     ratios = speed_ratios(speed_a, speed_b)
     pairs = _paired(cells, head, ref, "bleu")
-    test = paired_test(pairs["a"], pairs["b"], alpha=0.05) if len(pairs) else None
+    test = paired_test(pairs["a"], pairs["b"], alpha=alpha) if len(pairs) else None
     margin = margin_fraction * test["mean_b"] if test else np.nan
     if not timed:
         speed_text, speed = NO_TIMING, "unknown"
@@ -234,28 +237,33 @@ def _sampling(reading: Reading, scope: dict, head: dict, ref: dict, cells: pd.Da
 
 
 def _quality_claim(reading: Reading, scope: dict, head: dict, ref: dict, cells: pd.DataFrame,
-                   margin_fraction: float, margins: pd.DataFrame) -> dict:
+                   margin_fraction: float, margins: pd.DataFrame, alpha: float) -> dict:
     """Claim (c): the BLEU difference lies within ±margin (TOST)."""
     fields = {"compared": f"{_name(head)} vs {_name(ref)}", "copy_margin": _margin_text(margins, [head, ref])}
     pairs = _paired(cells, head, ref, "bleu")
     if pairs.empty:
         return _row("c", reading.name, scope, **fields, verdict=INCONCLUSIVE,
                     evidence="no paired BLEU comparison on matched seeds.")
-    test = paired_test(pairs["a"], pairs["b"], alpha=0.05)
+    test = paired_test(pairs["a"], pairs["b"], alpha=alpha)
     margin = margin_fraction * test["mean_b"]
     d = (pairs["a"] - pairs["b"]).to_numpy(dtype=float)
     evidence = f"{_quality(test, 'BLEU')}, equivalence margin ±{margin:.4f}"
     bert = _paired(cells, head, ref, "bertscore_f1")
     if len(bert):
-        evidence += f"; {_quality(paired_test(bert['a'], bert['b'], alpha=0.05), 'BERTScore')}"
+        evidence += f"; {_quality(paired_test(bert['a'], bert['b'], alpha=alpha), 'BERTScore')}"
     delta = with_ci(test["diff"], test["diff_low"], test["diff_high"], lambda x: signed(x, 4))
     p_low, p_high = one_sided_p(d, -margin, "greater"), one_sided_p(d, margin, "less")
     out_low, out_high = one_sided_p(d, -margin, "less"), one_sided_p(d, margin, "greater")
     return _row("c", reading.name, scope, **fields, figure=f"BLEU Δ {delta} (margin ±{margin:.4f})",
                 estimate=test["diff"], low=test["diff_low"], high=test["diff_high"], n=test["n"],
-                evidence=evidence + ".", p=max(p_low, p_high),
-                p_opposite=min(1.0, 2 * min(out_low, out_high)),
+                evidence=evidence + ".", p=_either(max, p_low, p_high),
+                p_opposite=min(1.0, 2 * _either(min, out_low, out_high)),
                 n_needed_args=(abs(d.mean()), d.std(ddof=1) if d.size > 1 else np.nan, margin))
+
+
+def _either(pick: Callable[[float, float], float], p: float, q: float) -> float:
+    """``pick`` (max or min) of two p-values; NaN when either test did not run."""
+    return np.nan if np.isnan(p) or np.isnan(q) else float(pick(p, q))
 
 
 def _without_gamma(sweep: object) -> str:
@@ -297,7 +305,8 @@ def _gamma_values(cells: pd.DataFrame, finals: pd.DataFrame, arm: str) -> tuple[
     return pd.DataFrame(columns=["gamma", "seed", "value"]), "", None
 
 
-def _gamma_claim(scope: dict, cells: pd.DataFrame, finals: pd.DataFrame, margins: pd.DataFrame) -> dict:
+def _gamma_claim(scope: dict, cells: pd.DataFrame, finals: pd.DataFrame, margins: pd.DataFrame,
+                 alpha: float) -> dict:
     """Claim (d): the best γ lies in GAMMA_RANGE: the best γ inside vs the best outside, paired."""
     values, source, config = _gamma_values(cells, finals, CLAIM_ARM)
     low, high = GAMMA_RANGE
@@ -313,7 +322,7 @@ def _gamma_claim(scope: dict, cells: pd.DataFrame, finals: pd.DataFrame, margins
     wide = values.pivot_table(index="seed", columns="gamma", values="value")
     pairs = wide[[best_in, best_out]].dropna()
     d = (pairs[best_in] - pairs[best_out]).to_numpy(dtype=float)
-    test = paired_test(pairs[best_in], pairs[best_out], alpha=0.05)
+    test = paired_test(pairs[best_in], pairs[best_out], alpha=alpha)
     delta = with_ci(test["diff"], test["diff_low"], test["diff_high"], lambda x: signed(x, 4))
     best = means.idxmax()
     listing = ", ".join(f"γ={g:g}: {num(v, 4)}" for g, v in means.items())
@@ -414,13 +423,13 @@ def judge_claims(
             head, ref = _with_label(head.to_dict(), models), _with_label(ref.to_dict(), models)
             conv = convergence.get(reading.baseline)
             rows += [
-                _convergence(reading, scope, head, ref, conv, timed, margins),
-                _sampling(reading, scope, head, ref, models, speeds, timed, margin_fraction, margins),
-                _quality_claim(reading, scope, head, ref, models, margin_fraction, margins),
+                _convergence(reading, scope, head, ref, conv, timed, margins, alpha),
+                _sampling(reading, scope, head, ref, models, speeds, timed, margin_fraction, margins, alpha),
+                _quality_claim(reading, scope, head, ref, models, margin_fraction, margins, alpha),
             ]
     for scope in scopes:
         scoped = finals.merge(pd.DataFrame([scope])) if len(finals) else finals
-        rows.append(_gamma_claim(scope, models.merge(pd.DataFrame([scope])), scoped, margins))
+        rows.append(_gamma_claim(scope, models.merge(pd.DataFrame([scope])), scoped, margins, alpha))
     frame = pd.DataFrame(rows)
     frame["speed"] = frame["speed"].fillna("") if "speed" in frame else ""
     if "n_needed_args" not in frame:

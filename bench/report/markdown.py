@@ -148,7 +148,7 @@ def _claims(a: Analysis, name: _Namer) -> str:
     o = a.options
     rows = [
         {"claim": r["claim"], "reading": r["reading"]} | name.scope(r) | {
-            "compared": r["compared"], "paper": r["paper"], "this suite (95% CI)": r["figure"],
+            "compared": r["compared"], "paper": r["paper"], f"this suite ({1 - o.alpha:.0%} CI)": r["figure"],
             "n": int(r["n"]) if pd.notna(r["n"]) and r["n"] else "—", "test": r["test"],
             "p (adj.)": NA if pd.isna(r["p"]) else f"{pvalue(r['p'])} ({pvalue(r['p_adj'])})",
             "verdict": _verdict(r), "BLEU margin over copy_source": r["copy_margin"],
