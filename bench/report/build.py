@@ -7,7 +7,13 @@ from pathlib import Path
 from bench.report.analysis import Analysis, ReportOptions, analyse
 from bench.report.load import load_results
 from bench.report.markdown import render
-from bench.report.plots import dataset_bars, gamma_sweep, speed_quality, training_curves
+from bench.report.plots import (
+    absorbing_norms,
+    dataset_bars,
+    gamma_sweep,
+    speed_quality,
+    training_curves,
+)
 
 REPORT = "report.md"
 
@@ -17,11 +23,15 @@ def write_tables(a: Analysis, out_dir: Path) -> list[Path]:
     tables = {
         "claims": a.claims,
         "summary": a.summary,
+        "trivial_margins": a.margins,
         "seed_tests": a.seed_tests,
         "sentence_tests": a.sentence_tests,
         "levels": a.levels,
         "convergence": a.convergence,
         "convergence_summary": a.convergence_summary,
+        "curve_check": a.curve_check,
+        "absorbing_norms": a.final_norms,
+        "absorbing_questions": a.questions,
         "sampling": a.sampling,
     }
     paths = []
@@ -46,6 +56,7 @@ def build_report(results_dir: str | Path, out_dir: str | Path, **options: object
         *training_curves(a.models, a.levels, out_dir),
         *speed_quality(a.sampling, out_dir),
         *gamma_sweep(a.models, out_dir),
+        *absorbing_norms(a.norms, out_dir),
         *dataset_bars(a.summary, out_dir),
     ]
     path = out_dir / REPORT

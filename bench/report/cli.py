@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", default=d.baseline, help=f"arm to compare against (default: {d.baseline})")
     level = parser.add_mutually_exclusive_group()
     level.add_argument("--level-fraction", type=float, default=d.level_fraction,
-                       help="convergence level as a fraction of the baseline's final validation BLEU "
+                       help="convergence level as a fraction of the baseline's final own-decoder validation BLEU "
                             f"(default: {d.level_fraction})")
     level.add_argument("--level-bleu", type=float, help="absolute convergence level (validation BLEU)")
     parser.add_argument("--n-boot", type=int, default=d.n_boot, help=f"bootstrap resamples (default: {d.n_boot})")

@@ -8,11 +8,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.report.absorbing import QUESTIONS, answer
 from bench.report.analysis import Analysis
-from bench.report.claims import CLAIM_ARM, CLAIMS, MUCH_FASTER, PAPER_GAMMA
-from bench.report.configs import CONFIG_KEYS, NO_SWEEP, SCOPE_KEYS, config_labels, sweep_text
+from bench.report.claims import (
+    CLAIM_ARM,
+    GAMMA_RANGE,
+    INCONCLUSIVE,
+    MUCH_FASTER,
+    PAPER_GAMMA,
+    PUBLISHED_ARM,
+    PUBLISHED_BASELINE,
+    REFUTED,
+)
+from bench.report.configs import (
+    CONFIG_KEYS,
+    COPY_SOURCE,
+    SCOPE_KEYS,
+    TRIVIAL_ARMS,
+    config_labels,
+    has_arm,
+    is_trivial,
+    sweep_text,
+)
 from bench.report.fmt import NA, decimals, md_table, num, pvalue, seeds, signed, speedup, with_ci
 from bench.report.plots import Plot
+from bench.report.timing import elsewhere
+from bench.report.trivial import FAILS, UNCLEAR
 
 
 def _gamma(g: float) -> str:
@@ -42,19 +63,63 @@ class _Namer:
 # ---------------------------------------------------------------- sections
 
 
+def _read_first(a: Analysis, name: _Namer) -> str:
+    """The report's first lines: where an arm fails to beat a trivial row, and missing evidence."""
+    lines = []
+    failing = a.margins[a.margins["outcome"] == FAILS]
+    for r in name.configs(failing):
+        lines.append(
+            f"**`{r['config']}` fails to beat `{r['trivial']}` on {r['metric']}**"
+            + (f" ({r['dataset']})" if "dataset" in name.varying else "")
+            + f": {num(r['mean'], 4)} (mean over {seeds(r['n'])}) vs {num(r['trivial_value'], 4)}, margin "
+            f"{signed(r['margin'], 4)}."
+        )
+    unclear = a.margins[(a.margins["outcome"] == UNCLEAR) & (a.margins["metric"] == "bleu")]
+    for trivial, g in unclear.groupby("trivial", sort=False):
+        listed = "; ".join(
+            f"`{r['config']}`" + (f" ({r['dataset']})" if "dataset" in name.varying else "")
+            + f" {with_ci(r['margin'], r['margin_low'], r['margin_high'], lambda x: signed(x, 4))}"
+            for r in name.configs(g)
+        )
+        lines.append(f"Above `{trivial}` on BLEU on average, but with an interval that reaches it: {listed}.")
+    if "trivial" in a.missing:
+        lines.append(f"**No trivial rows:** {a.missing['trivial']}")
+    elif not len(failing):
+        shown = ", ".join(f"`{t}`" for t in sorted(set(a.margins["trivial"]), key=TRIVIAL_ARMS.index))
+        lines.append(f"No model configuration's mean falls at or below a trivial row ({shown}) on any quality "
+                     "metric.")
+    lines += a.notes
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def _arms_legend(a: Analysis) -> str:
+    cells = a.cells
+    arms = cells.drop_duplicates("arm").sort_values(["kind", "arm"])[["arm", "arm_label", "kind"]]
+    rows = [
+        {"arm": f"`{r['arm']}`", "label": r["arm_label"], "kind": r["kind"],
+         "configurations": ", ".join(dict.fromkeys(config_labels(
+             cells.loc[cells["arm"] == r["arm"], CONFIG_KEYS].drop_duplicates())))}
+        for r in arms.to_dict("records")
+    ]
+    return md_table(rows)
+
+
 def _setup(a: Analysis) -> str:
     cells = a.cells
-    seed_list = sorted(cells["seed"].unique())
+    models = cells[~is_trivial(cells)]
+    seed_list = sorted(models["seed"].unique())
     facts = {
         "Suite": _values(cells["suite"]),
         "Scale preset": _values(cells["preset"]),
         "Datasets": _values(cells["dataset"]),
-        "Seeds": f"{', '.join(map(str, seed_list))} ({seeds(len(seed_list))})",
-        "Arms": _values(cells["arm"]),
-        "Configurations": ", ".join(dict.fromkeys(config_labels(cells))),
-        "Sampling batch size": _values(cells["batch_size"]),
-        "Training steps": _values(cells["train_steps"].astype(int)) if "train_steps" in cells else NA,
-        "Device": _values(cells["device"]),
+        "Seeds": f"{', '.join(map(str, seed_list))} ({seeds(len(seed_list))}); trivial rows are deterministic (seed 0)",
+        "Sampling batch size": _values(models["batch_size"]),
+        "Training steps": _values(models["train_steps"].dropna().astype(int)) if "train_steps" in models else NA,
+        "Training examples seen": _values(models["train_examples"].dropna().astype(int))
+        if "train_examples" in models else NA,
+        "Device (cells)": _values(models["device"]),
+        "Device (timing pass)": _values(a.results.timing["device"]) if a.results.timing is not None else
+        "no timing pass",
         "Code version": _values(cells["code_version"]),
         "BERTScore model": _values(cells["bertscore_model"]),
         "Results": f"`{a.results.directory}` ({len(cells)} cells, {len(a.results.table)} table rows)",
@@ -64,25 +129,57 @@ def _setup(a: Analysis) -> str:
     else:
         refs = a.references.assign(label=config_labels(a.references))
         facts["Reference for all comparisons"] = "; ".join(f"{r.dataset}: {r.label}" for r in refs.itertuples())
-    return "## Setup\n\n" + "\n".join(f"- **{k}:** {v}" for k, v in facts.items())
+    return "\n".join([
+        "## Setup", "", *(f"- **{k}:** {v}" for k, v in facts.items()), "",
+        "Arms (label from the arm file; trivial arms need no model):", "", _arms_legend(a),
+    ])
 
 
-def _claims(a: Analysis) -> str:
-    lines = [
+def _verdict(r: dict) -> str:
+    text = f"**{r['verdict']}**"
+    if r["verdict"] == INCONCLUSIVE:
+        text += f" ({r['to_decide']})"
+    elif r["verdict"] == REFUTED and pd.notna(r["p_opposite"]):
+        text += f" (opposite test p {pvalue(r['p_opposite'])}, adj. {pvalue(r['p_opposite_adj'])})"
+    return text
+
+
+def _claims(a: Analysis, name: _Namer) -> str:
+    o = a.options
+    rows = [
+        {"claim": r["claim"], "reading": r["reading"]} | name.scope(r) | {
+            "compared": r["compared"], "paper": r["paper"], f"this suite ({1 - o.alpha:.0%} CI)": r["figure"],
+            "n": int(r["n"]) if pd.notna(r["n"]) and r["n"] else "—", "test": r["test"],
+            "p (adj.)": NA if pd.isna(r["p"]) else f"{pvalue(r['p'])} ({pvalue(r['p_adj'])})",
+            "verdict": _verdict(r), "BLEU margin over copy_source": r["copy_margin"],
+        }
+        for r in a.claims.to_dict("records")
+    ]
+    details = [
+        f"- {r['claim']}, {r['reading']}" + (f", {r['dataset']}" if "dataset" in name.varying else "")
+        + f": **{r['verdict']}.** {r['evidence']}"
+        for r in a.claims.to_dict("records")
+    ]
+    return "\n".join([
         "## Paper claims at this scale",
         "",
-        f"Judged on one `{CLAIM_ARM}` configuration fixed in advance (DPM-Solver++, γ nearest {PAPER_GAMMA:g}, "
-        "most steps) against the reference. **confirmed**: the interval lies on the claimed side; "
-        "**not confirmed**: it lies on the other side; **inconclusive**: neither, or too little data. "
-        f"Preset {_values(a.cells['preset'])}, {seeds(a.cells['seed'].nunique())}.",
-    ]
-    for claim, text in CLAIMS.items():
-        lines += ["", f"### {text}", ""]
-        for row in a.claims[a.claims["claim"] == claim].to_dict("records"):
-            where = f"{row['dataset']}: " if "dataset" in row else ""
-            config = f" {row['config']}:" if "config" in row else ""
-            lines.append(f"- {where}**{row['verdict']}.**{config} {row['evidence']}")
-    return "\n".join(lines)
+        md_table(rows),
+        "",
+        f"Judged on `{CLAIM_ARM}`'s configuration fixed in advance (DPM-Solver++, γ nearest {PAPER_GAMMA:g}, most "
+        "steps) against the reference (the baseline's DDPM with the most steps, its largest MBR). *equal recipe*: "
+        f"`{o.baseline}` vs `{CLAIM_ARM}` under the same optimizer settings; *as published*: "
+        f"`{PUBLISHED_BASELINE}` vs `{PUBLISHED_ARM}` (the published batch sizes, 8192 vs 850 sequences per step). "
+        f"p: the claim's one-sided test; adj.: {_CORRECTION_NAMES[o.correction]}-corrected across this table. "
+        "**confirmed**: the claim's test rejects at "
+        f"{o.alpha:g} after correction; **refuted**: the opposite test does; **inconclusive**: neither, with the "
+        "seeds that would decide at the observed effect and spread (Methods); **not tested**: the suite did not "
+        "run what the claim needs. The BLEU margin over copy_source is each compared configuration's mean minus "
+        "copy_source's (deterministic), with the configuration's t interval.",
+        "",
+        "Evidence:",
+        "",
+        *details,
+    ])
 
 
 def _mean_std(mean: float, std: float) -> str:
@@ -100,6 +197,16 @@ def _mean_cell(r: dict, n_row: int) -> str:
     return f"{_mean_std(r['mean'], r['std'])}{n}{ci}"
 
 
+def _copy_margin_cell(a: Analysis, config: dict) -> str:
+    rows = a.margins.merge(pd.DataFrame([{k: config[k] for k in CONFIG_KEYS}]))
+    rows = rows[(rows["trivial"] == COPY_SOURCE) & (rows["metric"] == "bleu")]
+    if rows.empty:
+        return "—" if config["sampler"] == "none" else NA
+    r = rows.iloc[0]
+    text = with_ci(r["margin"], r["margin_low"], r["margin_high"], lambda x: signed(x, 4))
+    return f"**{text} (fails)**" if r["outcome"] == FAILS else text
+
+
 def _main_table(a: Analysis, name: _Namer) -> str:
     quality = a.summary[a.summary["metric"].isin(a.metrics)]
     configs = quality.groupby(CONFIG_KEYS, dropna=False, sort=False)["n"].max().reset_index()
@@ -108,20 +215,142 @@ def _main_table(a: Analysis, name: _Namer) -> str:
         merged = configs.merge(quality[quality["metric"] == metric], on=CONFIG_KEYS, how="left", suffixes=("_row", ""))
         for row, r in zip(rows, merged.to_dict("records"), strict=True):
             row[metric] = _mean_cell(r, r["n_row"])
+    if len(a.margins):
+        for row, c in zip(rows, configs.to_dict("records"), strict=True):
+            row["BLEU − copy_source"] = _copy_margin_cell(a, c)
     return "\n".join([
         "## Main results",
         "",
         f"Mean ± std over seeds; below it the {1 - a.options.alpha:.0%} percentile-bootstrap CI of the mean "
-        "(too narrow with few seeds: see Methods). n = seeds. Corpus BLEU is sacrebleu's, on the same 0-1 scale as the other scores.",
+        "(too narrow with few seeds: see Methods). n = seeds. Corpus BLEU is sacrebleu's, on the same 0-1 scale as "
+        "the other scores. Trivial rows (no model) are deterministic: n = 1, no interval. `BLEU − copy_source`: "
+        "the configuration's margin over copying the source, with its t interval over seeds.",
         "",
         md_table(rows),
+    ])
+
+
+def _trivial(a: Analysis, name: _Namer) -> str:
+    head = "## Trivial rows: margins over doing nothing"
+    if "trivial" in a.missing:
+        return f"{head}\n\nSkipped: {a.missing['trivial']}"
+    metrics = list(dict.fromkeys(a.margins["metric"]))
+    keys = [*CONFIG_KEYS, "trivial"]
+    rows = []
+    for (_, g) in a.margins.groupby(keys, dropna=False, sort=False):
+        first = name.configs(g.iloc[:1])[0]
+        row = name.scope(first) | {"config": first["config"], "vs": f"`{first['trivial']}`"}
+        for r in g.to_dict("records"):
+            text = with_ci(r["margin"], r["margin_low"], r["margin_high"], lambda x: signed(x, 4))
+            row[r["metric"]] = {FAILS: f"**{text} fails**", UNCLEAR: f"{text} unclear"}.get(r["outcome"], text)
+        rows.append({k: row.get(k, NA) for k in [*row.keys(), *metrics]})
+    values = a.cells[is_trivial(a.cells)]
+    shown = [m for m in metrics if m in values]
+    trivial_rows = [
+        name.scope(r) | {"trivial row": f"`{r['arm']}`"} | {m: num(r[m], 4) for m in shown}
+        for r in values.sort_values([*SCOPE_KEYS, "arm"]).to_dict("records")
+    ]
+    return "\n".join([
+        head, "",
+        "The trivial rows' values (deterministic, one cell per dataset):", "", md_table(trivial_rows), "",
+        "Each model configuration's margin over each trivial row (mean over seeds − the trivial value, with the "
+        f"configuration's {1 - a.options.alpha:.0%} Student-t interval; the trivial value is a constant). "
+        "**fails**: the mean is at or below the trivial row; unclear: above it, but the interval reaches it.",
+        "", md_table(rows),
+    ])
+
+
+def _amount(x: float, places: int = 0) -> str:
+    return NA if pd.isna(x) else f"{x:,.{places}f}"
+
+
+def _convergence_tables(name: _Namer, runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    swept = bool(runs["sweep"].map(sweep_text).ne("").any())
+
+    def model(r: dict) -> dict:
+        return {"curve (arms)": r["arms"], "own decoder": r["decoder"] or NA, "γ": _gamma(r["gamma"])} | (
+            {"sweep": sweep_text(r["sweep"]) or "—"} if swept else {})
+
+    def ratio(r: dict, measure: str) -> str:
+        return "reference" if r["baseline"] else with_ci(
+            r[f"speedup_{measure}"], r[f"speedup_{measure}_low"], r[f"speedup_{measure}_high"], speedup)
+
+    def reached(r: dict, column: str, places: int = 0) -> str:
+        return _amount(r[column], places) if r["n_reached"] else "not reached"
+
+    summary_rows = [
+        name.scope(r) | model(r) | {
+            "reached": f"{r['n_reached']}/{r['n_seeds']}",
+            "steps to level": reached(r, "steps_to_level"),
+            "examples to level": reached(r, "examples_to_level"),
+            "calibrated s to level": reached(r, "calibrated_to_level", 1),
+            "speedup, calibrated s": ratio(r, "calibrated"),
+            "speedup, examples": ratio(r, "examples"),
+            "speedup, steps": ratio(r, "steps"),
+            "raw wall speedup": ratio(r, "wall"),
+            "n paired": r["n_pairs"],
+        }
+        for r in summary.to_dict("records")
+    ]
+    seed_rows = [
+        name.scope(r) | model(r) | {
+            "seed": r["seed"],
+            "steps to level": _amount(r["steps_to_level"]) if r["reached"] else
+            f"not reached (best {r['best_bleu']:.4f} by step {r['last_step']:,})",
+            "examples to level": _amount(r["examples_to_level"]) if r["reached"] else "not reached",
+            "calibrated s": _amount(r["calibrated_to_level"], 1) if r["reached"] else "not reached",
+            "raw wall s": _amount(r["wall_to_level"], 1) if r["reached"] else "not reached",
+            "speedup, calibrated s": speedup(r["speedup_calibrated"]),
+            "speedup, examples": speedup(r["speedup_examples"]),
+            "speedup, steps": speedup(r["speedup_steps"]),
+            "raw wall speedup": speedup(r["speedup_wall"]),
+        }
+        for r in runs.to_dict("records")
+    ]
+    return [md_table(summary_rows), "", "Per seed:", "", md_table(seed_rows)]
+
+
+def _extra_curves(a: Analysis, name: _Namer) -> str:
+    if a.extra_curves.empty:
+        return "No other decoder's curves in curves.parquet."
+    listed = "; ".join(
+        "".join(f"{v}: " for v in name.scope(r).values())
+        + f"`{r['arm']}` with {r['decoder'] or 'an unnamed decoder'} ({seeds(r['n_seeds'])})"
+        for r in a.extra_curves.to_dict("records")
+    )
+    return (f"Curves of other decoders, in curves.parquet but never used for a level or a speedup (not the arm's "
+            f"own decoder): {listed}.")
+
+
+def _curve_check(a: Analysis, name: _Namer) -> str:
+    if a.curve_check.empty:
+        return ("No curve check: the table has no `curve_bleu_final`/`valid_bleu_full` (the last curve point "
+                "against the cell's full decoder).")
+    decoders = {(r["arm"], r["dataset"]): r["decoder"] for r in a.own_decoders.to_dict("records")}
+    rows = [
+        name.scope(r) | {
+            "config (full decoder)": r["config"],
+            "curve decoder": decoders.get((r["arm"], r["dataset"]), NA) or NA,
+            "n": r["n"],
+            "curve_bleu_final": num(r["curve_bleu_final"], 4),
+            "valid_bleu_full": num(r["valid_bleu_full"], 4),
+            "gap (full − curve)": _mean_std(r["gap"], r["gap_std"]),
+        }
+        for r in name.configs(a.curve_check)
+    ]
+    return "\n".join([
+        "The last point of each arm's own validation curve, cross-checked against the cell's full decoder (e.g. "
+        "DDPM over all steps, one sample, seed 0) on the same validation subset at the end of training; mean over "
+        "seeds. A large gap means the cheap curve decoder misjudges the real one, and so may the speedups.",
+        "", md_table(rows),
     ])
 
 
 def _convergence(a: Analysis, name: _Namer) -> str:
     head = "## Training convergence (paper Fig. 2)"
     if "convergence" in a.missing:
-        return f"{head}\n\nSkipped: {a.missing['convergence']}"
+        return "\n\n".join([f"{head}\n\nSkipped: {a.missing['convergence']}", _extra_curves(a, name),
+                             _curve_check(a, name)])
     o = a.options
     levels = "; ".join(
         f"{r['dataset']}: **{r['level']:.4f}**" + ("" if o.level_bleu is not None else
@@ -129,74 +358,136 @@ def _convergence(a: Analysis, name: _Namer) -> str:
                                                  f"(n = {int(r['baseline_seeds'])} seeds)")
         for r in a.levels.to_dict("records")
     )
-    swept = bool(a.convergence["sweep"].ne(NO_SWEEP).any())
-
-    def model(r: dict) -> dict:
-        return {"model (arms)": r["arms"], "γ": _gamma(r["gamma"])} | (
-            {"sweep": sweep_text(r["sweep"]) or "—"} if swept else {})
-
-    summary = [
-        name.scope(r) | model(r) | {
-            "reached": f"{r['n_reached']}/{r['n_seeds']}",
-            "mean steps to level": f"{r['steps_to_level']:,.0f}" if r["n_reached"] else "not reached",
-            "mean wall to level (s)": f"{r['wall_to_level']:,.1f}" if r["n_reached"] else "not reached",
-            "speedup, steps": "reference" if r["baseline"] else with_ci(
-                r["speedup_steps"], r["speedup_steps_low"], r["speedup_steps_high"], speedup),
-            "speedup, wall time": "reference" if r["baseline"] else with_ci(
-                r["speedup_wall"], r["speedup_wall_low"], r["speedup_wall_high"], speedup),
-            "n paired": r["n_pairs"],
-        }
-        for r in a.convergence_summary.to_dict("records")
-    ]
-    runs = [
-        name.scope(r) | model(r) | {
-            "seed": r["seed"],
-            "steps to level": f"{r['steps_to_level']:,.0f}" if r["reached"] else
-            f"not reached (best {r['best_bleu']:.4f} by step {r['last_step']:,})",
-            "wall to level (s)": f"{r['wall_to_level']:,.1f}" if r["reached"] else "not reached",
-            "speedup, steps": speedup(r["speedup_steps"]),
-            "speedup, wall time": speedup(r["speedup_wall"]),
-        }
-        for r in a.convergence.to_dict("records")
-    ]
-    return "\n".join([
+    timing = ("Calibrated seconds = steps to the level × the model's seconds per optimizer step from the timing "
+              "pass (min over repetitions, one device)." if "timing" not in a.missing else
+              f"No calibrated seconds: {a.missing['timing']}")
+    parts = [
         head, "", f"Level: {o.level_text}. Per dataset: {levels}.", "",
-        "One row per trained model: arms that share a model (same training spec, e.g. `absorb_train_only` "
-        "and `v2`) are one row, named together. "
-        "Steps and wall time to the level are interpolated linearly between the last evaluation below it and "
-        "the first at or above it. Speedup = baseline model ÷ model on the same seed (> 1: the model is faster), "
-        "aggregated as the geometric mean over the seeds where both runs reached the level, with a "
-        f"{1 - o.alpha:.0%} Student-t interval on the log ratios. A run that never reached the level is "
-        "listed as not reached (and is outside the mean: count it from the `reached` column).",
-        "", md_table(summary), "", "Per seed:", "", md_table(runs),
-    ])
+        "One row per own-decoder curve: each arm's validation BLEU is measured with its own decoder (named in "
+        "the table); arms that share a trained model *and* a decoder share the curve and are named together. "
+        "Steps, examples seen, calibrated and raw seconds to the level are interpolated linearly between the last "
+        "evaluation below it and the first at or above it. Speedup = baseline curve ÷ curve on the same seed "
+        "(> 1: faster), aggregated as the geometric mean over the seeds where both reached the level, with a "
+        f"{1 - o.alpha:.0%} Student-t interval on the log ratios. {timing} The headline is calibrated seconds and "
+        "examples seen; the raw wall time (cells that trained at different moments, on a shared machine) is only "
+        "a column. A run that never reached the level is listed as not reached (and is outside the mean).",
+        "", *_convergence_tables(name, a.convergence, a.convergence_summary), "", _extra_curves(a, name),
+    ]
+    if a.published:
+        runs, summary = a.published["runs"], a.published["summary"]
+        mine = [has_arm(f["arms"], PUBLISHED_ARM) | f["baseline"] for f in (runs, summary)]
+        parts += ["", f"### As published: `{PUBLISHED_ARM}` against `{PUBLISHED_BASELINE}`", "",
+                  f"Level: {a.published['level_text']}. The published recipes differ in global batch (and so in "
+                  "cost per step): compare examples seen and calibrated seconds, not steps.", "",
+                  *_convergence_tables(name, runs[mine[0]], summary[mine[1]])]
+    parts += ["", "### Curve decoder vs full decoder", "", _curve_check(a, name)]
+    return "\n".join(parts)
+
+
+def _absorbing(a: Analysis, name: _Namer) -> str:
+    head = "## Absorbing state"
+    parts = [head, ""]
+    if a.final_norms.empty:
+        parts.append("No ‖m‖ in curves.parquet (metrics `m_norm_ema`, `emb_norm_ema`).")
+    else:
+        rows = [
+            name.scope(r) | {
+                "model (arms)": r["arms"], "γ": _gamma(r["gamma"]), "n": r["n_seeds"], "at step": f"{r['last_step']:,}",
+                "final ‖m‖ (EMA)": _mean_std(r["m_norm_ema"], r["m_norm_ema_std"]),
+                "mean embedding norm (EMA)": num(r["emb_norm_ema"], 4),
+                "‖m‖ / embedding norm": num(r["ratio_ema"], 3),
+                "final ‖m‖ (trained)": num(r["m_norm"], 4),
+            }
+            for r in a.final_norms.to_dict("records")
+        ]
+        parts += ["Final ‖m‖ of each trained model (EMA weights, which are decoded; mean ± std over seeds) against "
+                  "the mean word-embedding row norm; arms sharing a model share its m. ‖m‖ is 0 for models "
+                  "without a learned m. The figure below draws ‖m‖ against training.", "", md_table(rows)]
+    if a.questions.empty:
+        asked = "; ".join(f"{q.question} (`{q.a}` vs `{q.b}`)" for q in QUESTIONS)
+        parts += ["", f"No question answered: none had both of its arms in this suite ({asked})."]
+        return "\n".join(parts)
+    parts += ["", "Questions the ablation arms answer, each shown when both of its arms ran: A vs B paired on "
+              f"seed, Δ = A − B with its {1 - a.options.alpha:.0%} t interval; p-values "
+              f"{_CORRECTION_NAMES[a.options.correction]}-corrected within each metric across the questions.", ""]
+    for (question, *_), g in a.questions.groupby(["question", *SCOPE_KEYS], sort=False):
+        q = next(q for q in QUESTIONS if q.question == question)
+        where = f" ({g['dataset'].iloc[0]})" if "dataset" in name.varying else ""
+        parts.append(f"- **{question}**{where} `{g['config_a'].iloc[0]}` vs `{g['config_b'].iloc[0]}`: "
+                     f"{answer(g)} {q.reading}")
+    rows = [
+        name.scope(r) | {
+            "question": r["question"], "A": r["config_a"], "B": r["config_b"], "metric": r["metric"], "n": r["n"],
+            "mean A": num(r["mean_a"], 4), "mean B": num(r["mean_b"], 4), "Δ [CI]": _delta(r),
+            "t-test p (adj.)": f"{pvalue(r['t_p'])} ({pvalue(r['t_p_adj'])})" if pd.notna(r["t_p"])
+            else f"n/a: {r['note']}",
+        }
+        for r in a.questions.to_dict("records")
+    ]
+    return "\n".join([*parts, "", md_table(rows)])
 
 
 def _sampling(a: Analysis, name: _Namer) -> str:
     head = "## Sampling speed and quality (paper Fig. 3)"
-    if "sampling" in a.missing:
-        return f"{head}\n\nSkipped: {a.missing['sampling']}"
+    if "timing" in a.missing:
+        return f"{head}\n\nSkipped: {a.missing['timing']}"
     frame = a.sampling.sort_values([*SCOPE_KEYS, "outputs_per_s"], ascending=[True] * len(SCOPE_KEYS) + [False])
     rows = [
         name.scope(r) | {
-            "config": r["config"], "NFE": r["nfe"], "batch": r["batch_size"], "n": r["n"],
-            "sampled seq/s": _mean_std(r["sentences_per_s"], r["sentences_per_s_std"]),
+            "config": r["config"], "NFE": r["nfe"], "batch": r["timed_batch"], "reps": r["reps"],
+            "s/batch, 1 candidate (min; median)": f"{num(r['min_s'])}; {num(r['median_s'])}"
+            + (" (extrapolated)" if r["extrapolated"] else ""),
+            "floor NFE × forward (s)": num(r["floor_s"]),
             "outputs/s (÷ MBR)": num(r["outputs_per_s"]),
-            "speedup": speedup(r["speedup"]),
-            "speedup incl. MBR": speedup(r["speedup_mbr"]),
+            "speedup without MBR": speedup(r["speedup"]),
+            "speedup incl. MBR (min; median)": f"{speedup(r['speedup_mbr'])}; {speedup(r['speedup_mbr_median'])}",
+            "floor speedup incl. MBR": speedup(r["speedup_floor_mbr"]),
             "BLEU [CI]": with_ci(r.get("bleu_mean", np.nan), r.get("bleu_ci_low"), r.get("bleu_ci_high")),
             "BERTScore": num(r.get("bertscore_f1_mean", np.nan)),
         }
         for r in name.configs(frame)
     ]
+    costs = a.costs.drop_duplicates([*SCOPE_KEYS, "gamma", "sweep", "device", "train_step_s"])
+    timing = a.results.timing
+    train = timing[timing["kind"] == "train_step"] if timing is not None else pd.DataFrame()
+    train_rows = [
+        {k: r[k] for k in name.varying} | {
+            "model (arms)": r["arm"], "γ": _gamma(r["gamma"]), "device": f"`{r['device']}`",
+            "batch (sequences/step)": r["batch_size"], "reps": r["reps"],
+            "s/step (min; median)": f"{num(r['min_s'])}; {num(r['median_s'])}",
+            "s per 1k examples (min)": num(1000 * r["min_s"] / r["batch_size"]) if r["batch_size"] else NA,
+        }
+        for r in train.sort_values([*SCOPE_KEYS, "arm", "device"]).to_dict("records")
+    ]
+    devices = _values(costs["device"]) if len(costs) else _values(a.speeds["device"])
+    other = elsewhere(a.results.timing)
+    other = other[other["kind"] == "sample_batch"]
+    other_rows = [
+        {k: r[k] for k in name.varying} | {
+            "config": r["config"], "device": f"`{r['device']}`", "batch": r["batch_size"],
+            "s/batch, 1 candidate (min; median)": f"{num(r['min_s'])}; {num(r['median_s'])}",
+        }
+        for r in other.assign(config=config_labels(other)).to_dict("records")
+    ] if len(other) else []
+    if other_rows:
+        other_text = ["", "Timed on another device than the rest of its scope (listed, never divided by the "
+                      "figures above):", "", md_table(other_rows)]
+    else:
+        other_text = []
     return "\n".join([
         head, "",
-        "Throughput is measured at the cell's sampling batch size. `sampled seq/s` counts every sampled "
-        "sequence; an MBR-n configuration delivers 1/n of them as outputs. `speedup` compares sampled "
-        "sequences per second with the reference (the baseline's DDPM with the most steps); `speedup incl. "
-        "MBR` compares outputs per second, charging the reference for its MBR candidates (the paper's "
-        "~800x counts this way). BLEU: mean over seeds with its percentile-bootstrap CI.",
-        "", md_table(rows),
+        f"From the timing pass on `{devices}`: every configuration decodes the same batch, interleaved with the others, "
+        "a few repetitions after warm-up. s/batch is one candidate (MBR-n costs n of them); outputs/s = batch ÷ "
+        "(MBR × min s). `speedup without MBR` compares sampled sequences per second with the reference (the "
+        "baseline's DDPM with the most steps); `incl. MBR` compares outputs per second, charging each "
+        "configuration for its MBR candidates (the paper's ~800x counts this way). The floor is NFE × one "
+        "denoiser forward on the same batch: what the sampler would cost with nothing but the network. "
+        "Extrapolated: a long chain timed on fewer steps and scaled by steps. The cells' own `sentences_per_s` "
+        "and wall times are kept in `summary.csv` as bookkeeping and never divided. BLEU: mean over seeds with "
+        "its percentile-bootstrap CI.",
+        "", md_table(rows), *other_text, "",
+        "Training cost per optimizer step (the calibration of the convergence speedups), every device:",
+        "", md_table(train_rows),
     ])
 
 
@@ -320,6 +611,10 @@ def _methods(a: Analysis) -> str:
         "jackknife acceleration is unstable with 3-5 seeds. Any bootstrap interval is too narrow for few seeds "
         "(about 75% actual coverage for a nominal 95% at n = 3); `summary.csv` also has Student-t intervals "
         "(`t_low`, `t_high`), which are exact for normal seed-to-seed variation.",
+        "**Trivial rows** (`copy_source`, `nearest_train_target`) need no model and are deterministic: one cell "
+        "per dataset, no interval, never the reference of a paired test. A configuration's margin over one is "
+        "its mean minus the trivial value, with its own Student-t interval shifted by that constant; it *fails* "
+        "to beat the row when the mean is at or below it.",
         "**Paired tests on seeds.** scipy.stats.ttest_rel and scipy.stats.wilcoxon (two-sided; zero differences "
         "dropped), effect size d_z. With fewer than 2 matched seeds, all-zero differences, or a constant "
         "difference, the t-test is reported as n/a with the reason.",
@@ -327,17 +622,36 @@ def _methods(a: Analysis) -> str:
         f"{o.n_boot} × n_sentences draws shared by both cells; P(A > B) is the fraction of resamples where A's "
         "mean is higher; p = (1 + #{|Δ*ᵦ − Δ| ≥ |Δ|}) / (B + 1); the CI is the percentile interval of Δ*.",
         f"**Multiple comparisons.** {correction}; one family per metric and kind of test (t-tests, Wilcoxon "
-        f"tests, within-seed bootstraps), across configurations, datasets and seeds. α = {o.alpha:g}.",
-        f"**Convergence.** Level: {o.level_text}. Crossing points are interpolated linearly between evaluations "
-        "(a curve at the level at its first evaluation reports that evaluation, an upper bound).",
-        "**Sampling.** `sentences_per_s` is read as sampled sequences per second at `batch_size`; outputs per "
-        "second = sentences_per_s / MBR.",
-        f"**Claims.** `{CLAIM_ARM}` config: DPM-Solver++ if present, γ nearest {PAPER_GAMMA:g}, most steps. "
-        f"Quality margin = {o.equivalence_margin:.0%} of the reference's mean BLEU. (a) the wall-time speedup's "
-        f"t interval above 1; (b) at least {MUCH_FASTER:g}x more outputs per second counting MBR, and the BLEU "
-        "difference's lower bound above −margin (non-inferiority); (c) the BLEU difference's interval inside "
-        "±margin (equivalence; a 95% interval inside the margin is TOST at 2.5% per side). Intervals are the "
-        "paired Student-t intervals of the across-seed tests.",
+        f"tests, within-seed bootstraps), across configurations, datasets and seeds; the claims table is one "
+        f"family per direction of test; the absorbing-state questions one family per metric. α = {o.alpha:g}.",
+        f"**Convergence.** Level: {o.level_text}, from the baseline's own-decoder curve. Only curves of each arm's "
+        "own decoder enter (curves.parquet `own_decoder`); other decoders' curves are listed, never used. Crossing "
+        "points are interpolated linearly between evaluations (a curve at the level at its first evaluation "
+        "reports that evaluation, an upper bound); examples seen = step × global batch. Calibrated seconds = "
+        "steps to the level × the model's timed seconds per optimizer step (min over the timing pass's "
+        "repetitions), so the calibrated speedup is the steps speedup × the ratio of per-step costs.",
+        "**Speed.** Only from the timing pass (timing.parquet): configurations timed on the same batch, "
+        "interleaved, after warm-up, on one device; min and median over repetitions. Per scope, ratios use one "
+        "device (the one that timed the most configurations); results from different devices are never divided "
+        "by each other. Outputs per second = batch / (MBR × seconds per one-candidate batch); the floor is "
+        "NFE × one denoiser forward. Without a timing pass there is no speed claim; the cells' raw wall times "
+        "are never used instead.",
+        f"**Claims.** `{CLAIM_ARM}` config: DPM-Solver++ if present, γ nearest {PAPER_GAMMA:g}, most steps; the "
+        "reference: the baseline's DDPM with the most steps and its largest MBR. Quality margin = "
+        f"{o.equivalence_margin:.0%} of the reference's mean BLEU. (a) one-sided one-sample t on the per-seed log "
+        "speedups in calibrated seconds (H1: > 0); (b) at least "
+        f"{MUCH_FASTER:g}x more outputs per second counting MBR (from min_s and from median_s alike; below "
+        f"{MUCH_FASTER:g}x by both refutes it), and BLEU non-inferiority: one-sided t of Δ > −margin on matched "
+        "seeds; (c) equivalence by TOST: p = the larger of the one-sided p-values of Δ > −margin and Δ < +margin "
+        "(the opposite: Δ outside the margin, the smaller one-sided p doubled); (d) "
+        f"γ: the best γ in [{GAMMA_RANGE[0]:g}, {GAMMA_RANGE[1]:g}] vs the best γ outside it (both by mean), paired "
+        "t on matched seeds, from test BLEU of the γ-swept configuration with the most γ (else the final "
+        "own-curve validation BLEU). A constant, non-zero difference gives p = 0 (and 1 in the other direction).",
+        "**Seeds to decide** (inconclusive claims): the normal-approximation sample size of a one-sided test at "
+        "level α with 80% power, n = ⌈((z₁₋α + z₀.₈) · s / |d − d₀|)²⌉, where d is the observed mean of the "
+        "claim's per-seed quantity (log speedup, BLEU Δ, |BLEU Δ| for equivalence), s its standard deviation "
+        "across seeds and d₀ the threshold (0, −margin, or the margin); at least one more seed than observed, "
+        "since the approximation ignores the t distribution and the correction.",
     ]
     return "## Methods\n\n" + "\n".join(f"- {item}" for item in items)
 
@@ -350,7 +664,9 @@ def render(a: Analysis, plots: list[Plot], tables: list[Path], out_dir: Path) ->
         f"# Benchmark report: {_values(a.cells['suite'])}",
         f"Generated by `python -m bench report` from `{a.results.directory}` only (no model or checkpoint "
         f"is read). Tables as CSV: {files}.",
-        _setup(a), _claims(a), _main_table(a, name), _convergence(a, name), _sampling(a, name),
-        "## Significance", _seed_significance(a, name), _sentence_significance(a, name), _figures(plots, out_dir), _methods(a),
+        _read_first(a, name), _claims(a, name), _setup(a), _main_table(a, name), _trivial(a, name),
+        _convergence(a, name), _absorbing(a, name), _sampling(a, name),
+        "## Significance", _seed_significance(a, name), _sentence_significance(a, name), _figures(plots, out_dir),
+        _methods(a),
     ]
     return "\n\n".join(sections) + "\n"

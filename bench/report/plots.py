@@ -52,21 +52,26 @@ def _scopes(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 
 def _model_labels(models: pd.DataFrame) -> pd.DataFrame:
-    """One curve per model: arms sharing a trained model (same train_key) are drawn once, named
-    together; γ is appended where those arms have several, the sweep point where there are several."""
+    """One line per own-decoder curve: arms sharing a trained model and a decoder are drawn once,
+    named together with the decoder in brackets; γ is appended where those arms have several,
+    the sweep point where there are several."""
     several = models.groupby("arms")["gamma"].transform(lambda g: g.nunique(dropna=False)) > 1
     gamma = models["gamma"].map(lambda g: f" γ={g:g}")
     sweeps = models["sweep"].map(sweep_text)
     swept = models.groupby("arms")["sweep"].transform("nunique") > 1
-    label = models["arms"] + gamma.where(several, "") + (" (" + sweeps + ")").where(swept & sweeps.ne(""), "")
+    decoder = models["decoder"].fillna("") if "decoder" in models else pd.Series("", index=models.index)
+    label = (models["arms"] + (" [" + decoder + "]").where(decoder.ne(""), "") + gamma.where(several, "")
+             + (" (" + sweeps + ")").where(swept & sweeps.ne(""), ""))
     return models.assign(label=label)
 
 
 def _seed_bands(models: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Mean, min and max over seeds at each evaluation step (and the mean wall time there)."""
+    """Mean, min and max over seeds at each evaluation step (and the mean examples seen, raw wall
+    time and calibrated seconds there, where the curves have them)."""
+    extra = {c: (c, "mean") for c in ("examples", "wall_s", "calibrated_s") if c in models}
     return (
         models.groupby([*by, "step"], dropna=False)
-        .agg(n_seeds=("seed", "nunique"), wall_s=("wall_s", "mean"), bleu_mean=("value", "mean"),
+        .agg(n_seeds=("seed", "nunique"), **extra, bleu_mean=("value", "mean"),
              bleu_min=("value", "min"), bleu_max=("value", "max"))
         .reset_index()
     )
@@ -77,46 +82,62 @@ def _band(ax, x: pd.Series, g: pd.DataFrame, label: str) -> None:
     ax.fill_between(x, g["bleu_min"], g["bleu_max"], color=line.get_color(), alpha=0.2, linewidth=0)
 
 
-_NO_CURVES = "no validation-BLEU curves (curves.parquet absent or without `bleu`)."
+_NO_CURVES = "no own-decoder validation-BLEU curves (curves.parquet absent or without `bleu`)."
 
 
 def _has_bleu(curves: pd.DataFrame | None) -> bool:
-    return curves is not None and len(curves) > 0 and bool((curves["metric"] == "bleu").any())
+    if curves is None or not len(curves):
+        return False
+    if "arms" in curves:
+        return True
+    own = curves["own_decoder"].fillna(True).astype(bool) if "own_decoder" in curves else True
+    return bool(((curves["metric"] == "bleu") & own).any())
+
+
+_AXES = {
+    "step": "training step",
+    "examples": "training examples seen",
+    "calibrated_s": "calibrated training seconds (steps × timed s/step)",
+}
 
 
 def training_curves(curves: pd.DataFrame | None, levels: pd.DataFrame, out_dir: Path) -> list[Plot]:
-    """Fig. 2: validation BLEU vs training steps and vs wall time, per model, seed range as a band.
+    """Fig. 2: own-decoder validation BLEU vs training steps, examples seen and calibrated seconds
+    (where known: examples need curves.parquet's ``examples``, seconds the timing pass), per curve,
+    the seed range as a band. Never against raw wall time: runs that trained at different moments
+    on a shared machine are not comparable by it.
 
     ``curves``: curves.parquet, or its curves merged per model (``speedups.model_curves``, which
     also knows each model's sweep point from the table)."""
-    title = "Fig. 2: validation BLEU vs training steps and wall time"
+    title = "Fig. 2: validation BLEU (own decoder) vs training steps, examples seen and calibrated seconds"
     if not _has_bleu(curves):
         return [Plot(title, skipped=_NO_CURVES)]
     plots = []
     for suffix, rows in _scopes(_model_labels(model_curves(curves))):
         data = _seed_bands(rows, [*MODEL_KEYS, "label"])
-        fig = Figure(figsize=(11, 4))
-        by_step, by_wall = fig.subplots(1, 2, sharey=True)
-        for label, g in data.groupby("label"):
-            _band(by_step, g["step"], g, label)
-            _band(by_wall, g["wall_s"], g, label)
-        level = levels.merge(rows[SCOPE_KEYS].drop_duplicates(), on=SCOPE_KEYS)["level"]
-        for ax in (by_step, by_wall):
+        axes = [x for x in _AXES if x in data and data[x].notna().any()]
+        fig = Figure(figsize=(4 + 3.5 * len(axes), 4))
+        panels = np.atleast_1d(fig.subplots(1, len(axes), sharey=True))
+        level = levels.merge(rows[SCOPE_KEYS].drop_duplicates(), on=SCOPE_KEYS)["level"] if len(levels) else []
+        for ax, x in zip(panels, axes, strict=True):
+            for label, g in data.groupby("label"):
+                _band(ax, g[x], g, label)
             if len(level):
                 ax.axhline(level.iloc[0], color="grey", linestyle="--", linewidth=1, label="BLEU level")
             ax.grid(alpha=0.3)
-        by_step.set(xlabel="training step", ylabel="validation BLEU", title=f"{suffix}: by step")
-        by_wall.set(xlabel="training wall time (s)", title=f"{suffix}: by wall time")
-        by_wall.legend(fontsize=8)
+            ax.set(xlabel=_AXES[x], title=f"{suffix}: by {_AXES[x].split(' (')[0]}")
+        panels[0].set(ylabel="validation BLEU")
+        panels[-1].legend(fontsize=8)
         plots.append(_save(fig, data, out_dir, f"fig2_training_{suffix}", f"{title} ({suffix})"))
     return plots
 
 
 def speed_quality(sampling: pd.DataFrame, out_dir: Path) -> list[Plot]:
-    """Fig. 3: BLEU vs outputs per second (log x), one line per (arm, sampler, MBR) across step counts."""
-    title = "Fig. 3: BLEU vs sampling speed"
-    if sampling.empty or "bleu_mean" not in sampling or sampling["sentences_per_s"].isna().all():
-        return [Plot(title, skipped="no cells with both `sentences_per_s` and `bleu`.")]
+    """Fig. 3: BLEU vs outputs per second from the timing pass (log x), one line per (arm,
+    sampler, MBR) across step counts."""
+    title = "Fig. 3: BLEU vs sampling speed (timing pass)"
+    if sampling.empty or "bleu_mean" not in sampling or sampling["outputs_per_s"].isna().all():
+        return [Plot(title, skipped="no timing pass (timing.parquet) with BLEU for its configurations.")]
     plots = []
     for suffix, rows in _scopes(sampling.dropna(subset=["outputs_per_s", "bleu_mean"])):
         rows = rows.assign(config=config_labels(rows)).sort_values("steps")
@@ -134,20 +155,21 @@ def speed_quality(sampling: pd.DataFrame, out_dir: Path) -> list[Plot]:
             for x, y, steps in zip(g["outputs_per_s"], g["bleu_mean"], g["steps"], strict=True):
                 ax.annotate(f"{steps}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xscale("log")
-        ax.set(xlabel="outputs per second (sampled sequences/s ÷ MBR), log scale",
+        ax.set(xlabel="outputs per second (timing pass: batch ÷ (MBR × min s per batch)), log scale",
                ylabel="BLEU (mean over seeds, 95% CI)", title=f"{suffix}: quality vs speed (labels: steps)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-        columns = [*CONFIG_KEYS, "config", "n", "sentences_per_s", "outputs_per_s", "speedup", "speedup_mbr",
-                   "bleu_mean", "bleu_ci_low", "bleu_ci_high"]
+        columns = [*CONFIG_KEYS, "config", "device", "min_s", "median_s", "floor_s", "outputs_per_s", "speedup",
+                   "speedup_mbr", "bleu_mean", "bleu_ci_low", "bleu_ci_high"]
         plots.append(_save(fig, rows[columns], out_dir, f"fig3_speed_quality_{suffix}", f"{title} ({suffix})"))
     return plots
 
 
 def gamma_sweep(curves: pd.DataFrame | None, out_dir: Path) -> list[Plot]:
-    """Fig. 4: validation BLEU vs training wall time for each γ of the models trained with several γ
-    (arms sharing a model drawn once; other sweep axes, if any, as separate lines)."""
-    title = "Fig. 4: validation BLEU vs training time per γ"
+    """Fig. 4: own-decoder validation BLEU vs training steps for each γ of the models trained with
+    several γ (arms sharing a curve drawn once; other sweep axes, if any, as separate lines).
+    Steps rather than raw wall time: the wall times of runs at different moments are not comparable."""
+    title = "Fig. 4: validation BLEU vs training steps per γ"
     if not _has_bleu(curves):
         return [Plot(title, skipped=_NO_CURVES)]
     bleu = model_curves(curves)
@@ -161,8 +183,8 @@ def gamma_sweep(curves: pd.DataFrame | None, out_dir: Path) -> list[Plot]:
         fig = Figure(figsize=(7, 4.5))
         ax = fig.subplots()
         for (arms, gamma, other), g in data.groupby(["arms", "gamma", "other"]):
-            _band(ax, g["wall_s"], g, f"{arms} γ={gamma:g}" + (f" ({other})" if other else ""))
-        ax.set(xlabel="training wall time (s)", ylabel="validation BLEU (mean, seed range)",
+            _band(ax, g["step"], g, f"{arms} γ={gamma:g}" + (f" ({other})" if other else ""))
+        ax.set(xlabel="training step", ylabel="validation BLEU (mean, seed range)",
                title=f"{suffix}: γ sweep")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -195,3 +217,34 @@ def dataset_bars(summary: pd.DataFrame, out_dir: Path, metrics: tuple[str, ...] 
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=7)
     columns = [*CONFIG_KEYS, "config", "metric", "n", "mean", "std", "ci_low", "ci_high"]
     return [_save(fig, data[columns], out_dir, "datasets_bars", title)]
+
+
+def absorbing_norms(norms: pd.DataFrame, out_dir: Path) -> list[Plot]:
+    """‖m‖ (EMA) against training step per model, mean over seeds with the seed range as a band, and
+    the mean word-embedding row norm (EMA) of the same model as a dashed reference line."""
+    title = "The absorbing state: ‖m‖ (EMA) vs training step"
+    if norms.empty or norms["m_norm_ema"].isna().all():
+        return [Plot(title, skipped="no `m_norm_ema` in curves.parquet.")]
+    plots = []
+    for suffix, rows in _scopes(norms):
+        data = (
+            rows.groupby(["arms", "gamma", "sweep", "step"], dropna=False)
+            .agg(n_seeds=("seed", "nunique"), m_mean=("m_norm_ema", "mean"), m_min=("m_norm_ema", "min"),
+                 m_max=("m_norm_ema", "max"), emb_mean=("emb_norm_ema", "mean"))
+            .reset_index()
+        )
+        several = data.groupby("arms")["gamma"].transform(lambda g: g.nunique(dropna=False)) > 1
+        data = data.assign(label=data["arms"] + data["gamma"].map(lambda g: f" γ={g:g}").where(several, "")
+                           + data["sweep"].map(sweep_text).map(lambda t: f" ({t})" if t else ""))
+        fig = Figure(figsize=(7, 4.5))
+        ax = fig.subplots()
+        for label, g in data.groupby("label", sort=True):
+            line, = ax.plot(g["step"], g["m_mean"], marker=".", label=f"{label}: ‖m‖")
+            ax.fill_between(g["step"], g["m_min"], g["m_max"], color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.plot(g["step"], g["emb_mean"], linestyle="--", color=line.get_color(), linewidth=1,
+                    label=f"{label}: mean embedding norm")
+        ax.set(xlabel="training step", ylabel="norm (EMA weights)", title=f"{suffix}: ‖m‖ vs embedding norm")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        plots.append(_save(fig, data, out_dir, f"absorbing_m_norm_{suffix}", f"{title} ({suffix})"))
+    return plots

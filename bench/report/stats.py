@@ -131,3 +131,31 @@ def adjust(p: ArrayLike, method: str) -> np.ndarray:
     if ran.any():
         out[ran] = holm(p[ran]) if method == "holm" else stats.false_discovery_control(p[ran], method="bh")
     return out
+
+
+def one_sided_p(values: ArrayLike, threshold: float, alternative: str) -> float:
+    """One-sample t-test that the mean of ``values`` is above (``greater``) or below (``less``)
+    ``threshold``. NaN for fewer than 2 values; for values without spread (a t of ±∞) 0 when
+    they lie on the alternative's side, 1 otherwise."""
+    x = np.asarray(values, dtype=float) - threshold
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return np.nan
+    if _nearly_constant(x):
+        side = x.mean() > 0 if alternative == "greater" else x.mean() < 0
+        return 0.0 if side and x.mean() != 0 else 1.0
+    return float(stats.ttest_1samp(x, 0.0, alternative=alternative).pvalue)
+
+
+def seeds_needed(mean: float, sd: float, threshold: float, *, alpha: float, power: float = 0.8) -> float:
+    """Seeds a one-sided test at level ``alpha`` needs to tell a mean of ``mean`` from
+    ``threshold`` with probability ``power``, if the spread is ``sd`` (normal approximation):
+    n = ⌈((z₁₋α + z_power) · sd / |mean − threshold|)²⌉, at least 2. NaN without a spread
+    estimate, infinity when the mean sits on the threshold."""
+    if not (np.isfinite(mean) and np.isfinite(sd)):
+        return np.nan
+    gap = abs(mean - threshold)
+    if gap == 0:
+        return np.inf
+    z = stats.norm.ppf(1 - alpha) + stats.norm.ppf(power)
+    return float(max(2, np.ceil((z * sd / gap) ** 2)))
