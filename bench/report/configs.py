@@ -6,6 +6,8 @@ import json
 
 import pandas as pd
 
+from bench.schema import ARM_SEPARATOR
+
 # Comparisons never cross a scope: an arm is compared with the baseline of its own suite/preset/dataset.
 SCOPE_KEYS = ["suite", "preset", "dataset"]
 # A configuration: everything that identifies a cell except its seed (and its bookkeeping). `label`
@@ -18,7 +20,6 @@ MODEL_KEYS = [*SCOPE_KEYS, "arms", "gamma", "sweep", "decoder"]
 CURVE_KEYS = [*MODEL_KEYS, "seed", "train_key"]
 NO_SWEEP = "{}"
 PAPER_GAMMA = 0.5  # headline configurations use the paper's γ, or the nearest one in the suite
-ARM_SEPARATOR = " / "
 # Cells that need no model (kind "trivial"): the source copied as the output, and the target of
 # the most similar training source under TF-IDF. Deterministic: one cell (seed 0) per scope.
 MODEL, TRIVIAL = "model", "trivial"
