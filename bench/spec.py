@@ -116,7 +116,9 @@ class Suite(_Strict):
     samplers: tuple[SamplerEntry, ...] = (SamplerEntry(),)
     metrics: tuple[str, ...] = METRICS
     overrides: dict[str, Any] = Field(default_factory=dict, description="TrainSpec fields for every model, dotted keys")
-    sweep: dict[str, tuple[Any, ...]] = Field(default_factory=dict, description="dotted TrainSpec key → values")
+    sweep: dict[str, tuple[Any, ...]] | tuple[dict[str, Any], ...] = Field(
+        default_factory=dict, description="dotted TrainSpec key → values (every combination), or a list of "
+        "points, each a mapping of dotted keys (one model per point: a one-knob-at-a-time sweep)")
     curves: CurveSpec = CurveSpec()
     decode: DecodeSpec = DecodeSpec()
     baselines: tuple[str, ...] = Field(("copy_source", "nearest_train_target"),
@@ -216,7 +218,10 @@ def check_split_files(folder: Path, decode_split: str, where: str) -> None:
 
 
 def sweep_points(suite: Suite) -> list[dict[str, Any]]:
-    """The cartesian product of the sweep axes, as dotted-key dicts ([{}] without a sweep)."""
+    """The sweep's points as dotted-key dicts: the listed points, or the cartesian product of the
+    axes ([{}] without a sweep)."""
+    if isinstance(suite.sweep, tuple):
+        return [dict(p) for p in suite.sweep] or [{}]
     keys = sorted(suite.sweep)
     return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(suite.sweep[k] for k in keys))]
 
