@@ -250,7 +250,8 @@ def test_trivial_rows_are_scored_like_the_models(tmp_path, monkeypatch):
     for split, rows in pairs.items():
         (data / f"{split}.jsonl").write_text("".join(f'{{"src": "{s}", "trg": "{t}"}}\n' for s, t in rows))
     path = write_suite(tmp_path, datasets=[str(data)], arms=["v2"], metrics=["bleu"],
-                       overrides={**TINY["overrides"], "data.tokenizer": "bert"}, timing={"enabled": False})
+                       baselines=["copy_source", "nearest_train_target"],
+                       overrides={**TINY["overrides"], "data.tokenizer": "bert"})
     suite = load_suite(path)
     store = Store(tmp_path / "res")
     from bench.cells import trivial_cells

@@ -56,4 +56,4 @@ def test_wheel_in_a_fresh_venv_trains_and_validates_with_its_built_in_arms_and_s
               cwd=work, env=env)
     assert out.startswith("done: runs/default-v2-") and list((work / "runs").glob("default-v2-*/checkpoints/step_0000002"))
     out = run([python, "-m", "bench", "validate", "smoke"], cwd=work, env=env)
-    assert out.startswith(f"{purelib}/bench/suites/smoke.yaml: ok — 10 cells, 6 distinct models"), out
+    assert out.startswith(f"{purelib}/bench/suites/smoke.yaml: ok — 14 cells, 10 distinct models"), out
