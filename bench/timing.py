@@ -119,8 +119,9 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
     """Time every model configuration and sampling configuration of ``groups`` (their models must
     be trained under ``models_dir``); returns rows of ``bench.schema.TIMING_COLUMNS``."""
     t = suite.timing
-    if suite.threads:
-        torch.set_num_threads(suite.threads)
+    threads = t.threads or suite.threads
+    if threads:
+        torch.set_num_threads(threads)
     configs = config_groups(groups)
     benches = {g.train_key: _SamplingBench(g, models_dir / g.train_key, suite, t.max_chain) for g in configs}
     samples = [(g, c) for g in configs for c in _distinct_decoders(g)]
@@ -130,20 +131,20 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
 
     progress(f"timing pass: warm-up of {len(configs)} model(s) and {len(samples)} sampling configuration(s)")
     for g in configs:
-        _train_step_times(g, 1, suite.threads)
+        _train_step_times(g, 1, threads)
         benches[g.train_key].forward()
     for g, c in samples:
         benches[g.train_key].sample(c)
     for rep in range(t.reps):
         progress(f"timing pass: repetition {rep + 1}/{t.reps}")
         for g in configs:
-            train_times[g.train_key] += _train_step_times(g, t.train_steps, suite.threads)
+            train_times[g.train_key] += _train_step_times(g, t.train_steps, threads)
             forward_times[g.train_key].append(_seconds(benches[g.train_key].forward))
         for g, c in samples:
             sample_times[c.cell_id].append(benches[g.train_key].sample(c))
 
     rows = []
-    threads = torch.get_num_threads()
+    threads = torch.get_num_threads()  # what the pass ran with
     for g in configs:
         c, bench = g.cells[0], benches[g.train_key]
         base = {"suite": suite.name, "preset": suite.preset, "dataset": c.dataset, "arm": ARM_SEPARATOR.join(g.arms),

@@ -78,8 +78,9 @@ class Denoiser(nn.Module):
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """Tied output head: (B, L, d) → (B, L, V) = z · Eᵀ + b."""
-        out = z @ self.word_emb.weight.t()
-        return out if self.lm_bias is None else out + self.lm_bias
+        if self.lm_bias is None:
+            return z @ self.word_emb.weight.t()
+        return torch.addmm(self.lm_bias, z.flatten(0, -2), self.word_emb.weight.t()).view(*z.shape[:-1], -1)
 
     def absorbing_state(self) -> torch.Tensor:
         """m, shape (d,): zeros (``none``, ``zero``), the learned vector, or E[[MASK]]."""
