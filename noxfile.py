@@ -21,7 +21,7 @@ def install(session: nox.Session, *extras: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite (fast, offline; ~10 minutes on 2 cores)."""
+    """The test suite (offline; about 8 minutes on 2 cores, more with the real-SLURM tests)."""
     install(session, "cluster")
     session.run("pytest", *session.posargs, env={"OMP_NUM_THREADS": "2"})
 

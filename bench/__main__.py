@@ -14,6 +14,7 @@ $DIFFUSEQ_DATA_ROOT. Exit status: 0 done, 2 a clean error (one `error:` line), 1
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--results", type=Path, help="results directory (default: results/<suite name>)")
         p.set_defaults(func=fn)
         if name == "run":
-            p.add_argument("--only", help="glob on cell ids or arm names, e.g. 'v2*'")
+            p.add_argument("--only", help="glob(s) on cell ids or arm names, comma-separated, e.g. 'v2*' or 'copy_source,nearest_train_target'")
             p.add_argument("--dry-run", action="store_true", help="list the cells and what is left to do")
             p.add_argument("--workers", type=int, help="run N model groups at a time locally (overrides the suite's executor)")
             p.add_argument("--executor", choices=["local", "slurm", "submitit_local", "debug"],
@@ -126,7 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops workers and jobs cleanly, like Ctrl-C
     return run_command(build_parser(), argv)
 
 

@@ -102,19 +102,27 @@ def expand(suite: Suite, only: str | None = None) -> list[Cell]:
                             label = entry.label or f"{spec.sampler}-{spec.steps}"
                             cells.append(Cell(suite.name, arm, dataset, seed, tuple(sorted(point.items())), label, spec,
                                               train, settings, curve, arm_label))
-    if only:
-        cells = [c for c in cells if fnmatch.fnmatch(c.cell_id, only) or fnmatch.fnmatch(c.arm, only)]
-    return cells
+    return selected(cells, only)
 
 
-def trivial_cells(suite: Suite, cells: list[Cell]) -> list[TrivialCell]:
-    """One cell per (baseline, dataset), laid out like the dataset's first model cell."""
+def selected(cells: list, only: str | None) -> list:
+    """The cells whose cell_id or arm matches one of the comma-separated globs ``only`` (all
+    without it)."""
+    if not only:
+        return cells
+    globs = [g.strip() for g in only.split(",")]
+    return [c for c in cells if any(fnmatch.fnmatch(c.cell_id, g) or fnmatch.fnmatch(c.arm, g) for g in globs)]
+
+
+def trivial_cells(suite: Suite, cells: list[Cell], only: str | None = None) -> list[TrivialCell]:
+    """One cell per (baseline, dataset), laid out like the dataset's first model cell among
+    ``cells`` (all of the suite's), those matching ``only`` if given."""
     first: dict[str, TrainSpec] = {}
     for c in cells:
         first.setdefault(c.dataset, c.train)
     settings = settings_key(suite)
-    return [TrivialCell(suite.name, name, dataset, train, settings) for dataset, train in first.items()
-            for name in suite.baselines]
+    return selected([TrivialCell(suite.name, name, dataset, train, settings) for dataset, train in first.items()
+                     for name in suite.baselines], only)
 
 
 def settings_key(suite: Suite) -> str:

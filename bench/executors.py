@@ -7,6 +7,9 @@ worker processes. A cluster engine is one more class with the same ``map`` (see
 
 from __future__ import annotations
 
+import ctypes
+import signal
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -34,11 +37,21 @@ class LocalExecutor:
                 yield run_group(suite, g, results, fail_fast, progress=self.progress)
             return
         # spawn, not fork: forking after torch has started threads can hang the children
-        with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_die_with_parent) as pool:
             futures = [pool.submit(run_group, suite, g, results, fail_fast) for g in groups]
             try:
                 for fut in as_completed(futures):
                     yield fut.result()
-            except BaseException:  # --fail-fast or Ctrl-C: do not start the groups still queued
+            except BaseException:  # --fail-fast, Ctrl-C or SIGTERM: stop the workers now; a rerun resumes
+                workers = list((pool._processes or {}).values())
                 pool.shutdown(wait=False, cancel_futures=True)
+                for proc in workers:
+                    proc.terminate()
                 raise
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: on Linux, have the kernel send SIGTERM to the worker when the runner
+    dies, even by SIGKILL, so no orphan keeps training (a rerun resumes from its checkpoint)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from bench.cells import Cell, Group, TrivialCell, expand, group, trivial_cells
 from bench.executors import Executor, LocalExecutor
+from bench.manifest import write_examples, write_manifest
 from bench.spec import Suite
 from bench.store import Store, write_atomic
 from bench.timing import config_groups, time_suite
@@ -88,14 +89,17 @@ def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = 
     write_atomic(results / "suite.yaml", suite_file.read_bytes())  # read back by torchrun training
     cells, todo = plan(suite, results, only)
     store = Store(results)
-    trivial = [] if only else trivial_cells(suite, cells)
+    trivial = trivial_cells(suite, expand(suite) if only else cells, only)
     trivial_todo = [c for c in trivial if not store.is_done(c.cell_id)]
     all_groups = group(cells)
     groups = [g for g in all_groups if any(c in todo for c in g.cells)]
     log.info("suite %s: %d cells, %d to run in %d model group(s), %d trivial", suite.name, len(cells), len(todo),
              len(groups), len(trivial_todo))
     executor = executor or make_executor(suite, results)
+    phases = {"trivial": time.perf_counter()}
     done, failed = run_trivial_cells(suite, trivial_todo, store, fail_fast)
+    phases["trivial"] = time.perf_counter() - phases["trivial"]
+    phases["models"] = time.perf_counter()
     elsewhere = 0
     unfinished = {c.cell_id for c in todo}
     cells_of = {g.train_key: g.cells for g in groups}
@@ -114,12 +118,17 @@ def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = 
                     store.write_error(cell_id, {"train_key": res.train_key, "stage": "job"}, RuntimeError(err))
             bar.update(finished + others + len(res.failed))
             bar.set_postfix(failed=len(failed))
+    phases["models"] = time.perf_counter() - phases["models"]
+    phases["timing"] = time.perf_counter()
     if suite.timing.enabled and not only and not failed:
         if isinstance(executor, LocalExecutor):
             timing_pass(suite, all_groups, store)
         else:  # not on a login node: the user runs it on one device of the cluster
             log.info("timing pass skipped for executor %s: run `python -m bench time %s` on a compute node",
                      type(executor).__name__, suite.name)
+    phases["timing"] = time.perf_counter() - phases["timing"]
     store.consolidate()
+    write_examples(store, cells, trivial)
+    write_manifest(store, suite, suite_file, cells, phases | {"total": time.perf_counter() - t0})
     skipped = len(cells) - len(todo) + len(trivial) - len(trivial_todo)
     return RunSummary(total, skipped, done, failed, time.perf_counter() - t0, elsewhere)

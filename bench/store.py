@@ -100,11 +100,13 @@ class Store:
             rows += [{**cell["keys"], "metric": m, "value": v} for m, v in cell["metrics"].items()]
         table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
         _parquet_atomic(table, self.root / TABLE)
-        curves = [r for f in sorted((self.root / "curves").glob("*.json")) for r in json.loads(f.read_text())]
-        _parquet_atomic(pd.DataFrame(curves, columns=CURVE_COLUMNS), self.root / CURVES)
+        curves = pd.DataFrame([r for f in sorted((self.root / "curves").glob("*.json")) for r in json.loads(f.read_text())],
+                              columns=CURVE_COLUMNS)
+        _parquet_atomic(curves, self.root / CURVES)
+        write_atomic(self.root / "curves.csv", curves.to_csv(index=False).encode())
         parts = [pd.read_parquet(f) for f in sorted((self.root / "cells").glob("*.sentences.parquet"))]
         per_sentence = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PER_SENTENCE_COLUMNS)
         _parquet_atomic(per_sentence, self.root / PER_SENTENCE)
         _parquet_atomic(pd.DataFrame(self.timing(), columns=TIMING_COLUMNS), self.root / TIMING)
-        write_atomic(self.root / "table.csv", table.to_csv(index=False).encode())
+        write_atomic(self.root / "table.csv", table.to_csv(index=False).encode())  # csv: readable diffs in git
         return table

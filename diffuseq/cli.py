@@ -112,6 +112,9 @@ def run_command(parser: argparse.ArgumentParser, argv: list[str] | None = None) 
         return args.func(args)
     except (UserError, FileNotFoundError) as err:
         return report(err)
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 def main(argv: list[str] | None = None) -> int:

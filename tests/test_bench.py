@@ -3,8 +3,10 @@
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -286,3 +288,33 @@ def test_user_suite_folders_are_read_before_the_built_in_suites(tmp_path, monkey
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'mine' / 'smoke.yaml'}: ok — 3 cells")
     with pytest.raises(ConfigError, match=r"suite 'nope' not found: .*suites: \[.*'quick'.*'smoke'"):
         load_suite("nope")
+
+
+def test_killing_the_runner_stops_its_workers(tmp_path):
+    """SIGKILL of `bench run --workers 2` must not leave orphaned workers training on (they get
+    SIGTERM from the kernel); SIGTERM stops the runner and its workers like Ctrl-C."""
+    path = write_suite(tmp_path, arms=["hard_mask", "v2"], overrides={**TINY["overrides"], "optim.steps": 100000})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        results = tmp_path / f"res-{sig.name}"
+        cmd = [sys.executable, "-m", "bench", "run", str(path), "--results", str(results), "--workers", "2", "--no-progress"]
+        runner = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        workers: list[int] = []
+        for _ in range(600):  # until both workers are training (their logs exist), at most 60 s
+            logs = list(results.glob("models/*/log.jsonl"))
+            workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(runner.pid)], capture_output=True,
+                                                      text=True).stdout.split()]
+            if len(logs) == 2 and len(workers) >= 2:
+                break
+            time.sleep(0.1)
+        assert len(logs) == 2, "the workers did not start training"
+        runner.send_signal(sig)
+        runner.wait(timeout=60)
+        for _ in range(300):  # at most 30 s for the kernel and the pool to stop them
+            alive = [w for w in workers if Path(f"/proc/{w}").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text()]
+            if not alive:
+                break
+            time.sleep(0.1)
+        assert not alive, f"workers {alive} outlived the runner ({sig.name})"
+        if sig == signal.SIGTERM:
+            assert runner.returncode == 130 and "run the same command again to resume" in runner.stderr.read()

@@ -3,10 +3,24 @@ report with speedup and significance tables, figures and a verdict per paper cla
 
     from bench.report import build_report
     build_report("results/main", "results/main/report", level_fraction=0.9, correction="holm")
+
+The names below load on first use, so that importing ``bench.report.cli`` (every ``python -m
+bench`` command builds its parser) does not pull in scipy and matplotlib.
 """
 
-from bench.report.analysis import Analysis, ReportOptions, analyse
-from bench.report.build import build_report
-from bench.report.load import Results, ResultsError, load_results
+from __future__ import annotations
 
-__all__ = ["Analysis", "ReportOptions", "Results", "ResultsError", "analyse", "build_report", "load_results"]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Analysis": "analysis", "ReportOptions": "analysis", "analyse": "analysis", "build_report": "build",
+    "Results": "load", "ResultsError": "load", "load_results": "load",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'bench.report' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"bench.report.{_EXPORTS[name]}"), name)

@@ -11,6 +11,7 @@ from bench.report.absorbing import answer_questions, final_norms, norm_curves
 from bench.report.claims import PUBLISHED_BASELINE, judge_claims
 from bench.report.configs import CONFIG_KEYS, has_arm, is_trivial, reference_configs
 from bench.report.load import Results, wide_cells
+from bench.report.options import ReportOptions
 from bench.report.significance import seed_tests, sentence_tests, summarize_seeds
 from bench.report.speedups import (
     bleu_levels,
@@ -22,7 +23,6 @@ from bench.report.speedups import (
     model_curves,
     own_decoders,
 )
-from bench.report.stats import CORRECTIONS
 from bench.report.timing import (
     NO_TIMING,
     config_speeds,
@@ -31,35 +31,6 @@ from bench.report.timing import (
     train_costs,
 )
 from bench.report.trivial import margins
-
-
-@dataclass(frozen=True)
-class ReportOptions:
-    """Knobs of the report (the CLI flags of ``python -m bench report``)."""
-
-    baseline: str = "baseline"  # the arm every other one is compared against
-    level_fraction: float = 0.9  # BLEU level = this × the baseline's final own-decoder validation BLEU ...
-    level_bleu: float | None = None  # ... unless an absolute level is given
-    n_boot: int = 2000  # bootstrap resamples (across seeds and over sentences)
-    alpha: float = 0.05  # test level; intervals are (1 − alpha)
-    correction: str = "holm"  # multiple-comparison correction: holm | bh
-    equivalence_margin: float = 0.05  # quality margin, as a fraction of the reference's mean BLEU
-    seed: int = 0  # bootstrap RNG seed
-
-    def __post_init__(self) -> None:
-        if self.correction not in CORRECTIONS:
-            raise ValueError(f"correction must be one of {CORRECTIONS}, not {self.correction!r}")
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), not {self.alpha}")
-
-    @property
-    def level_text(self) -> str:
-        return self.level_text_for(self.baseline)
-
-    def level_text_for(self, baseline: str) -> str:
-        if self.level_bleu is not None:
-            return f"BLEU {self.level_bleu:g} (absolute level)"
-        return f"{self.level_fraction:g} × the {baseline} arm's final own-decoder validation BLEU (mean over seeds)"
 
 
 @dataclass(frozen=True)

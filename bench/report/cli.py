@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench.report.analysis import ReportOptions
-from bench.report.build import build_report
-from bench.report.load import ResultsError
-from bench.report.stats import CORRECTIONS
+from bench.report.options import CORRECTIONS, ReportOptions
 from diffuseq.errors import report
 
 
@@ -34,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the report; 0 on success, 2 (with a message on stderr) for an unusable results directory."""
+    from bench.report.build import build_report
+    from bench.report.load import ResultsError
+
     try:
         path = build_report(
             args.results, args.out, baseline=args.baseline, level_fraction=args.level_fraction,

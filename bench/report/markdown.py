@@ -67,13 +67,22 @@ def _read_first(a: Analysis, name: _Namer) -> str:
     """The report's first lines: where an arm fails to beat a trivial row, and missing evidence."""
     lines = []
     failing = a.margins[a.margins["outcome"] == FAILS]
-    for r in name.configs(failing):
-        lines.append(
-            f"**`{r['config']}` fails to beat `{r['trivial']}` on {r['metric']}**"
-            + (f" ({r['dataset']})" if "dataset" in name.varying else "")
-            + f": {num(r['mean'], 4)} (mean over {seeds(r['n'])}) vs {num(r['trivial_value'], 4)}, margin "
-            f"{signed(r['margin'], 4)}."
-        )
+    table = ""
+    if len(failing):
+        where = ["dataset"] if "dataset" in name.varying else []
+        trivials = sorted(set(failing["trivial"]), key=TRIVIAL_ARMS.index)
+        rows: dict[tuple, dict] = {}
+        for r in name.configs(failing):
+            key = (*(r[k] for k in where), r["config"])
+            row = rows.setdefault(key, {**{k: r[k] for k in where}, "configuration": f"`{r['config']}`"}
+                                  | dict.fromkeys(trivials, "beats it"))
+            cell = row[r["trivial"]]
+            item = f"{r['metric']} {signed(r['margin'], 4)}"
+            row[r["trivial"]] = item if cell == "beats it" else f"{cell}, {item}"
+        lines.append(f"**{len(rows)} model configuration(s) fail to beat a trivial row** on at least one quality "
+                     "metric: their mean over seeds is at or below it (the margins, configuration − trivial row, "
+                     "are in the table below and in `trivial_margins.csv`).")
+        table = "\n\n" + md_table(list(rows.values()))
     unclear = a.margins[(a.margins["outcome"] == UNCLEAR) & (a.margins["metric"] == "bleu")]
     for trivial, g in unclear.groupby("trivial", sort=False):
         listed = "; ".join(
@@ -89,7 +98,7 @@ def _read_first(a: Analysis, name: _Namer) -> str:
         lines.append(f"No model configuration's mean falls at or below a trivial row ({shown}) on any quality "
                      "metric.")
     lines += a.notes
-    return "\n".join(f"- {line}" for line in lines)
+    return "\n".join(f"- {line}" for line in lines) + table
 
 
 def _arms_legend(a: Analysis) -> str:

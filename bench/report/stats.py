@@ -10,7 +10,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import stats
 
-CORRECTIONS = ("holm", "bh")
+from bench.report.options import CORRECTIONS
+
 _RESAMPLE_BUDGET = 1 << 22  # entries of one resample-index block (32 MiB of int64)
 
 
