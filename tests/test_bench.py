@@ -300,7 +300,7 @@ def test_killing_the_runner_stops_its_workers(tmp_path):
         cmd = [sys.executable, "-m", "bench", "run", str(path), "--results", str(results), "--workers", "2", "--no-progress"]
         runner = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         workers: list[int] = []
-        for _ in range(600):  # until both workers are training (their logs exist), at most 60 s
+        for _ in range(1800):  # until both workers are training (their logs exist), at most 180 s
             logs = list(results.glob("models/*/log.jsonl"))
             workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(runner.pid)], capture_output=True,
                                                       text=True).stdout.split()]
