@@ -24,10 +24,11 @@ import torch
 from bench.cells import Cell, TrivialCell
 from bench.spec import Suite
 from bench.store import Store
-from diffuseq.data import SPLITS, resolve_folder
+from diffuseq.data import SPLITS, load_split, resolve_folder
 from diffuseq.io import iter_jsonl, write_atomic
 from diffuseq.metrics import clean
 from diffuseq.synthetic import NAME as SYNTHETIC
+from diffuseq.tokenizer import build_tokenizer
 from diffuseq.version import code_version
 
 MANIFEST = "MANIFEST.json"
@@ -64,21 +65,30 @@ def data_files(cells: list[Cell]) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def vocabularies(cells: list[Cell]) -> dict[str, str]:
+    """Per (dataset, tokenizer settings), the sha1 of its vocabulary: the trained WordPiece
+    vocabulary is deterministic and cached by corpus, so this rebuilds nothing that exists."""
+    out = {}
+    for data in {(c.dataset, c.train.data.tokenizer, c.train.data.vocab_size): c.train.data for c in cells}.values():
+        pairs = load_split(data, "train")
+        tok = build_tokenizer(data.tokenizer, data.vocab_size, [s for p in pairs for s in (p.src, p.trg)])
+        name = f"{data.dataset} {data.tokenizer}" + (f"-{data.vocab_size}" if data.tokenizer == "wordpiece" else "")
+        out[name] = hashlib.sha1(tok.tok.to_str().encode()).hexdigest()
+    return dict(sorted(out.items()))
+
+
 def write_manifest(store: Store, suite: Suite, suite_file: Path, cells: list[Cell], phases: dict[str, float]) -> Path:
     """Write (or update) ``MANIFEST.json``: this run's phase wall times are added to the earlier runs'."""
     path = store.root / MANIFEST
     old = json.loads(path.read_text()) if path.is_file() else {}
     walls = old.get("wall_s", {})
     walls = {k: round(walls.get(k, 0.0) + phases.get(k, 0.0), 1) for k in sorted({*walls, *phases})}
-    vocabularies: dict[str, list[str]] = {}  # vocabulary sha1 → the models that use it
-    for tok in sorted(store.root.glob("models/*/tokenizer.json")):
-        vocabularies.setdefault(sha1(tok), []).append(tok.parent.name)
     manifest: dict[str, Any] = {
         "suite": suite.name,
         "suite_file_sha256": hashlib.sha256(Path(suite_file).read_bytes()).hexdigest(),
         "code_version": code_version(),
         "data_files_sha1": data_files(cells),
-        "tokenizer_vocab_sha1": dict(sorted(vocabularies.items())),
+        "tokenizer_vocab_sha1": vocabularies(cells),
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": suite.threads or torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()},
         "wall_s": walls,

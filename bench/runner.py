@@ -89,7 +89,8 @@ def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = 
     write_atomic(results / "suite.yaml", suite_file.read_bytes())  # read back by torchrun training
     cells, todo = plan(suite, results, only)
     store = Store(results)
-    trivial = trivial_cells(suite, expand(suite) if only else cells, only)
+    every = expand(suite) if only else cells
+    trivial = trivial_cells(suite, every, only)
     trivial_todo = [c for c in trivial if not store.is_done(c.cell_id)]
     all_groups = group(cells)
     groups = [g for g in all_groups if any(c in todo for c in g.cells)]
@@ -128,7 +129,7 @@ def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = 
                      type(executor).__name__, suite.name)
     phases["timing"] = time.perf_counter() - phases["timing"]
     store.consolidate()
-    write_examples(store, cells, trivial)
-    write_manifest(store, suite, suite_file, cells, phases | {"total": time.perf_counter() - t0})
+    write_examples(store, every, trivial_cells(suite, every))
+    write_manifest(store, suite, suite_file, every, phases | {"total": time.perf_counter() - t0})
     skipped = len(cells) - len(todo) + len(trivial) - len(trivial_todo)
     return RunSummary(total, skipped, done, failed, time.perf_counter() - t0, elsewhere)

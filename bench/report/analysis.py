@@ -10,7 +10,7 @@ from bench import schema
 from bench.report.absorbing import answer_questions, final_norms, norm_curves
 from bench.report.claims import PUBLISHED_BASELINE, judge_claims
 from bench.report.configs import CONFIG_KEYS, has_arm, is_trivial, reference_configs
-from bench.report.load import Results, wide_cells
+from bench.report.load import Results, ResultsError, wide_cells
 from bench.report.options import ReportOptions
 from bench.report.significance import seed_tests, sentence_tests, summarize_seeds
 from bench.report.speedups import (
@@ -95,6 +95,9 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
     o = options
     cells = wide_cells(results.table)
     models_only = cells[~is_trivial(cells)]
+    if models_only.empty:
+        raise ResultsError(f"{results.directory}: the table holds trivial rows only (no model was decoded), so "
+                           "there is nothing to compare or test; read them in table.csv")
     metrics = [m for m in schema.QUALITY_METRICS + schema.DIVERSITY_METRICS if m in cells]
     numeric = metrics + [m for m in schema.SPEED_METRICS + schema.TRAIN_METRICS + schema.CURVE_CHECK_METRICS
                          if m in cells]
