@@ -45,7 +45,7 @@ class DataSpec(Spec):
 
 
 class ModelSpec(Spec):
-    """The transformer denoiser (DESIGN §2)."""
+    """The transformer denoiser (docs/design.md §1)."""
 
     layers: int = Field(12, ge=1)
     hidden: int = Field(768, ge=8)
@@ -128,7 +128,7 @@ class LoopSpec(Spec):
 
 
 # ---------------------------------------------------------------------------------------------
-# Presets: sizes that run the same code path at three scales (DESIGN §6).
+# Presets: sizes that run the same code path at three scales (docs/design.md §5).
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "data": {"tokenizer": "wordpiece", "vocab_size": 400, "seq_len": 32},

@@ -1,4 +1,4 @@
-"""The transformer denoiser f(z_t, t) → ẑ0 (DESIGN §2), with tied word embeddings.
+"""The transformer denoiser f(z_t, t) → ẑ0 (docs/design.md §1), with tied word embeddings.
 
 Shapes: B batch, L sequence length, d embedding size (diffusion space), H hidden size, V vocab.
 The encoder is a post-LayerNorm BERT stack written with ``scaled_dot_product_attention``; as in

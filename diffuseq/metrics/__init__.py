@@ -1,4 +1,4 @@
-"""Evaluation metrics with DiffuSeq's conventions (DESIGN §5).
+"""Evaluation metrics with DiffuSeq's conventions (BLEU, ROUGE-L, BERTScore as the papers computed them).
 
 ``text``: :func:`clean`, the tokens every metric sees. ``overlap``: sentence BLEU, ROUGE-L, dist-1
 and sacrebleu corpus BLEU. ``diversity``: self-BLEU, div-4 and MBR over several samples per

@@ -28,7 +28,7 @@ SAMPLER_ONLY_FIELDS: dict[str, str] = {
 
 
 class SamplerSpec(Spec):
-    """How to decode a trained model (DESIGN §3-§4). Defaults are the full DiffuSeq-v2 arm."""
+    """How to decode a trained model (docs/design.md §1-§2). Defaults are the full DiffuSeq-v2 arm."""
 
     sampler: SamplerName = Field("dpm_solver++", description="ddpm (ancestral), ddim, or dpm_solver++ (multistep, data prediction)")
     steps: int = Field(10, ge=1, description="model evaluations per sample (NFE); ddpm with steps = T is the full chain")
