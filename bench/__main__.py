@@ -21,73 +21,70 @@ from pathlib import Path
 from diffuseq.cli import run_command
 
 
-def _suite_and_results(args: argparse.Namespace):
-    from bench.spec import load_suite, suite_file
+def _plan_and_results(args: argparse.Namespace):
+    from bench.plan import load_plan
 
-    suite = load_suite(args.suite)
-    results = args.results or Path("results") / suite.name
-    return suite, suite_file(args.suite), results
+    plan = load_plan(args.suite)
+    return plan, args.results or Path("results") / plan.suite.name
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from bench.cells import expand, group
-
-    suite, suite_file, _ = _suite_and_results(args)
-    cells = expand(suite)
-    print(f"{suite_file}: ok — {len(cells)} cells, {len(group(cells))} distinct models "
+    plan, _ = _plan_and_results(args)
+    suite = plan.suite
+    print(f"{plan.source}: ok — {len(plan.cells)} cells, {len(plan.groups)} distinct models "
           f"({len(suite.arms)} arms × {len(suite.datasets)} datasets × {len(suite.seeds)} seeds)")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.cells import group
     from bench.executors import LocalExecutor
-    from bench.runner import make_executor, plan, run_suite
+    from bench.runner import make_executor, run_suite
+    from bench.store import Store
 
-    suite, suite_file, results = _suite_and_results(args)
+    plan, results = _plan_and_results(args)
     if args.dry_run:
-        cells, todo = plan(suite, results, args.only)
-        for g in group(cells):
+        store, part = Store(results), plan.select(args.only)
+        todo = [c for c in part.cells if not store.is_done(c.cell_id)]
+        for g in part.groups:
             print(f"model {g.train_key} ({', '.join(g.arms)}; {g.cells[0].dataset}, seed {g.cells[0].seed})")
             for c in g.cells:
                 print(f"  {'todo' if c in todo else 'done'}  {c.cell_id}")
-        print(f"{len(todo)} of {len(cells)} cells to run in {results}")
+        print(f"{len(todo)} of {len(part.cells)} cells to run in {results}")
         return 0
     executor = None
     if args.workers:
         executor = LocalExecutor(args.workers, progress=False)
     elif args.executor:
-        executor = make_executor(suite, results, args.executor)
-    summary = run_suite(suite, suite_file, results, args.only, executor, args.fail_fast, progress=not args.no_progress)
+        executor = make_executor(plan.suite, Store(results), args.executor)
+    summary = run_suite(plan, results, args.only, executor, args.fail_fast, progress=not args.no_progress)
     elsewhere = f"{summary.elsewhere} finished by an earlier run's jobs, " if summary.elsewhere else ""
-    print(f"{suite.name}: {summary.done} cells run, {summary.skipped} already done, {elsewhere}{len(summary.failed)} failed, "
-          f"{summary.wall_s:.0f} s; results in {results}")
+    print(f"{plan.suite.name}: {summary.done} cells run, {summary.skipped} already done, {elsewhere}"
+          f"{len(summary.failed)} failed, {summary.wall_s:.0f} s; results in {results}")
     for cell, err in summary.failed.items():
         print(f"  FAILED {cell}: {err} (details: {results}/errors/{cell}.json)")
     return 1 if summary.failed else 0
 
 
 def cmd_time(args: argparse.Namespace) -> int:
-    from bench.cells import expand, group
     from bench.runner import timing_pass
     from bench.store import Store
 
-    suite, _, results = _suite_and_results(args)
+    plan, results = _plan_and_results(args)
     store = Store(results)
-    if not timing_pass(suite, group(expand(suite)), store, force=True):
-        print(f"error: {results}: not every model of suite {suite.name} is trained yet; run `python -m bench run` first",
+    if not timing_pass(plan, store, force=True):
+        print(f"error: {results}: not every model of suite {plan.suite.name} is trained yet; run `python -m bench run` first",
               file=sys.stderr)
         return 2
     store.consolidate()
-    print(f"{suite.name}: timing pass written to {results / 'timing.parquet'}")
+    print(f"{plan.suite.name}: timing pass written to {results / 'timing.parquet'}")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from bench.status import cell_states
 
-    suite, _, results = _suite_and_results(args)
-    rows = cell_states(suite, results)
+    plan, results = _plan_and_results(args)
+    rows = cell_states(plan, results)
     for row in rows:
         print(f"{row.state:9s} {row.cell_id}" + (f"  ({row.detail})" if row.detail else ""))
     counts = {s: sum(1 for r in rows if r.state == s) for s in ("done", "running", "submitted", "failed", "pending")}

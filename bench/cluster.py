@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.cells import Group
+from bench.plan import Group, Plan
 from bench.spec import Suite
 from bench.status import LIVE, job_records, scheduler_states
 from bench.store import Store, write_atomic
@@ -78,7 +78,8 @@ class SubmititExecutor:
             params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
         self.ex.update_parameters(name="bench", **params)
 
-    def map(self, suite: Suite, groups: list[Group], results: Path, fail_fast: bool) -> Iterator[GroupResult]:
+    def map(self, plan: Plan, results: Path, fail_fast: bool) -> Iterator[GroupResult]:
+        suite, groups = plan.suite, list(plan.groups)
         if self.kind != "slurm":
             for g, job in zip(groups, self._submit(suite, groups, results, fail_fast), strict=True):
                 yield self._collect(g, job, results, fail_fast)

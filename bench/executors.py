@@ -16,14 +16,13 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Protocol
 
-from bench.cells import Group
-from bench.spec import Suite
+from bench.plan import Plan
 from bench.worker import GroupResult, run_group
 
 
 class Executor(Protocol):
-    def map(self, suite: Suite, groups: list[Group], results: Path, fail_fast: bool) -> Iterator[GroupResult]:
-        """Run every group; yield each one's result as it finishes."""
+    def map(self, plan: Plan, results: Path, fail_fast: bool) -> Iterator[GroupResult]:
+        """Run every group of ``plan``; yield each one's result as it finishes."""
         ...
 
 
@@ -31,7 +30,8 @@ class LocalExecutor:
     def __init__(self, workers: int = 1, progress: bool = True):
         self.workers, self.progress = workers, progress
 
-    def map(self, suite: Suite, groups: list[Group], results: Path, fail_fast: bool) -> Iterator[GroupResult]:
+    def map(self, plan: Plan, results: Path, fail_fast: bool) -> Iterator[GroupResult]:
+        suite, groups = plan.suite, plan.groups
         if self.workers == 1:
             for g in groups:
                 yield run_group(suite, g, results, fail_fast, progress=self.progress)

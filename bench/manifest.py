@@ -21,8 +21,7 @@ from typing import Any
 
 import torch
 
-from bench.cells import Cell, TrivialCell
-from bench.spec import Suite
+from bench.plan import Cell, Plan, TrivialCell
 from bench.store import Store
 from diffuseq.data import SPLITS, load_split, resolve_folder
 from diffuseq.io import iter_jsonl, write_atomic
@@ -77,15 +76,16 @@ def vocabularies(cells: list[Cell]) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def write_manifest(store: Store, suite: Suite, suite_file: Path, cells: list[Cell], phases: dict[str, float]) -> Path:
+def write_manifest(store: Store, plan: Plan, phases: dict[str, float]) -> Path:
     """Write (or update) ``MANIFEST.json``: this run's phase wall times are added to the earlier runs'."""
+    suite, cells = plan.suite, plan.cells
     path = store.root / MANIFEST
     old = json.loads(path.read_text()) if path.is_file() else {}
     walls = old.get("wall_s", {})
     walls = {k: round(walls.get(k, 0.0) + phases.get(k, 0.0), 1) for k in sorted({*walls, *phases})}
     manifest: dict[str, Any] = {
         "suite": suite.name,
-        "suite_file_sha256": hashlib.sha256(Path(suite_file).read_bytes()).hexdigest(),
+        "suite_file_sha256": hashlib.sha256(Path(plan.source).read_bytes()).hexdigest(),
         "code_version": code_version(),
         "data_files_sha1": data_files(cells),
         "tokenizer_vocab_sha1": vocabularies(cells),

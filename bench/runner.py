@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.cells import Cell, Group, TrivialCell, expand, group, trivial_cells
 from bench.executors import Executor, LocalExecutor
 from bench.manifest import write_examples, write_manifest
+from bench.plan import Plan, TrivialCell
 from bench.spec import Suite
-from bench.store import Store, write_atomic
+from bench.store import Store
 from bench.timing import config_groups, time_suite
 from bench.worker import run_trivial
 
@@ -34,13 +34,6 @@ class RunSummary:
     failed: dict[str, str]
     wall_s: float
     elsewhere: int = 0  # finished meanwhile by others, e.g. the live jobs of an earlier run this run waited for
-
-
-def plan(suite: Suite, results: Path, only: str | None = None) -> tuple[list[Cell], list[Cell]]:
-    """(all model cells, unfinished model cells)."""
-    cells = expand(suite, only)
-    store = Store(results)
-    return cells, [c for c in cells if not store.is_done(c.cell_id)]
 
 
 def run_trivial_cells(suite: Suite, cells: list[TrivialCell], store: Store, fail_fast: bool) -> tuple[int, dict[str, str]]:
@@ -60,56 +53,54 @@ def run_trivial_cells(suite: Suite, cells: list[TrivialCell], store: Store, fail
     return done, failed
 
 
-def timing_pass(suite: Suite, groups: list[Group], store: Store, force: bool = False) -> bool:
+def timing_pass(plan: Plan, store: Store, force: bool = False) -> bool:
     """Run the timing pass when every model is trained and some configuration has no timing
     rows yet (or ``force``); True if it ran."""
     timed = {r["train_key"] for r in store.timing()}
-    needed = {g.train_key for g in config_groups(groups)}
+    needed = {g.train_key for g in config_groups(plan.groups)}
     trained = all((store.model_dir(k) / "log.jsonl").is_file() for k in needed)
     if not needed or not trained or (needed <= timed and not force):
         return False
-    store.write_timing(time_suite(suite, groups, store.root / "models"))
+    store.write_timing(time_suite(plan.suite, plan.groups, store.models_dir))
     return True
 
 
-def make_executor(suite: Suite, results: Path, kind: str | None = None) -> Executor:
+def make_executor(suite: Suite, store: Store, kind: str | None = None) -> Executor:
     """The suite's executor (or ``kind``): local, or a submitit engine writing under results/jobs."""
     kind = kind or suite.executor.kind
     if kind == "local":
         return LocalExecutor(suite.executor.workers, progress=False)
     from bench.cluster import SubmititExecutor
 
-    return SubmititExecutor(kind, suite.executor.options, results / "jobs" / "submitit")
+    return SubmititExecutor(kind, suite.executor.options, store.jobs_dir / "submitit")
 
 
-def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = None,
-              executor: Executor | None = None, fail_fast: bool = False, progress: bool = True) -> RunSummary:
+def run_suite(plan: Plan, results: Path, only: str | None = None, executor: Executor | None = None,
+              fail_fast: bool = False, progress: bool = True) -> RunSummary:
+    """Run the unfinished part of ``plan`` (restricted by ``only``), then the timing pass (for a
+    whole local run), and consolidate the tables, the manifest and the examples."""
     t0 = time.perf_counter()
-    results.mkdir(parents=True, exist_ok=True)
-    write_atomic(results / "suite.yaml", suite_file.read_bytes())  # read back by torchrun training
-    cells, todo = plan(suite, results, only)
     store = Store(results)
-    every = expand(suite) if only else cells
-    trivial = trivial_cells(suite, every, only)
-    trivial_todo = [c for c in trivial if not store.is_done(c.cell_id)]
-    all_groups = group(cells)
-    groups = [g for g in all_groups if any(c in todo for c in g.cells)]
-    log.info("suite %s: %d cells, %d to run in %d model group(s), %d trivial", suite.name, len(cells), len(todo),
-             len(groups), len(trivial_todo))
-    executor = executor or make_executor(suite, results)
+    store.keep_suite(plan)
+    part = plan.select(only)
+    todo = {c.cell_id for c in part.cells if not store.is_done(c.cell_id)}
+    trivial_todo = [c for c in part.trivial if not store.is_done(c.cell_id)]
+    groups = tuple(g for g in part.groups if any(c.cell_id in todo for c in g.cells))
+    log.info("suite %s: %d cells, %d to run in %d model group(s), %d trivial", plan.suite.name, len(part.cells),
+             len(todo), len(groups), len(trivial_todo))
+    executor = executor or make_executor(plan.suite, store)
     phases = {"trivial": time.perf_counter()}
-    done, failed = run_trivial_cells(suite, trivial_todo, store, fail_fast)
+    done, failed = run_trivial_cells(plan.suite, trivial_todo, store, fail_fast)
     phases["trivial"] = time.perf_counter() - phases["trivial"]
     phases["models"] = time.perf_counter()
     elsewhere = 0
-    unfinished = {c.cell_id for c in todo}
     cells_of = {g.train_key: g.cells for g in groups}
-    total = len(cells) + len(trivial)
+    total = len(part.cells) + len(part.trivial)
     with tqdm(total=total, initial=total - len(todo) - len(trivial_todo) + done + len(failed), unit="cell",
-              desc=suite.name, disable=not progress, dynamic_ncols=True) as bar:
-        for res in executor.map(suite, groups, results, fail_fast):
-            finished = len([c for c in res.done if c in unfinished])
-            others = len([c for c in cells_of[res.train_key] if c.cell_id in unfinished and c.cell_id not in res.done
+              desc=plan.suite.name, disable=not progress, dynamic_ncols=True) as bar:
+        for res in executor.map(replace(part, groups=groups), store.root, fail_fast):
+            finished = len([c for c in res.done if c in todo])
+            others = len([c for c in cells_of[res.train_key] if c.cell_id in todo and c.cell_id not in res.done
                           and store.is_done(c.cell_id)])
             done += finished
             elsewhere += others
@@ -121,15 +112,15 @@ def run_suite(suite: Suite, suite_file: Path, results: Path, only: str | None = 
             bar.set_postfix(failed=len(failed))
     phases["models"] = time.perf_counter() - phases["models"]
     phases["timing"] = time.perf_counter()
-    if suite.timing.enabled and not only and not failed:
+    if plan.suite.timing.enabled and not only and not failed:
         if isinstance(executor, LocalExecutor):
-            timing_pass(suite, all_groups, store)
+            timing_pass(plan, store)
         else:  # not on a login node: the user runs it on one device of the cluster
             log.info("timing pass skipped for executor %s: run `python -m bench time %s` on a compute node",
-                     type(executor).__name__, suite.name)
+                     type(executor).__name__, plan.suite.name)
     phases["timing"] = time.perf_counter() - phases["timing"]
     store.consolidate()
-    write_examples(store, every, trivial_cells(suite, every))
-    write_manifest(store, suite, suite_file, every, phases | {"total": time.perf_counter() - t0})
-    skipped = len(cells) - len(todo) + len(trivial) - len(trivial_todo)
+    write_examples(store, plan.cells, list(plan.trivial))
+    write_manifest(store, plan, phases | {"total": time.perf_counter() - t0})
+    skipped = total - len(todo) - len(trivial_todo)
     return RunSummary(total, skipped, done, failed, time.perf_counter() - t0, elsewhere)

@@ -11,36 +11,54 @@ A results directory holds four Parquet files, each consolidated from per-cell fi
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 TABLE = "table.parquet"
 CURVES = "curves.parquet"
 PER_SENTENCE = "per_sentence.parquet"
 TIMING = "timing.parquet"
 
-CELL_KEYS = [
-    "suite",  # suite name
-    "cell_id",  # unique id of (arm, dataset, seed, sampler, steps, overrides)
-    "train_key",  # content hash of the training spec (shared by arms that share a model); "" for trivial cells
-    "arm",  # e.g. baseline, hard_mask, absorb_train_only, v2, official_v2_sampling, copy_source
-    "arm_label",  # the arm file's one-line label, e.g. "v2 as the paper describes it"
-    "kind",  # "model" (a trained model, decoded) or "trivial" (no model: copy_source, nearest_train_target)
-    "dataset",  # e.g. default, qqp
-    "seed",  # int (trivial cells are deterministic and have seed 0 only)
-    "sampler",  # ddpm | ddim | dpm_solver++ | none (trivial)
-    "steps",  # int, sampler steps (0 for trivial cells)
-    "nfe",  # int, model evaluations per sample (0 for trivial cells)
-    "mbr",  # int, MBR candidates per source (1 = no MBR)
-    "batch_size",  # int, sampling batch size
-    "preset",  # smoke | cpu | paper
-    "gamma",  # float, discrete-noise γ used in training (NaN for trivial cells)
-    "code_version",  # git describe of the code
-    "device",  # e.g. cpu, cuda:NVIDIA H100
-    "bertscore_model",  # model used for BERTScore
-    "wall_time_s",  # float, wall time of the whole cell (sampling + evaluation); bookkeeping only
-    "label",  # sampler variant label, e.g. dpm_solver++-10
-    "sweep",  # JSON of the sweep point's training overrides ("{}" without a sweep)
-]
-TABLE_COLUMNS = [*CELL_KEYS, "metric", "value"]
 CELL_KINDS = ("model", "trivial")
+
+
+@dataclass(frozen=True)
+class CellRecord:
+    """The keys of one result row: the one definition of what a cell records (CELL_KEYS)."""
+
+    suite: str  # suite name
+    cell_id: str  # unique id of (arm, dataset, seed, sampler, steps, overrides)
+    train_key: str  # content hash of the training spec (shared by arms that share a model); "" for trivial cells
+    arm: str  # e.g. baseline, hard_mask, absorb_train_only, v2, official_v2_sampling, copy_source
+    arm_label: str  # the arm file's one-line label, e.g. "v2 as the paper describes it"
+    kind: str  # "model" (a trained model, decoded) or "trivial" (no model: copy_source, nearest_train_target)
+    dataset: str  # e.g. default, qqp
+    seed: int  # trivial cells are deterministic and have seed 0 only
+    sampler: str  # ddpm | ddim | dpm_solver++ | none (trivial)
+    steps: int  # sampler steps (0 for trivial cells)
+    nfe: int  # model evaluations per sample (0 for trivial cells)
+    mbr: int  # MBR candidates per source (1 = no MBR)
+    batch_size: int  # sampling batch size
+    preset: str  # smoke | cpu | paper
+    gamma: float  # discrete-noise γ used in training (NaN for trivial cells)
+    code_version: str  # git describe of the code
+    device: str  # e.g. cpu, cuda:NVIDIA H100
+    bertscore_model: str  # model used for BERTScore
+    wall_time_s: float  # wall time of the whole cell (sampling + evaluation); bookkeeping only
+    label: str  # sampler variant label, e.g. dpm_solver++-10
+    sweep: str  # JSON of the sweep point's training overrides ("{}" without a sweep)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            want = {"int": int, "float": (int, float), "str": str}[f.type]
+            if not isinstance(value, want) or isinstance(value, bool):
+                raise TypeError(f"CellRecord.{f.name} must be {f.type}, got {value!r}")
+        if self.kind not in CELL_KINDS:
+            raise ValueError(f"CellRecord.kind must be one of {CELL_KINDS}, got {self.kind!r}")
+
+
+CELL_KEYS = [f.name for f in fields(CellRecord)]
+TABLE_COLUMNS = [*CELL_KEYS, "metric", "value"]
 
 # Metric names in table.parquet (quality averaged over sentences unless noted).
 QUALITY_METRICS = ["bleu", "rouge_l", "bertscore_f1", "dist1", "length", "corpus_bleu"]
@@ -56,6 +74,7 @@ TRAIN_METRICS = ["train_steps", "train_examples", "train_wall_s"]
 # subset at the end of training (one sample each, seed 0): the last point of the arm's own
 # validation-BLEU curve, and the cell's decoder (e.g. DDPM over all 2000 steps) on those sources.
 CURVE_CHECK_METRICS = ["curve_bleu_final", "valid_bleu_full"]
+CELL_METRICS = frozenset(QUALITY_METRICS + DIVERSITY_METRICS + SPEED_METRICS + TRAIN_METRICS + CURVE_CHECK_METRICS)
 
 CURVE_COLUMNS = [
     "suite", "train_key", "arm", "dataset", "seed", "preset", "gamma", "sweep",

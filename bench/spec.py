@@ -24,17 +24,9 @@ from pydantic import (
     model_validator,
 )
 
-from diffuseq.config import (
-    ConfigError,
-    arm_path,
-    build_train_spec,
-    format_validation_error,
-    load_arm,
-    read_yaml,
-)
+from diffuseq.config import ConfigError, arm_path, format_validation_error, read_yaml
 from diffuseq.data import DATA_ROOT_ENV
 from diffuseq.resources import Catalog
-from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec, overlay
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -169,6 +161,14 @@ class Suite(_Strict):
             raise ValueError(f"unknown metric(s) {bad}; allowed: {list(METRICS)}")
         return metrics
 
+    def sweep_points(self) -> list[dict[str, Any]]:
+        """The sweep's points as dotted-key dicts: the listed points, or the cartesian product of
+        the axes ([{}] without a sweep)."""
+        if isinstance(self.sweep, tuple):
+            return [dict(p) for p in self.sweep] or [{}]
+        keys = sorted(self.sweep)
+        return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(self.sweep[k] for k in keys))]
+
     @model_validator(mode="after")
     def _entries_name_suite_arms(self) -> Suite:
         for i, e in enumerate(self.samplers):
@@ -178,7 +178,7 @@ class Suite(_Strict):
         return self
 
 
-def _dotted(d: dict[str, Any]) -> dict[str, Any]:
+def nested(d: dict[str, Any]) -> dict[str, Any]:
     """``{"model.layers": 2}`` → ``{"model": {"layers": 2}}`` (nested dicts pass through)."""
     out: dict[str, Any] = {}
     for key, val in d.items():
@@ -186,14 +186,14 @@ def _dotted(d: dict[str, Any]) -> dict[str, Any]:
         node = out
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = _dotted(val) if isinstance(val, dict) else val
+        node[leaf] = nested(val) if isinstance(val, dict) else val
     return out
 
 
 def check_datasets(suite: Suite, source: str) -> None:
     """Named datasets need a data root that holds them (the embedded ``default`` needs none), and
     every jsonl dataset the files the suite reads: train, valid and the decoded split."""
-    data = _dotted(suite.overrides).get("data", {})
+    data = nested(suite.overrides).get("data", {})
     root = data.get("data_root") or os.environ.get(DATA_ROOT_ENV)
     for i, name in enumerate(suite.datasets):
         if name == "default" or data.get("hf"):
@@ -219,33 +219,6 @@ def check_split_files(folder: Path, decode_split: str, where: str) -> None:
         raise ConfigError(f"{where}: {folder} has no {decode_split}.jsonl, which decode.split: {decode_split} needs; {fix}")
 
 
-def sweep_points(suite: Suite) -> list[dict[str, Any]]:
-    """The sweep's points as dotted-key dicts: the listed points, or the cartesian product of the
-    axes ([{}] without a sweep)."""
-    if isinstance(suite.sweep, tuple):
-        return [dict(p) for p in suite.sweep] or [{}]
-    keys = sorted(suite.sweep)
-    return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(suite.sweep[k] for k in keys))]
-
-
-def sample_raw(suite: Suite, arm: str, entry: SamplerEntry, steps: int | None) -> dict[str, Any]:
-    """The arm's ``sample`` section overlaid with a suite entry (fields of another sampler dropped)."""
-    over = dict(entry.set)
-    if steps is not None:
-        over["steps"] = steps
-    return overlay(load_arm(arm)["sample"], over)
-
-
-def curve_sampler_raw(suite: Suite, arm: str) -> dict[str, Any]:
-    """An arm's own decoder as its convergence curve uses it: one sample, at most
-    ``curves.steps`` steps (respaced)."""
-    raw = {**load_arm(arm)["sample"], "mbr": 1}
-    steps = raw.get("steps", SamplerSpec.model_fields["steps"].default)
-    if suite.curves.steps is not None and steps > suite.curves.steps:
-        raw["steps"] = suite.curves.steps
-    return raw
-
-
 def suite_file(suite: str | Path) -> Path | Traversable:
     """A suite's file: the path itself, or the first ``<name>.yaml`` in the suite folders."""
     path = Path(suite)
@@ -258,7 +231,8 @@ def suite_file(suite: str | Path) -> Path | Traversable:
 
 
 def load_suite(path: str | Path) -> Suite:
-    """Read and fully validate a suite: schema, arms, every training spec and sampler spec."""
+    """Read and validate a suite file: its schema, arm names and datasets. The specs it implies
+    are validated when it is expanded (:func:`bench.plan.make_plan`)."""
     path = suite_file(path)
     raw = read_yaml(path)
     if not isinstance(raw, dict):
@@ -268,26 +242,4 @@ def load_suite(path: str | Path) -> Suite:
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, str(path))) from None
     check_datasets(suite, str(path))
-    for point in sweep_points(suite):
-        for arm in suite.arms:
-            build_train_spec(suite.preset, arm, _dotted({**suite.overrides, **point}), source=f"{path}: overrides/sweep")
-    for i, entry in enumerate(suite.samplers):
-        for arm in entry.arms or suite.arms:
-            for steps in _steps(entry):
-                build_sampler_spec(sample_raw(suite, arm, entry, steps), source=f"{path}: samplers.{i} (arm {arm})")
-    for arm in suite.arms:
-        build_sampler_spec(curve_sampler_raw(suite, arm), source=f"{path}: curves (arm {arm}'s own decoder)")
-    for i, raw in enumerate(suite.curves.extra):
-        build_sampler_spec(raw, source=f"{path}: curves.extra.{i}")
-    from bench.cells import duplicates, expand
-
-    if dup := duplicates(expand(suite)):
-        raise ConfigError(f"{path}: samplers: entries overlap and would run the same cell twice: {sorted(dup)}; "
-                          "restrict one entry with `arms:` or drop the duplicated steps")
     return suite
-
-
-def _steps(entry: SamplerEntry) -> tuple[int | None, ...]:
-    if entry.steps is None:
-        return (None,)
-    return entry.steps if isinstance(entry.steps, tuple) else (entry.steps,)

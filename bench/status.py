@@ -12,7 +12,6 @@ OUT_OF_MEMORY, …), its job id and its log file.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import re
 import subprocess
@@ -20,8 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cells import expand
-from bench.spec import Suite
+from bench.plan import Plan
 from bench.store import Store
 
 # SLURM job states in which the job may still run and write results; any other state is final
@@ -35,18 +33,6 @@ class CellState:
     cell_id: str
     state: str  # done, running, submitted, failed or pending
     detail: str = ""  # the job and its SLURM state, or the recorded error
-
-
-def _locked(path: Path) -> bool:
-    if not path.exists():
-        return False
-    with path.open("a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(f, fcntl.LOCK_UN)
-        return False
 
 
 def job_records(results: Path) -> dict[str, dict]:
@@ -128,9 +114,9 @@ def _job_state(record: dict, states: dict[str, str] | None) -> tuple[str, str]:
     return "failed", f"job {job} {state}; log: {log}"
 
 
-def cell_states(suite: Suite, results: Path) -> list[CellState]:
+def cell_states(plan: Plan, results: Path) -> list[CellState]:
     store = Store(results)
-    cells = expand(suite)
+    cells = plan.cells
     errors = {p.stem: p for p in (results / "errors").glob("*.json")}
     records = job_records(results)
     unfinished = {c.train_key for c in cells if not store.is_done(c.cell_id)}
@@ -143,7 +129,7 @@ def cell_states(suite: Suite, results: Path) -> list[CellState]:
             record = None  # the group's latest job did not include this cell
         if store.is_done(c.cell_id):
             out.append(CellState(c.cell_id, "done"))
-        elif _locked(results / "models" / f"{c.train_key}.lock"):
+        elif store.is_locked(c.train_key):
             out.append(CellState(c.cell_id, "running", f"job {record['job_id']}" if record else ""))
         elif record and (error is None or record["mtime"] >= error.stat().st_mtime):
             out.append(CellState(c.cell_id, *_job_state(record, states)))
@@ -154,6 +140,6 @@ def cell_states(suite: Suite, results: Path) -> list[CellState]:
     return out
 
 
-def cell_status(suite: Suite, results: Path) -> list[tuple[str, str]]:
-    """(cell_id, state) of every cell of the suite."""
-    return [(s.cell_id, s.state) for s in cell_states(suite, results)]
+def cell_status(plan: Plan, results: Path) -> list[tuple[str, str]]:
+    """(cell_id, state) of every cell of the plan."""
+    return [(s.cell_id, s.state) for s in cell_states(plan, results)]

@@ -15,6 +15,8 @@ Layout of a results directory::
     curves/<train_key>.json         validation curve of one model (rows of curves.parquet)
     timing.json                     the timing pass (rows of timing.parquet; bench/timing.py)
     models/<train_key>/             the training run (checkpoints, log), resumable
+    models/<train_key>.lock         held while a worker trains or decodes that model
+    jobs/                           cluster job records and logs; plans handed to torchrun
     samples/<cell_id>/              sample files of a cell (resumable at batch granularity)
     table.parquet, curves.parquet, per_sentence.parquet, timing.parquet
 """
@@ -22,14 +24,16 @@ Layout of a results directory::
 from __future__ import annotations
 
 import json
-import os
 import traceback
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from bench.schema import (
+    CELL_METRICS,
     CURVE_COLUMNS,
     CURVES,
     PER_SENTENCE,
@@ -38,15 +42,17 @@ from bench.schema import (
     TABLE_COLUMNS,
     TIMING,
     TIMING_COLUMNS,
+    CellRecord,
 )
-from diffuseq.io import write_atomic
+from diffuseq.io import atomic_path, write_atomic
+
+if TYPE_CHECKING:
+    from bench.plan import Plan
 
 
 def _parquet_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 class Store:
@@ -59,14 +65,46 @@ class Store:
     def is_done(self, cell_id: str) -> bool:
         return self.cell_file(cell_id).is_file()
 
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
     def model_dir(self, train_key: str) -> Path:
-        return self.root / "models" / train_key
+        return self.models_dir / train_key
+
+    def model_lock(self, train_key: str) -> FileLock:
+        """The exclusive lock a worker holds on a model while it trains and decodes it."""
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(self.models_dir / f"{train_key}.lock")
+
+    def is_locked(self, train_key: str) -> bool:
+        """Whether some process holds the model's lock now (it is being trained or decoded)."""
+        lock = self.model_lock(train_key)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        lock.release()
+        return False
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Cluster job records and logs, and the plans handed to torchrun."""
+        return self.root / "jobs"
+
+    def keep_suite(self, plan: Plan) -> None:
+        """A copy of the suite file beside its results, as the record of what was asked."""
+        write_atomic(self.root / "suite.yaml", Path(plan.source).read_bytes())
 
     def samples_dir(self, cell_id: str) -> Path:
         return self.root / "samples" / cell_id
 
-    def write_cell(self, cell_id: str, keys: dict[str, Any], metrics: dict[str, float], sentences: pd.DataFrame) -> None:
-        """Record a finished cell: per-sentence scores first, the cell file (the 'done' mark) last."""
+    def write_cell(self, record: CellRecord, metrics: dict[str, float], sentences: pd.DataFrame) -> None:
+        """Record a finished cell: per-sentence scores first, the cell file (the 'done' mark) last.
+        Metric names must be the schema's (a metric it does not know would vanish from the analysis)."""
+        if unknown := sorted(set(metrics) - CELL_METRICS):
+            raise ValueError(f"cell {record.cell_id}: metric(s) {unknown} are not in bench.schema; add them there")
+        cell_id, keys = record.cell_id, asdict(record)
         _parquet_atomic(sentences.assign(cell_id=cell_id)[PER_SENTENCE_COLUMNS], self.root / "cells" / f"{cell_id}.sentences.parquet")
         write_atomic(self.cell_file(cell_id), json.dumps({"keys": keys, "metrics": metrics}, indent=1).encode())
         (self.root / "errors" / f"{cell_id}.json").unlink(missing_ok=True)

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from bench.cells import Cell, Group
+from bench.plan import Cell, Group
 from bench.schema import ARM_SEPARATOR
 from bench.spec import Suite
 from diffuseq.config import LoopSpec

@@ -1,9 +1,9 @@
-"""``python -m bench.train_group RESULTS TRAIN_KEY``: train one group's model, run under torchrun.
+"""``python -m bench.train_group PLAN_JSON RUN_DIR``: train one group's model, run under torchrun.
 
-The runner launches this (``executor.procs_per_task`` or ``gpus_per_task`` > 1) so that a single
+The worker launches this (``executor.procs_per_task`` or ``gpus_per_task`` > 1) so that a single
 model trains with DDP across the processes of one task; every rank runs the same loop, rank 0
-writes checkpoints, the log and the validation curve. The suite is read back from the copy the
-runner keeps in ``RESULTS/suite.yaml``.
+writes checkpoints, the log and the validation curve. The worker hands over the group as a
+one-group plan (:meth:`bench.plan.Plan.to_json`); nothing is re-expanded here.
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bench.cells import expand, group
-from bench.spec import load_suite
-from bench.worker import fit
+from bench.plan import Plan
+from bench.worker import train_in_process
 
 
-def main(results: Path, train_key: str) -> None:
-    suite = load_suite(results / "suite.yaml")
-    (g,) = [g for g in group(expand(suite)) if g.train_key == train_key]
-    fit(suite, g, results / "models" / train_key)
+def main(plan_file: Path, run_dir: Path) -> None:
+    plan = Plan.from_json(plan_file.read_text())
+    (group,) = plan.groups
+    train_in_process(plan.suite, group, run_dir)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    main(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -7,14 +7,11 @@ directory never train the same model twice: the second waits, then finds the cel
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from bench.cells import Cell, Group, TrivialCell
+from bench.plan import Cell, Group, Plan, TrivialCell
+from bench.schema import CellRecord
 from bench.spec import Suite
 from bench.store import Store, write_atomic
 from diffuseq.baselines import BASELINES, LABELS
@@ -47,18 +45,6 @@ class GroupResult:
     train_key: str
     done: list[str]
     failed: dict[str, str]
-
-
-@contextmanager
-def model_lock(store: Store, train_key: str) -> Iterator[None]:
-    path = store.root / "models" / f"{train_key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -151,11 +137,11 @@ def scorer(suite: Suite) -> BertScorer | None:
     return _SCORER[key]
 
 
-def cell_keys(suite: Suite, **keys: Any) -> dict[str, Any]:
-    """A result row's keys (bench.schema.CELL_KEYS): the suite's, then the cell's own."""
+def cell_record(suite: Suite, **keys: Any) -> CellRecord:
+    """A result row's keys: the suite's, then the cell's own."""
     bs = scorer(suite)
-    return {"suite": suite.name, "preset": suite.preset, "batch_size": suite.decode.batch_size,
-            "code_version": code_version(), "bertscore_model": bs.name if bs else "", **keys}
+    return CellRecord(suite=suite.name, preset=suite.preset, batch_size=suite.decode.batch_size,
+                      code_version=code_version(), bertscore_model=bs.name if bs else "", **keys)
 
 
 def quality(suite: Suite, ev: Evaluation, run: str, mbr: bool) -> tuple[dict[str, float], pd.DataFrame]:
@@ -187,12 +173,12 @@ def run_cell(suite: Suite, cell: Cell, store: Store, model: TrainedModel) -> Non
                 "train_wall_s": model.wall_s, "train_steps": float(model.steps),
                 "train_examples": float(model.steps * cell.train.optim.batch_size)}
     metrics |= model.curve_check(suite, cell)
-    keys = cell_keys(suite, cell_id=cell.cell_id, train_key=cell.train_key, arm=cell.arm, arm_label=cell.arm_label,
-                     kind="model", dataset=cell.dataset, seed=cell.seed, sampler=cell.sampler.sampler,
-                     steps=cell.sampler.steps, nfe=records[0]["nfe"], mbr=n, gamma=cell.train.diffusion.gamma,
-                     device=records[0]["device"], wall_time_s=time.perf_counter() - t0, label=cell.label,
-                     sweep=json.dumps(dict(cell.sweep)))
-    store.write_cell(cell.cell_id, keys, metrics, sentences)
+    record = cell_record(suite, cell_id=cell.cell_id, train_key=cell.train_key, arm=cell.arm, arm_label=cell.arm_label,
+                           kind="model", dataset=cell.dataset, seed=cell.seed, sampler=cell.sampler.sampler,
+                           steps=cell.sampler.steps, nfe=records[0]["nfe"], mbr=n, gamma=cell.train.diffusion.gamma,
+                           device=records[0]["device"], wall_time_s=time.perf_counter() - t0, label=cell.label,
+                           sweep=json.dumps(dict(cell.sweep)))
+    store.write_cell(record, metrics, sentences)
 
 
 def run_trivial(suite: Suite, cell: TrivialCell, store: Store) -> None:
@@ -212,10 +198,10 @@ def run_trivial(suite: Suite, cell: TrivialCell, store: Store) -> None:
     write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
     ev = evaluate(load_runs([path]), scorer(suite))
     metrics, sentences = quality(suite, ev, str(path), mbr=False)
-    keys = cell_keys(suite, cell_id=cell.cell_id, train_key="", arm=cell.arm, arm_label=LABELS[cell.arm],
-                     kind="trivial", dataset=cell.dataset, seed=0, sampler="none", steps=0, nfe=0, mbr=1,
-                     gamma=float("nan"), device="", wall_time_s=time.perf_counter() - t0, label=cell.arm, sweep="{}")
-    store.write_cell(cell.cell_id, keys, metrics, sentences)
+    record = cell_record(suite, cell_id=cell.cell_id, train_key="", arm=cell.arm, arm_label=LABELS[cell.arm],
+                           kind="trivial", dataset=cell.dataset, seed=0, sampler="none", steps=0, nfe=0, mbr=1,
+                           gamma=float("nan"), device="", wall_time_s=time.perf_counter() - t0, label=cell.arm, sweep="{}")
+    store.write_cell(record, metrics, sentences)
 
 
 @dataclass
@@ -253,21 +239,24 @@ class TrainedModel:
                 "valid_bleu_full": x["subset"].bleu(x["model"], x["tok"], x["spec"], full, suite.decode.batch_size)}
 
 
-def train_model(suite: Suite, group: Group, store: Store, progress: bool = False) -> None:
+def ensure_trained(suite: Suite, group: Group, store: Store, progress: bool = False) -> None:
     """Train (or resume) the group's model and record its validation curve.
 
     With ``executor.train_procs > 1`` training runs under torchrun (DDP) in a child process
-    group (``python -m bench.train_group``); the rest of the group continues here.
+    group (``python -m bench.train_group PLAN_JSON``, handed this group's plan); the rest of the
+    group continues here.
     """
     run_dir = store.model_dir(group.train_key)
     check_curve_settings(suite, run_dir)
     procs = suite.executor.train_procs
     if procs > 1:
+        plan_file = store.jobs_dir / f"{group.train_key}.plan.json"
+        write_atomic(plan_file, Plan(suite, "", (group,), ()).to_json().encode())
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
-               "-m", "bench.train_group", str(store.root), group.train_key]
+               "-m", "bench.train_group", str(plan_file), str(run_dir)]
         subprocess.run(cmd, check=True)
     else:
-        fit(suite, group, run_dir, progress)
+        train_in_process(suite, group, run_dir, progress)
     store.write_curve(group.train_key, curve_rows(suite, group, run_dir))
 
 
@@ -284,7 +273,7 @@ def check_curve_settings(suite: Suite, run_dir: Path) -> None:
         write_atomic(record, json.dumps(want).encode())
 
 
-def fit(suite: Suite, group: Group, run_dir: Path, progress: bool = False) -> None:
+def train_in_process(suite: Suite, group: Group, run_dir: Path, progress: bool = False) -> None:
     """The training call itself (in this process, or in each torchrun rank)."""
     loop = LoopSpec(eval_every=suite.curves.every, save_every=suite.curves.every,
                     log_every=max(1, suite.curves.every // 5), threads=suite.threads)
@@ -298,12 +287,12 @@ def run_group(suite: Suite, group: Group, results: Path, fail_fast: bool = False
     if suite.threads:
         torch.set_num_threads(suite.threads)
     done, failed = [], {}
-    with model_lock(store, group.train_key):
+    with store.model_lock(group.train_key):
         todo = [c for c in group.cells if not store.is_done(c.cell_id)]
         if not todo:
             return GroupResult(group.train_key, [c.cell_id for c in group.cells], {})
         try:
-            train_model(suite, group, store, progress)
+            ensure_trained(suite, group, store, progress)
         except Exception as err:
             if fail_fast:
                 raise

@@ -211,18 +211,19 @@ class ConfigError(UserError, ValueError):
 
 def build_train_spec(
     preset: str | None = None,
-    arm: str | Path | None = None,
+    arm: str | Path | dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
     source: str = "command line",
 ) -> TrainSpec:
-    """Preset ⊕ arm's training section ⊕ overrides → a validated :class:`TrainSpec`."""
+    """Preset ⊕ arm's training section ⊕ overrides → a validated :class:`TrainSpec`; ``arm`` is
+    an arm name, a file, or an arm already read by :func:`load_arm`."""
     raw: dict[str, Any] = {}
     if preset is not None:
         if preset not in PRESETS:
             raise ConfigError(f"{source}: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         raw = merge(raw, PRESETS[preset])
     if arm is not None:
-        doc = load_arm(arm)
+        doc = arm if isinstance(arm, dict) else load_arm(arm)
         raw = merge(raw, {"diffusion": doc["train"], "optim": recipe_optim(doc["optim"], raw.get("optim", {}))})
     raw = merge(raw, overrides or {})
     try:

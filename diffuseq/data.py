@@ -185,7 +185,7 @@ def encode_pairs(tok: TextTokenizer, pairs: list[Pair], seq_len: int) -> Encoded
     return Encoded(ids, mask, truncated)
 
 
-class BatchSampler:
+class BatchOrder:
     """Deterministic epoch-wise shuffling: the batch at a given step depends only on (seed, step).
 
     That makes resume exact without saving any iterator state. Each DDP rank takes its own

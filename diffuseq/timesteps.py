@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 
-class UniformSampler:
+class UniformTimesteps:
     def __init__(self, num_steps: int):
         self.num_steps = num_steps
 
@@ -35,7 +35,7 @@ class UniformSampler:
         """Uniform sampling keeps no state."""
 
 
-class LossAwareSampler(UniformSampler):
+class LossAwareTimesteps(UniformTimesteps):
     def __init__(self, num_steps: int, history: int = 10, uniform_prob: float = 1e-3):
         super().__init__(num_steps)
         self.history, self.uniform_prob = history, uniform_prob
@@ -65,5 +65,5 @@ class LossAwareSampler(UniformSampler):
         self.losses, self.counts = state["losses"].numpy().copy(), state["counts"].numpy().copy()
 
 
-def make_timestep_sampler(name: str, num_steps: int) -> UniformSampler:
-    return {"uniform": UniformSampler, "loss_aware": LossAwareSampler}[name](num_steps)
+def make_timesteps(name: str, num_steps: int) -> UniformTimesteps:
+    return {"uniform": UniformTimesteps, "loss_aware": LossAwareTimesteps}[name](num_steps)

@@ -6,16 +6,17 @@ puts them first (``[PAD]`` = 0) like BERT. Specials are added by :mod:`diffuseq.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from filelock import FileLock
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from diffuseq.errors import UserError
+from diffuseq.io import atomic_path
 
 log = logging.getLogger(__name__)
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -127,13 +128,11 @@ def build_tokenizer(kind: str, vocab_size: int, train_texts: list[str]) -> TextT
     digest = hashlib.sha256("\n".join([WORDPIECE_VERSION, *train_texts]).encode()).hexdigest()[:16]
     path = cache_root() / "tokenizers" / f"wordpiece-{vocab_size}-{digest}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.with_suffix(".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel runs wait for the first one's vocabulary
+    with FileLock(path.with_suffix(".lock")):  # parallel runs wait for the first one's vocabulary
         if path.is_file():
             return TextTokenizer.load(path)
         tok = TextTokenizer.train_wordpiece(train_texts, vocab_size)
         log.info("trained a WordPiece tokenizer: %d entries (asked for %d), cached at %s", tok.vocab_size, vocab_size, path)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tok.save(tmp)
-        tmp.replace(path)  # atomic: a reader never sees a half-written file
+        with atomic_path(path) as tmp:
+            tok.save(tmp)
         return tok

@@ -1,7 +1,7 @@
 """The training loop: one function, readable top to bottom, the same under torchrun/DDP.
 
 Determinism and exact resume: the batch at step s depends only on (seed, s) (see
-:class:`diffuseq.data.BatchSampler`) and every step reseeds torch's RNG from (seed, s, rank), so
+:class:`diffuseq.data.BatchOrder`) and every step reseeds torch's RNG from (seed, s, rank), so
 a run resumed from a checkpoint continues exactly like an uninterrupted one on CPU.
 
 A run directory holds ``config.json`` (the spec, vocabulary and code version), ``tokenizer.json``,
@@ -39,15 +39,15 @@ from diffuseq.checkpoint import (
     verify_checkpoint,
 )
 from diffuseq.config import LoopSpec, TrainSpec
-from diffuseq.data import BatchSampler, Encoded, check_batch_fits, encode_pairs, load_split
+from diffuseq.data import BatchOrder, Encoded, check_batch_fits, encode_pairs, load_split
 from diffuseq.diffusion import ForwardProcess, training_losses
 from diffuseq.errors import UserError
-from diffuseq.io import write_atomic
+from diffuseq.io import iter_jsonl, write_atomic
 from diffuseq.model import Denoiser
 from diffuseq.rundir import check_rerun, record_extension, run_spec
 from diffuseq.runtime import flush_denormals
 from diffuseq.schedule import NoiseSchedule
-from diffuseq.timesteps import make_timestep_sampler
+from diffuseq.timesteps import make_timesteps
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
 from diffuseq.version import code_version
 
@@ -153,13 +153,7 @@ def load_model(run_dir: Path, ema: bool = True, step: int | None = None) -> tupl
 def read_log(run_dir: Path) -> list[dict]:
     """The rows of a run's ``log.jsonl`` in file order; a line torn by a crash is skipped (the
     resumed run wrote that step again, so for each step the last row wins)."""
-    rows = []
-    for line in (run_dir / "log.jsonl").read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return [row for _, row in iter_jsonl(run_dir / "log.jsonl", torn_ok=True)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,8 +239,8 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
     ddp = DistributedDataParallel(objective) if d.world > 1 else objective
     opt = torch.optim.AdamW(model.parameters(), lr=spec.optim.lr, weight_decay=spec.optim.weight_decay)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    ts_sampler = make_timestep_sampler(spec.diffusion.timestep_sampler, schedule.T)
-    batches = BatchSampler(len(train_set), spec.optim.batch_size, spec.optim.seed, d.rank, d.world)
+    timesteps = make_timesteps(spec.diffusion.timestep_sampler, schedule.T)
+    batches = BatchOrder(len(train_set), spec.optim.batch_size, spec.optim.seed, d.rank, d.world)
 
     step, wall = 0, 0.0
     if ckpts := checkpoint_dirs(run_dir):
@@ -254,7 +248,7 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
         ema = {k: v.to(d.device) for k, v in load_tensors(ckpts[-1] / "ema.safetensors").items()}
         state = load_state(ckpts[-1] / "state.pt")
         opt.load_state_dict(state["optimizer"])
-        ts_sampler.load_state_dict(state["sampler"])
+        timesteps.load_state_dict(state["sampler"])
         step, wall = state["step"], state["wall"]
         if d.main:
             log.info("resuming %s from step %d", run_dir, step)
@@ -278,7 +272,7 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
         idx = batches.indices(step)
         ids, mask = train_set.input_ids[idx].to(d.device), train_set.input_mask[idx].to(d.device)
         gen = torch.Generator().manual_seed(spec.optim.seed * 7_919 + step * 31 + d.rank)
-        t, weights = ts_sampler.sample(ids.shape[0], gen)
+        t, weights = timesteps.sample(ids.shape[0], gen)
         t, weights = t.to(d.device), weights.to(d.device)
 
         for g in opt.param_groups:
@@ -308,7 +302,7 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
         opt.step()
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - spec.optim.ema_rate)
-        ts_sampler.update(*(x.cpu() for x in (_gather(t, d), _gather(terms["loss"].float(), d))))
+        timesteps.update(*(x.cpu() for x in (_gather(t, d), _gather(terms["loss"].float(), d))))
         step += 1
         wall += time.perf_counter() - t0
         steps_since_log += 1
@@ -338,7 +332,7 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
                 log_file.flush()
         if step % loop.save_every == 0 or step == spec.optim.steps:
             if d.main:
-                last_ckpt = save_checkpoint(run_dir, step, model, ema, opt, ts_sampler.state_dict(), wall, loop.keep_checkpoints)
+                last_ckpt = save_checkpoint(run_dir, step, model, ema, opt, timesteps.state_dict(), wall, loop.keep_checkpoints)
             if d.world > 1:
                 dist.barrier()
     bar.close()

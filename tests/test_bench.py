@@ -15,9 +15,9 @@ import yaml
 
 import bench.worker as worker
 from bench.__main__ import main as bench_main
-from bench.cells import expand, group
+from bench.plan import Plan, load_plan
 from bench.runner import run_suite
-from bench.spec import load_suite
+from bench.schema import CELL_KEYS, CellRecord
 from bench.status import cell_status
 from bench.store import Store
 from diffuseq.config import ConfigError
@@ -56,7 +56,7 @@ def write_suite(tmp_path: Path, **changes) -> Path:
         ({"samplers": [{"set": {"sampler": "euler"}}]}, r"samplers\.0 \(arm hard_mask\): sampler: Input should be 'ddpm', 'ddim' or 'dpm_solver\+\+'"),
         ({"samplers": [{"arms": ["baseline"]}]}, r"samplers\.0\.arms names \['baseline'\], which are not in this suite's arms"),
         ({"samplers": [{"set": {"sampler": "ddpm", "order": 2}}]}, r"order applies only to sampler 'dpm_solver\+\+'"),
-        ({"overrides": {"model.layerz": 2}}, r"overrides/sweep: model\.layerz: Extra inputs"),
+        ({"overrides": {"model.layerz": 2}}, r"overrides/sweep \(arm hard_mask\): model\.layerz: Extra inputs"),
         ({"metrics": ["bleu", "meteor"]}, r"metrics: .*unknown metric\(s\) \['meteor'\]"),
         ({"decode": {"limit": 0}}, r"decode\.limit: Input should be greater than or equal to 1"),
         ({"seeds": [0, -1]}, r"suite\.yaml: seeds: .*negative seed\(s\) \[-1\]; seeds must be 0 or more"),
@@ -67,7 +67,7 @@ def write_suite(tmp_path: Path, **changes) -> Path:
 def test_bad_suites_name_file_key_and_choices(tmp_path, monkeypatch, changes, message):
     monkeypatch.setenv("DIFFUSEQ_DATA_ROOT", str(tmp_path))
     with pytest.raises(ConfigError, match=message):
-        load_suite(write_suite(tmp_path, **changes))
+        load_plan(write_suite(tmp_path, **changes))
 
 
 def test_shipped_suites_validate(monkeypatch, tmp_path):
@@ -82,8 +82,8 @@ def test_shipped_suites_validate(monkeypatch, tmp_path):
     monkeypatch.setenv("DIFFUSEQ_DATA_ROOT", str(root))
     counts = {}
     for path in sorted(SUITES.glob("*.yaml")):
-        suite = load_suite(path)
-        counts[suite.name] = (len(expand(suite)), len(group(expand(suite))))
+        plan = load_plan(path)
+        counts[plan.suite.name] = (len(plan.cells), len(plan.groups))
     assert counts["smoke"] == (14, 10)  # 2 seeds × 7 arms; v2, absorb_train_only, official share a model
     assert counts["quick"] == (3 * 10, 3 * 3)  # 3 seeds × (5 arms + 2 more v2 steps + 3 continuous); v2-like share
     assert counts["absorbing_state"] == (5 * 6, 5 * 5)
@@ -100,21 +100,54 @@ def test_a_missing_test_split_is_reported_when_the_suite_is_validated(tmp_path, 
     path = write_suite(tmp_path, datasets=["toy"])
     with pytest.raises(ConfigError, match=r"suite\.yaml: datasets\.0: .*toy has no test\.jsonl, which decode\.split: test "
                                           r"needs; add it or set decode\.split: valid"):
-        load_suite(path)
+        load_plan(path)
     assert bench_main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "test.jsonl" in err and "\n" not in err
-    assert load_suite(write_suite(tmp_path, datasets=["toy"], decode={"split": "valid"})).datasets == ("toy",)
+    assert load_plan(write_suite(tmp_path, datasets=["toy"], decode={"split": "valid"})).suite.datasets == ("toy",)
     (data / "train.jsonl").unlink()
     with pytest.raises(ConfigError, match=r"toy has no train\.jsonl, which training needs"):
-        load_suite(path)
+        load_plan(path)
 
 
 def test_arms_that_differ_only_in_sampling_share_one_model(tmp_path):
-    suite = load_suite(write_suite(tmp_path))
-    groups = group(expand(suite))
+    plan = load_plan(write_suite(tmp_path))
+    groups = plan.groups
     assert [g.arms for g in groups] == [["hard_mask"], ["absorb_train_only", "v2"]]
-    assert len({c.cell_id for c in expand(suite)}) == 3
+    assert len({c.cell_id for c in plan.cells}) == 3
+
+
+def test_a_plan_reads_each_arm_once_and_crosses_processes_as_json(tmp_path, monkeypatch):
+    import bench.plan as plan_mod
+
+    reads = []
+    real = plan_mod.load_arm
+    monkeypatch.setattr(plan_mod, "load_arm", lambda arm: reads.append(arm) or real(arm))
+    plan = load_plan(write_suite(tmp_path, seeds=[0, 1]))
+    assert sorted(reads) == sorted(plan.suite.arms), "each arm file is read once per plan"
+    back = Plan.from_json(plan.to_json())
+    assert [c.cell_id for c in back.cells] == [c.cell_id for c in plan.cells]
+    assert [g.train_key for g in back.groups] == [g.train_key for g in plan.groups]
+    assert back.cells == plan.cells, "every field of every cell survives the round trip"
+    part = plan.select("hard_mask")
+    assert {c.arm for c in part.cells} == {"hard_mask"} and len(part.groups) == 2  # one per seed
+
+
+def test_a_cell_record_is_checked_against_the_schema(tmp_path):
+    keys = dict(suite="s", cell_id="c", train_key="k", arm="v2", arm_label="v2", kind="model", dataset="default",
+                seed=0, sampler="ddpm", steps=10, nfe=10, mbr=1, batch_size=4, preset="smoke", gamma=0.5,
+                code_version="x", device="cpu", bertscore_model="", wall_time_s=1.0, label="ddpm-10", sweep="{}")
+    assert list(keys) == CELL_KEYS
+    with pytest.raises(TypeError, match=r"CellRecord\.seed must be int"):
+        CellRecord(**{**keys, "seed": "0"})
+    with pytest.raises(ValueError, match="kind must be one of"):
+        CellRecord(**{**keys, "kind": "oracle"})
+    store = Store(tmp_path)
+    sentences = pd.DataFrame({"sentence": [0], "metric": ["bleu"], "value": [0.5]})
+    with pytest.raises(ValueError, match=r"metric\(s\) \['blue'\] are not in bench.schema"):
+        store.write_cell(CellRecord(**keys), {"blue": 0.5}, sentences)
+    store.write_cell(CellRecord(**keys), {"bleu": 0.5}, sentences)
+    assert store.consolidate().set_index("metric").loc["bleu", "seed"] == 0
 
 
 def _numbers(results: Path) -> pd.DataFrame:
@@ -125,9 +158,9 @@ def _numbers(results: Path) -> pd.DataFrame:
 
 def test_crash_and_resume_gives_the_uninterrupted_numbers(tmp_path, monkeypatch):
     path = write_suite(tmp_path)
-    suite = load_suite(path)
+    plan = load_plan(path)
     clean_run = tmp_path / "clean"
-    run_suite(suite, path, clean_run, progress=False)
+    run_suite(plan, clean_run, progress=False)
 
     crashed = tmp_path / "crashed"
     real = worker.run_cell
@@ -141,19 +174,19 @@ def test_crash_and_resume_gives_the_uninterrupted_numbers(tmp_path, monkeypatch)
 
     monkeypatch.setattr(worker, "run_cell", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        run_suite(suite, path, crashed, progress=False)
+        run_suite(plan, crashed, progress=False)
     assert len(list((crashed / "cells").glob("*.json"))) == 1
     monkeypatch.setattr(worker, "run_cell", real)
-    summary = run_suite(suite, path, crashed, progress=False)
+    summary = run_suite(plan, crashed, progress=False)
     assert (summary.skipped, summary.done, summary.failed) == (1, 2, {})
     pd.testing.assert_frame_equal(_numbers(clean_run), _numbers(crashed))
-    again = run_suite(suite, path, crashed, progress=False)
+    again = run_suite(plan, crashed, progress=False)
     assert (again.skipped, again.done) == (3, 0), "nothing finished is recomputed"
 
 
 def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, monkeypatch):
     path = write_suite(tmp_path)
-    suite = load_suite(path)
+    plan = load_plan(path)
     real = worker.run_cell
 
     def fail_v2(suite_, cell, *args):
@@ -162,14 +195,14 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, monkeypatch)
         return real(suite_, cell, *args)
 
     monkeypatch.setattr(worker, "run_cell", fail_v2)
-    summary = run_suite(suite, path, tmp_path / "res", progress=False)
+    summary = run_suite(plan, tmp_path / "res", progress=False)
     assert summary.done == 2 and len(summary.failed) == 1
     errors = Store(tmp_path / "res").errors()
     assert [e["error"] for e in errors.values()] == ["RuntimeError: boom"]
-    states = dict(cell_status(suite, tmp_path / "res"))
+    states = dict(cell_status(plan, tmp_path / "res"))
     assert sorted(states.values()) == ["done", "done", "failed"]
     with pytest.raises(RuntimeError, match="boom"):
-        run_suite(suite, path, tmp_path / "res", fail_fast=True, progress=False)
+        run_suite(plan, tmp_path / "res", fail_fast=True, progress=False)
 
 
 def test_two_runners_share_one_results_directory(tmp_path):
@@ -184,7 +217,7 @@ def test_two_runners_share_one_results_directory(tmp_path):
     assert table.groupby(["cell_id", "metric"]).size().max() == 1
     assert table.cell_id.nunique() == 3
     assert not list(results.rglob("*.tmp")), "no half-written files left behind"
-    logs = [(results / "models" / g.train_key / "log.jsonl").read_text().splitlines() for g in group(expand(load_suite(path)))]
+    logs = [(results / "models" / g.train_key / "log.jsonl").read_text().splitlines() for g in load_plan(path).groups]
     assert all(len({line for line in lg if '"valid"' in line}) == 2 for lg in logs), "each model trained once"
 
 
@@ -219,7 +252,7 @@ def test_curves_use_each_arms_own_decoder_and_cells_check_it(tmp_path):
                        samplers=[{"arms": ["v2"]}, {"arms": ["baseline"], "set": {"steps": 30, "mbr": 1}}],
                        curves={"every": 10, "examples": 8, "steps": 12, "extra": [extra]},
                        timing={"enabled": False})
-    run_suite(load_suite(path), path, tmp_path / "res", progress=False)
+    run_suite(load_plan(path), tmp_path / "res", progress=False)
     curves = pd.read_parquet(tmp_path / "res" / "curves.parquet")
     bleu = curves[curves.metric == "bleu"]
     own = bleu[bleu.own_decoder].groupby("arm")["decoder"].unique().to_dict()
@@ -254,12 +287,11 @@ def test_trivial_rows_are_scored_like_the_models(tmp_path, monkeypatch):
     path = write_suite(tmp_path, datasets=[str(data)], arms=["v2"], metrics=["bleu"],
                        baselines=["copy_source", "nearest_train_target"],
                        overrides={**TINY["overrides"], "data.tokenizer": "bert"})
-    suite = load_suite(path)
+    plan = load_plan(path)
     store = Store(tmp_path / "res")
-    from bench.cells import trivial_cells
     from bench.runner import run_trivial_cells
 
-    assert run_trivial_cells(suite, trivial_cells(suite, expand(suite)), store, fail_fast=True) == (2, {})
+    assert run_trivial_cells(plan.suite, list(plan.trivial), store, fail_fast=True) == (2, {})
     table = store.consolidate()
     bleu = table[table.metric == "bleu"].set_index("arm")["value"]
 
@@ -281,13 +313,13 @@ def test_trivial_rows_are_scored_like_the_models(tmp_path, monkeypatch):
 def test_user_suite_folders_are_read_before_the_built_in_suites(tmp_path, monkeypatch, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "smoke.yaml").write_text(yaml.safe_dump({**TINY, "name": "my-smoke"}))
-    assert load_suite("smoke").name == "smoke"
+    assert load_plan("smoke").suite.name == "smoke"
     monkeypatch.setenv("DIFFUSEQ_SUITES_DIR", str(tmp_path / "mine"))
-    assert load_suite("smoke").name == "my-smoke" and load_suite("quick").name == "quick"
+    assert load_plan("smoke").suite.name == "my-smoke" and load_plan("quick").suite.name == "quick"
     assert bench_main(["validate", "smoke"]) == 0
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'mine' / 'smoke.yaml'}: ok — 3 cells")
     with pytest.raises(ConfigError, match=r"suite 'nope' not found: .*suites: \[.*'quick'.*'smoke'"):
-        load_suite("nope")
+        load_plan("nope")
 
 
 def test_killing_the_runner_stops_its_workers(tmp_path):

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.cells import expand, group
 from bench.cluster import submitit_parameters
+from bench.plan import load_plan
 from bench.runner import make_executor, run_suite
-from bench.spec import load_suite
 from bench.status import cell_status
+from bench.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -36,26 +36,26 @@ def test_option_names_map_to_submitit():
 
 def test_submitit_debug_engine_matches_local_executor(tmp_path):
     path = write(tmp_path)
-    suite = load_suite(path)
-    run_suite(suite, path, tmp_path / "local", progress=False)
-    run_suite(suite, path, tmp_path / "debug", executor=make_executor(suite, tmp_path / "debug", "debug"), progress=False)
+    plan = load_plan(path)
+    run_suite(plan, tmp_path / "local", progress=False)
+    run_suite(plan, tmp_path / "debug", executor=make_executor(plan.suite, Store(tmp_path / "debug"), "debug"), progress=False)
     pd.testing.assert_frame_equal(_numbers(tmp_path / "local"), _numbers(tmp_path / "debug"))
     assert len(list((tmp_path / "debug" / "jobs").glob("*.json"))) == 2, "one job record per model"
 
 
 def test_killed_job_is_resubmitted_and_finished_cells_are_not(tmp_path):
     path = write(tmp_path, overrides={**TINY["overrides"], "optim.steps": 400}, curves={"every": 50, "examples": 4})
-    suite = load_suite(path)
+    plan = load_plan(path)
     results = tmp_path / "res"
-    run_suite(suite, path, results, only="hard_mask", progress=False)
-    first = next(g for g in group(expand(suite)) if g.arms == ["hard_mask"])
+    run_suite(plan, results, only="hard_mask", progress=False)
+    first = next(g for g in plan.groups if g.arms == ["hard_mask"])
     first_record = (results / "jobs" / f"{first.train_key}.json")
     assert not first_record.exists()  # the local executor submits no jobs
 
     cmd = [sys.executable, "-m", "bench", "run", str(path), "--results", str(results), "--executor", "submitit_local", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     runner = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    (v2,) = [g for g in group(expand(suite)) if g.arms == ["absorb_train_only", "v2"]]
+    (v2,) = [g for g in plan.groups if g.arms == ["absorb_train_only", "v2"]]
     record, ckpts = results / "jobs" / f"{v2.train_key}.json", results / "models" / v2.train_key / "checkpoints"
     for _ in range(3000):  # poll for up to ~5 minutes until the job has written a checkpoint
         if record.is_file() and ckpts.is_dir() and list(ckpts.glob("step_*[0-9]")):
@@ -69,14 +69,14 @@ def test_killed_job_is_resubmitted_and_finished_cells_are_not(tmp_path):
     os.kill(int(job), signal.SIGKILL)
     out = runner.communicate(timeout=300)[0]
     assert runner.returncode == 1, out
-    states = dict(cell_status(suite, results))
+    states = dict(cell_status(plan, results))
     assert sorted(states.values()) == ["done", "failed", "failed"], states
 
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "2 cells run, 1 already done" in again.stdout
     assert not first_record.exists(), "the finished model's cells were not resubmitted"
-    assert sorted(dict(cell_status(suite, results)).values()) == ["done"] * 3
+    assert sorted(dict(cell_status(plan, results)).values()) == ["done"] * 3
     log = (results / "models" / v2.train_key / "log.jsonl").read_text()
     assert json.loads(log.splitlines()[-1])["step"] == 400
 
@@ -85,8 +85,8 @@ def test_torchrun_two_processes_train_a_cell_like_one_process(tmp_path):
     one = write(tmp_path, arms=["v2"])
     two = tmp_path / "two.yaml"
     two.write_text(yaml.safe_dump({**TINY, "arms": ["v2"], "executor": {"procs_per_task": 2}}))
-    run_suite(load_suite(one), one, tmp_path / "one", progress=False)
-    run_suite(load_suite(two), two, tmp_path / "two", progress=False)
+    run_suite(load_plan(one), tmp_path / "one", progress=False)
+    run_suite(load_plan(two), tmp_path / "two", progress=False)
     a, b = (pd.read_parquet(tmp_path / d / "table.parquet") for d in ("one", "two"))
     assert list(a.columns) == list(b.columns)
     assert sorted(a.metric) == sorted(b.metric)

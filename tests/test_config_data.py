@@ -11,7 +11,7 @@ import pytest
 
 from diffuseq import synthetic
 from diffuseq.config import ARMS, ConfigError, DataSpec, build_train_spec, load_arm, parse_overrides
-from diffuseq.data import BatchSampler, DataError, Pair, encode_pairs, load_split, read_jsonl
+from diffuseq.data import BatchOrder, DataError, Pair, encode_pairs, load_split, read_jsonl
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,13 +134,13 @@ def test_wordpiece_is_trained_once_per_corpus_and_cached(tmp_path, monkeypatch):
 
 
 def test_batches_depend_only_on_seed_and_step_and_split_across_ranks():
-    a = BatchSampler(100, 8, seed=3)
-    b = BatchSampler(100, 8, seed=3)
+    a = BatchOrder(100, 8, seed=3)
+    b = BatchOrder(100, 8, seed=3)
     assert [a.indices(s).tolist() for s in (0, 5, 13, 40)] == [b.indices(s).tolist() for s in (40, 13, 5, 0)][::-1]
-    r0, r1 = BatchSampler(100, 8, 3, rank=0, world=2), BatchSampler(100, 8, 3, rank=1, world=2)
+    r0, r1 = BatchOrder(100, 8, 3, rank=0, world=2), BatchOrder(100, 8, 3, rank=1, world=2)
     assert sorted(r0.indices(7).tolist() + r1.indices(7).tolist()) == sorted(a.indices(7).tolist())
     with pytest.raises(ValueError, match="divisible"):
-        BatchSampler(100, 7, 0, world=2)
+        BatchOrder(100, 7, 0, world=2)
 
 
 def test_wordpiece_vocabulary_is_the_same_in_fresh_processes(tmp_path):

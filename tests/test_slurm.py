@@ -24,8 +24,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bench.cells import expand, group
-from bench.spec import load_suite
+from bench.plan import load_plan
 from bench.status import cell_states
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,13 +202,13 @@ def test_suite_is_one_job_array_with_local_numbers_and_live_status(tmp_path, ref
         assert len(arrays) == 1 and sorted(j.split("_")[1] for j in jobs.values()) == ["0", "1"], jobs
         shown = status(path, results)
         for key, job in jobs.items():
-            for c in next(g for g in group(expand(load_suite(path))) if g.train_key == key).cells:
+            for c in next(g for g in load_plan(path).groups if g.train_key == key).cells:
                 assert f"submitted {c.cell_id}  (job {job} PENDING)" in shown, shown
         assert "0 done, 0 running, 3 submitted" in shown
     seen: set[str] = set()
 
     def running_seen() -> bool:
-        seen.update(s.state for s in cell_states(load_suite(path), results))
+        seen.update(s.state for s in cell_states(load_plan(path), results))
         return "running" in seen
 
     wait_until(running_seen, "a cell shown running", runner=runner)
@@ -225,8 +224,8 @@ def test_suite_is_one_job_array_with_local_numbers_and_live_status(tmp_path, ref
 def test_killed_task_alone_is_resubmitted_shown_pending_and_resumes_from_its_checkpoint(tmp_path, reference, start):
     """Defect 3 (a pending resubmission shown as failed), and a model killed mid-training resuming."""
     path, results = write(tmp_path, **LONG), tmp_path / "res"
-    suite = load_suite(path)
-    other, v2 = sorted(group(expand(suite)), key=lambda g: "v2" in g.arms)
+    plan = load_plan(path)
+    other, v2 = sorted(plan.groups, key=lambda g: "v2" in g.arms)
     ckpts = results / "models" / v2.train_key / "checkpoints"
     runner = start(path, results)
     wait_until(lambda: list(ckpts.glob("step_*[0-9]")), "a checkpoint of the v2 model", timeout=300, runner=runner)
@@ -243,7 +242,7 @@ def test_killed_task_alone_is_resubmitted_shown_pending_and_resumes_from_its_che
         again = start(path, results)
         wait_until(lambda: records(results)[v2.train_key] != killed, "the v2 group resubmitted", runner=again)
         wait_until(lambda: state(records(results)[v2.train_key]) == "PENDING", "the resubmission pending", runner=again)
-        shown = {s.cell_id: s for s in cell_states(suite, results)}
+        shown = {s.cell_id: s for s in cell_states(plan, results)}
         for c in v2.cells:
             assert shown[c.cell_id].state == "submitted", shown[c.cell_id]
             assert shown[c.cell_id].detail == f"job {records(results)[v2.train_key]} PENDING"
@@ -305,8 +304,8 @@ def test_a_job_cancelled_without_accounting_fails_the_run_instead_of_hanging_it(
     fake.mkdir()
     (fake / "sacct").write_text("#!/bin/sh\necho 'sacct: error: Slurm accounting storage is disabled' >&2\nexit 1\n")
     (fake / "sacct").chmod(0o755)
-    suite = load_suite(path)
-    (v2,) = [g for g in group(expand(suite)) if "v2" in g.arms]
+    plan = load_plan(path)
+    (v2,) = [g for g in plan.groups if "v2" in g.arms]
     runner = start(path, results, path_prefix=fake)
     wait_until(lambda: v2.train_key in records(results), "the v2 group submitted", runner=runner)
     killed = records(results)[v2.train_key]

@@ -15,7 +15,6 @@ from bench.report.configs import (
     headline_configs,
     is_trivial,
 )
-from bench.report.load import fill_curves
 from bench.report.stats import adjust, paired_test
 
 NORM_METRICS = ["m_norm_ema", "emb_norm_ema", "m_norm", "emb_norm"]
@@ -56,8 +55,7 @@ def norm_curves(curves: pd.DataFrame | None) -> pd.DataFrame:
     columns = [*NORM_MODEL_KEYS, "seed", "train_key", "step", *NORM_METRICS]
     if curves is None or not curves["metric"].isin(NORM_METRICS).any():
         return pd.DataFrame(columns=columns)
-    rows = fill_curves(curves)
-    rows = rows[rows["metric"].isin(NORM_METRICS)]
+    rows = curves[curves["metric"].isin(NORM_METRICS)]
     arms = rows.groupby("train_key")["arm"].agg(lambda a: ARM_SEPARATOR.join(sorted(set(a))))
     rows = rows.drop_duplicates(["train_key", "step", "metric"]).assign(arms=lambda f: f["train_key"].map(arms))
     wide = rows.pivot_table(index=[*NORM_MODEL_KEYS, "seed", "train_key", "step"], columns="metric",
@@ -101,7 +99,7 @@ def _final_m(curves: pd.DataFrame | None, scope: dict, config: dict) -> pd.Serie
     """Final ‖m‖ (EMA) of the arm's model per seed."""
     if curves is None:
         return pd.Series(dtype=float)
-    rows = fill_curves(curves)
+    rows = curves
     keep = (rows["metric"] == "m_norm_ema") & (rows["arm"] == config["arm"])
     for k, v in scope.items():
         keep &= rows[k] == v

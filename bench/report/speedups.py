@@ -15,7 +15,7 @@ from bench.report.configs import (
     SCOPE_KEYS,
     has_arm,
 )
-from bench.report.load import ResultsError, fill_curves
+from bench.report.load import ResultsError
 
 
 def _crossing(values: np.ndarray, level: float) -> tuple[int, float] | None:
@@ -61,7 +61,6 @@ def model_curves(curves: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.
     """
     if "arms" in curves:
         return curves
-    curves = fill_curves(curves, cells)
     bleu = curves[(curves["metric"] == "bleu") & curves["own_decoder"]]
     arms = bleu.groupby(["train_key", "decoder"])["arm"].agg(lambda a: ARM_SEPARATOR.join(sorted(set(a))))
     models = bleu.drop_duplicates(["train_key", "decoder", "step"]).drop(columns="arm")
@@ -83,8 +82,7 @@ def extra_curves(curves: pd.DataFrame | None) -> pd.DataFrame:
     columns = [*SCOPE_KEYS, "arm", "decoder", "n_seeds"]
     if curves is None or not len(curves):
         return pd.DataFrame(columns=columns)
-    extra = fill_curves(curves)
-    extra = extra[(extra["metric"] == "bleu") & ~extra["own_decoder"]]
+    extra = curves[(curves["metric"] == "bleu") & ~curves["own_decoder"].astype(bool)]
     return (extra.groupby([*SCOPE_KEYS, "arm", "decoder"])["seed"].nunique().rename("n_seeds")
             .reset_index()[columns])
 
