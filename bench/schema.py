@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from diffuseq.metrics.registry import metrics
+
 TABLE = "table.parquet"
 CURVES = "curves.parquet"
 PER_SENTENCE = "per_sentence.parquet"
@@ -61,8 +63,8 @@ CELL_KEYS = [f.name for f in fields(CellRecord)]
 TABLE_COLUMNS = [*CELL_KEYS, "metric", "value"]
 
 # Metric names in table.parquet (quality averaged over sentences unless noted).
-QUALITY_METRICS = ["bleu", "rouge_l", "bertscore_f1", "dist1", "length", "corpus_bleu"]
-DIVERSITY_METRICS = ["self_bleu", "div4"]
+# Quality and diversity metrics are the registered ones (diffuseq.metrics.registry), by name:
+# quality_metrics() and diversity_metrics() below read the registry when called.
 # Raw wall-clock figures of the cell itself, kept as columns but never divided across cells:
 # sentences_per_s counts every sampled sequence, MBR candidates included; sample_wall_s sums all
 # candidates' time. Speed claims come from timing.parquet.
@@ -74,7 +76,19 @@ TRAIN_METRICS = ["train_steps", "train_examples", "train_wall_s"]
 # subset at the end of training (one sample each, seed 0): the last point of the arm's own
 # validation-BLEU curve, and the cell's decoder (e.g. DDPM over all 2000 steps) on those sources.
 CURVE_CHECK_METRICS = ["curve_bleu_final", "valid_bleu_full"]
-CELL_METRICS = frozenset(QUALITY_METRICS + DIVERSITY_METRICS + SPEED_METRICS + TRAIN_METRICS + CURVE_CHECK_METRICS)
+
+
+def quality_metrics() -> list[str]:
+    return metrics("sentence", "model", "output", "corpus")
+
+
+def diversity_metrics() -> list[str]:
+    return metrics("set")
+
+
+def cell_metrics() -> set[str]:
+    """Every metric name a cell may record."""
+    return {*metrics(), *SPEED_METRICS, *TRAIN_METRICS, *CURVE_CHECK_METRICS}
 
 CURVE_COLUMNS = [
     "suite", "train_key", "arm", "dataset", "seed", "preset", "gamma", "sweep",

@@ -26,13 +26,13 @@ from pydantic import (
 
 from diffuseq.config import ConfigError, arm_path, format_validation_error, read_yaml
 from diffuseq.data import DATA_ROOT_ENV
+from diffuseq.metrics.registry import metrics
 from diffuseq.resources import Catalog
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 SUITES = Catalog("suite", "DIFFUSEQ_SUITES_DIR", "ablations/suites", "bench", "suites")
-METRICS = ("bleu", "rouge_l", "bertscore", "dist1", "length", "corpus_bleu", "self_bleu", "div4")
 
 
 class _Strict(BaseModel):
@@ -108,7 +108,8 @@ class Suite(_Strict):
     datasets: tuple[str, ...] = Field(("default",), min_length=1)
     seeds: tuple[int, ...] = Field(min_length=1)
     samplers: tuple[SamplerEntry, ...] = (SamplerEntry(),)
-    metrics: tuple[str, ...] = METRICS
+    metrics: tuple[str, ...] = Field(default_factory=lambda: tuple(metrics()), description="metric names "
+                                     "(diffuseq.metrics.registry); default: every registered metric")
     overrides: dict[str, Any] = Field(default_factory=dict, description="TrainSpec fields for every model, dotted keys")
     sweep: dict[str, tuple[Any, ...]] | tuple[dict[str, Any], ...] = Field(
         default_factory=dict, description="dotted TrainSpec key → values (every combination), or a list of "
@@ -155,11 +156,11 @@ class Suite(_Strict):
 
     @field_validator("metrics")
     @classmethod
-    def _known_metrics(cls, metrics: tuple[str, ...]) -> tuple[str, ...]:
-        bad = sorted(set(metrics) - set(METRICS))
+    def _known_metrics(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        bad = sorted(set(names) - set(metrics()))
         if bad:
-            raise ValueError(f"unknown metric(s) {bad}; allowed: {list(METRICS)}")
-        return metrics
+            raise ValueError(f"unknown metric(s) {bad}; allowed: {metrics()}")
+        return names
 
     def sweep_points(self) -> list[dict[str, Any]]:
         """The sweep's points as dotted-key dicts: the listed points, or the cartesian product of

@@ -33,7 +33,6 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from bench.schema import (
-    CELL_METRICS,
     CURVE_COLUMNS,
     CURVES,
     PER_SENTENCE,
@@ -43,6 +42,7 @@ from bench.schema import (
     TIMING,
     TIMING_COLUMNS,
     CellRecord,
+    cell_metrics,
 )
 from diffuseq.io import atomic_path, write_atomic
 
@@ -102,8 +102,8 @@ class Store:
     def write_cell(self, record: CellRecord, metrics: dict[str, float], sentences: pd.DataFrame) -> None:
         """Record a finished cell: per-sentence scores first, the cell file (the 'done' mark) last.
         Metric names must be the schema's (a metric it does not know would vanish from the analysis)."""
-        if unknown := sorted(set(metrics) - CELL_METRICS):
-            raise ValueError(f"cell {record.cell_id}: metric(s) {unknown} are not in bench.schema; add them there")
+        if unknown := sorted(set(metrics) - cell_metrics()):
+            raise ValueError(f"cell {record.cell_id}: metric(s) {unknown} are neither registered (diffuseq.metrics.registry) nor listed in bench.schema")
         cell_id, keys = record.cell_id, asdict(record)
         _parquet_atomic(sentences.assign(cell_id=cell_id)[PER_SENTENCE_COLUMNS], self.root / "cells" / f"{cell_id}.sentences.parquet")
         write_atomic(self.cell_file(cell_id), json.dumps({"keys": keys, "metrics": metrics}, indent=1).encode())

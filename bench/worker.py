@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from bench.plan import Cell, Group, Plan, TrivialCell
-from bench.schema import CellRecord
+from bench.schema import CellRecord, diversity_metrics
 from bench.spec import Suite
 from bench.store import Store, write_atomic
 from diffuseq.baselines import BASELINES, LABELS
@@ -146,11 +146,10 @@ def cell_record(suite: Suite, **keys: Any) -> CellRecord:
 
 def quality(suite: Suite, ev: Evaluation, run: str, mbr: bool) -> tuple[dict[str, float], pd.DataFrame]:
     """The suite's metrics of one evaluated run (the MBR pick with ``mbr``) and their per-sentence rows."""
-    keep = {"bertscore": "bertscore_f1"}
-    wanted = {keep.get(m, m) for m in suite.metrics}
-    scores = {m[4:]: v for m, v in ev.summary.items() if m.startswith("mbr_")} if mbr else ev.per_run[run]
+    wanted = set(suite.metrics)
+    scores = {m.removeprefix("mbr_"): v for m, v in ev.summary.items() if m.startswith("mbr_")} if mbr else ev.per_run[run]
     metrics = {m: v for m, v in scores.items() if m in wanted}
-    metrics |= {m: ev.summary[m] for m in ("self_bleu", "div4") if m in wanted and m in ev.summary}
+    metrics |= {m: ev.summary[m] for m in diversity_metrics() if m in wanted and m in ev.summary}
     ps = ev.per_sentence
     sentences = ps[((ps["run"] == (MBR_RUN if mbr else run)) | (ps["run"] == SET_RUN)) & ps["metric"].isin(wanted)]
     return metrics, pd.DataFrame(sentences[["sentence", "metric", "value"]])

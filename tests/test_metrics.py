@@ -9,12 +9,14 @@ import random
 import socket
 
 import numpy as np
+import pandas as pd
 import pytest
 import sacrebleu
 from nltk.translate.bleu_score import SmoothingFunction
 from nltk.translate.bleu_score import sentence_bleu as nltk_sentence_bleu
 
 from diffuseq.metrics import (
+    METRICS,
     BertScorer,
     Sample,
     SampleFileError,
@@ -24,6 +26,8 @@ from diffuseq.metrics import (
     div4,
     evaluate,
     mbr_select,
+    metric,
+    metrics,
     pairwise_bleu,
     rouge_l,
     self_bleu,
@@ -286,7 +290,7 @@ def test_evaluate_single_run_means_and_corpus_bleu() -> None:
     assert result.summary["bleu"] == pytest.approx(mean_bleu(refs, hyps))
     assert result.summary["length"] == pytest.approx((5 + 2 + 5) / 3)
     assert result.summary["corpus_bleu"] == pytest.approx(corpus_bleu(refs, hyps)[0])
-    assert "self_bleu" not in result.summary and "bertscore_f1" not in result.summary
+    assert "self_bleu" not in result.summary and "bertscore" not in result.summary
     assert list(result.per_sentence.columns) == ["run", "sentence", "metric", "value"]
     assert len(result.per_sentence) == 3 * 4
 
@@ -313,10 +317,10 @@ def test_evaluate_does_not_depend_on_run_order() -> None:
 def test_evaluate_with_bertscore(scorer: BertScorer) -> None:
     result = evaluate(RUNS, scorer)
     assert result.meta["bertscore_model"] == scorer.name
-    scores = result.per_sentence.query("metric == 'bertscore_f1' and run == 'seed1'")["value"].to_numpy()
+    scores = result.per_sentence.query("metric == 'bertscore' and run == 'seed1'")["value"].to_numpy()
     assert scores[2] == pytest.approx(1.0, abs=1e-5) and scores[1] < 0.95
-    assert result.per_sentence.query("metric == 'bertscore_f1' and run == 'seed2'")["value"].iloc[2] == 0.0
-    assert 0.0 < result.summary["mbr_bertscore_f1"] <= 1.0
+    assert result.per_sentence.query("metric == 'bertscore' and run == 'seed2'")["value"].iloc[2] == 0.0
+    assert 0.0 < result.summary["mbr_bertscore"] <= 1.0
 
 
 def test_evaluate_refuses_misaligned_runs() -> None:
@@ -326,3 +330,34 @@ def test_evaluate_refuses_misaligned_runs() -> None:
         evaluate({"seed1": RUNS["seed1"], "seed9": shifted})
     with pytest.raises(SampleFileError, match="2 lines"):
         evaluate({"seed1": RUNS["seed1"], "seed9": shifted[:2]})
+
+
+@pytest.fixture
+def exact_match():
+    """A dummy metric added the documented way only: one decorated function."""
+    @metric("exact_match")
+    def exact(refs: list[list[str]], hyp: list[str]) -> float:
+        """1 when the output equals one of its references."""
+        return float(any(list(r) == list(hyp) for r in refs))
+
+    yield exact
+    METRICS.pop("exact_match")
+
+
+def test_a_decorated_metric_is_evaluated_validated_and_stored(exact_match, tmp_path) -> None:
+    from bench.schema import CellRecord, quality_metrics
+    from bench.spec import Suite
+    from bench.store import Store
+
+    result = evaluate({"seed1": RUNS["seed1"]})
+    assert result.summary["exact_match"] == pytest.approx(2 / 3)  # outputs 1 and 3 equal their references
+    rows = result.per_sentence.query("metric == 'exact_match'")["value"].tolist()
+    assert rows == [1.0, 0.0, 1.0]
+    assert "exact_match" in metrics() and "exact_match" in quality_metrics()
+    Suite(name="s", preset="smoke", arms=["v2"], seeds=[0], metrics=["bleu", "exact_match"])  # validates
+    keys = dict(suite="s", cell_id="c", train_key="k", arm="v2", arm_label="v2", kind="model", dataset="d", seed=0,
+                sampler="ddpm", steps=1, nfe=1, mbr=1, batch_size=1, preset="smoke", gamma=0.5, code_version="x",
+                device="cpu", bertscore_model="", wall_time_s=0.0, label="ddpm-1", sweep="{}")
+    store = Store(tmp_path)
+    store.write_cell(CellRecord(**keys), {"exact_match": 2 / 3}, pd.DataFrame(columns=["sentence", "metric", "value"]))
+    assert store.consolidate().set_index("metric").loc["exact_match", "value"] == pytest.approx(2 / 3)

@@ -46,7 +46,7 @@ QUESTIONS = (
     Question("Does the shipped decoder differ from the paper's (same model)?", "v2", "official_v2_sampling",
              "one trained model, decoded as the paper describes it vs as the shipped code decodes it."),
 )
-QUESTION_METRICS = ["bleu", "bertscore_f1", "m_norm_ema"]
+QUESTION_METRICS = ["bleu", "bertscore", "m_norm_ema"]
 
 
 def norm_curves(curves: pd.DataFrame | None) -> pd.DataFrame:

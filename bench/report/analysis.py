@@ -98,7 +98,7 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
     if models_only.empty:
         raise ResultsError(f"{results.directory}: the table holds trivial rows only (no model was decoded), so "
                            "there is nothing to compare or test; read them in table.csv")
-    metrics = [m for m in schema.QUALITY_METRICS + schema.DIVERSITY_METRICS if m in cells]
+    metrics = [m for m in schema.quality_metrics() + schema.diversity_metrics() if m in cells]
     numeric = metrics + [m for m in schema.SPEED_METRICS + schema.TRAIN_METRICS + schema.CURVE_CHECK_METRICS
                          if m in cells]
     references = reference_configs(models_only, o.baseline)

@@ -248,7 +248,7 @@ def _quality_claim(reading: Reading, scope: dict, head: dict, ref: dict, cells: 
     margin = margin_fraction * test["mean_b"]
     d = (pairs["a"] - pairs["b"]).to_numpy(dtype=float)
     evidence = f"{_quality(test, 'BLEU')}, equivalence margin ±{margin:.4f}"
-    bert = _paired(cells, head, ref, "bertscore_f1")
+    bert = _paired(cells, head, ref, "bertscore")
     if len(bert):
         evidence += f"; {_quality(paired_test(bert['a'], bert['b'], alpha=alpha), 'BERTScore')}"
     delta = with_ci(test["diff"], test["diff_low"], test["diff_high"], lambda x: signed(x, 4))

@@ -452,7 +452,7 @@ def _sampling(a: Analysis, name: _Namer) -> str:
             "speedup incl. MBR (min; median)": f"{speedup(r['speedup_mbr'])}; {speedup(r['speedup_mbr_median'])}",
             "floor speedup incl. MBR": speedup(r["speedup_floor_mbr"]),
             "BLEU [CI]": with_ci(r.get("bleu_mean", np.nan), r.get("bleu_ci_low"), r.get("bleu_ci_high")),
-            "BERTScore": num(r.get("bertscore_f1_mean", np.nan)),
+            "BERTScore": num(r.get("bertscore_mean", np.nan)),
         }
         for r in name.configs(frame)
     ]

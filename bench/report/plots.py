@@ -192,7 +192,7 @@ def gamma_sweep(curves: pd.DataFrame | None, out_dir: Path) -> list[Plot]:
     return plots
 
 
-def dataset_bars(summary: pd.DataFrame, out_dir: Path, metrics: tuple[str, ...] = ("bleu", "bertscore_f1")) -> list[Plot]:
+def dataset_bars(summary: pd.DataFrame, out_dir: Path, metrics: tuple[str, ...] = ("bleu", "bertscore")) -> list[Plot]:
     """Per-dataset bars of each configuration's mean with its 95% bootstrap CI, one panel per metric."""
     title = "Per-dataset results"
     if summary["dataset"].nunique() < 2:

@@ -117,7 +117,7 @@ def _per_sentence(bleu: np.ndarray, rng: np.random.Generator) -> dict[str, np.nd
     return {
         "bleu": bleu,
         "rouge_l": bleu + 0.35 + rng.normal(0.0, 0.02, n),
-        "bertscore_f1": bleu + 0.6 + rng.normal(0.0, 0.01, n),
+        "bertscore": bleu + 0.6 + rng.normal(0.0, 0.01, n),
         "dist1": 0.98 + rng.normal(0.0, 0.01, n),
         "length": 11.0 + rng.normal(0.0, 2.0, n),
     }

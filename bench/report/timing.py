@@ -137,7 +137,7 @@ def sampling_speedups(speeds: pd.DataFrame, summary: pd.DataFrame, references: p
     if not len(summary):
         return out
     quality = (
-        summary[summary["metric"].isin(["bleu", "bertscore_f1"])]
+        summary[summary["metric"].isin(["bleu", "bertscore"])]
         .drop(columns="batch_size")
         .set_index([*[k for k in CONFIG_KEYS if k != "batch_size"], "metric"])[["mean", "ci_low", "ci_high"]]
         .unstack("metric")

@@ -12,9 +12,14 @@ import pandas as pd
 
 from bench.report.configs import CONFIG_KEYS, COPY_SOURCE, SCOPE_KEYS, TRIVIAL_ARMS, is_trivial
 from bench.report.stats import t_interval
+from diffuseq.metrics.registry import METRICS, metrics
 
-# Metrics where higher is better: the ones a model must beat a trivial row on.
-HIGHER_IS_BETTER = ["bleu", "rouge_l", "bertscore_f1", "corpus_bleu"]
+
+def higher_is_better() -> list[str]:
+    """The metrics where higher is better (the registry says so): a model must beat a trivial row on them."""
+    return [m for m in metrics() if METRICS[m].higher_is_better]
+
+
 MARGIN_COLUMNS = [
     *CONFIG_KEYS, "trivial", "metric", "n", "mean", "trivial_value", "margin", "margin_low", "margin_high",
     "outcome",
@@ -35,7 +40,7 @@ def trivial_values(cells: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 def margins(cells: pd.DataFrame, metrics: list[str], *, alpha: float) -> pd.DataFrame:
     """Per model configuration, trivial arm and higher-is-better metric: mean over seeds, the
     trivial value, the margin (mean − trivial) with its t interval, and the outcome."""
-    shown = [m for m in HIGHER_IS_BETTER if m in metrics]
+    shown = [m for m in higher_is_better() if m in metrics]
     values = trivial_values(cells, shown)
     models = cells[~is_trivial(cells)]
     if values.empty or models.empty:

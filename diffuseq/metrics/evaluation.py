@@ -18,7 +18,8 @@ import pandas as pd
 
 from diffuseq.metrics.bertscore import BertScorer
 from diffuseq.metrics.diversity import set_scores
-from diffuseq.metrics.overlap import Tokens, corpus_bleu, dist1, rouge_l, sentence_bleu
+from diffuseq.metrics.overlap import Tokens
+from diffuseq.metrics.registry import METRICS, Metric
 from diffuseq.metrics.samples import Sample, check_aligned
 from diffuseq.metrics.text import clean
 
@@ -55,10 +56,9 @@ def evaluate(
 ) -> Evaluation:
     """Score aligned runs (see :func:`~diffuseq.metrics.samples.check_aligned`).
 
-    ``scorer`` adds ``bertscore_f1``; ``detok`` is :func:`~diffuseq.metrics.text.clean`'s. Metrics
-    per sentence: ``bleu``, ``rouge_l``, ``dist1``, ``length`` (tokens after cleaning; DiffuSeq
-    counted ``split(" ")`` pieces, blanks left by removed specials included) and ``bertscore_f1``;
-    per run: ``corpus_bleu`` (sacrebleu, see :func:`~diffuseq.metrics.overlap.corpus_bleu`).
+    Every registered metric (:mod:`diffuseq.metrics.registry`) of scope ``sentence`` and
+    ``output`` per sentence, ``corpus`` per run; ``scorer`` adds those of scope ``model``
+    (BERTScore). ``detok`` is :func:`~diffuseq.metrics.text.clean`'s.
     """
     check_aligned(runs)
     labels = sorted(runs)
@@ -70,10 +70,11 @@ def evaluate(
         outputs[MBR_RUN] = [outputs[labels[s.mbr_index]][i] for i, s in enumerate(sets)]
     tables = {run: _sentence_scores(refs, hyps) for run, hyps in outputs.items()}
     if scorer is not None:
-        for run, f1 in _bertscores(scorer, refs, outputs).items():
-            tables[run]["bertscore_f1"] = f1
-    corpus = {run: corpus_bleu(refs, hyps) for run, hyps in outputs.items()}
-    per_run = {run: _means(tables[run]) | {"corpus_bleu": corpus[run][0]} for run in outputs}
+        for m in _registered("model"):
+            for run, values in _model_scores(m, scorer, refs, outputs).items():
+                tables[run][m.name] = values
+    corpus = {m.name: {run: m.fn(refs, hyps) for run, hyps in outputs.items()} for m in _registered("corpus")}
+    per_run = {run: _means(tables[run]) | {name: c[run][0] for name, c in corpus.items()} for run in outputs}
     summary = {m: float(np.mean([per_run[run][m] for run in labels])) for m in per_run[labels[0]]}
     if sets:
         tables[SET_RUN] = {"self_bleu": np.array([s.self_bleu for s in sets]),
@@ -83,31 +84,31 @@ def evaluate(
         "runs": labels,
         "n_sentences": len(first),
         "bertscore_model": scorer.name if scorer is not None else None,
-        "corpus_bleu_signature": corpus[labels[0]][1],
+        **{f"{name}_signature": c[labels[0]][1] for name, c in corpus.items()},
         "clean": "diffuseq-detok" if detok else "split-punctuation",
     }
     return Evaluation(_tidy(tables, [s.index for s in first]), summary, per_run, meta)
 
 
+def _registered(scope: str) -> list[Metric]:
+    return [m for m in METRICS.values() if m.scope == scope]
+
+
 def _sentence_scores(refs: Sequence[Sequence[Tokens]], hyps: Sequence[Tokens]) -> dict[str, np.ndarray]:
-    """(n,) arrays of the token-level per-sentence metrics."""
-    pairs = list(zip(refs, hyps, strict=True))
-    return {
-        "bleu": np.array([sentence_bleu(r, h) for r, h in pairs]),
-        "rouge_l": np.array([rouge_l(r, h) for r, h in pairs]),
-        "dist1": np.array([dist1(h) for h in hyps]),
-        "length": np.array([len(h) for h in hyps], dtype=float),
-    }
+    """(n,) arrays of the token-level metrics: against the references, then of the output alone."""
+    scores = {m.name: np.array([m.fn(r, h) for r, h in zip(refs, hyps, strict=True)], dtype=float)
+              for m in _registered("sentence")}
+    return scores | {m.name: np.array([m.fn(h) for h in hyps], dtype=float) for m in _registered("output")}
 
 
-def _bertscores(
-    scorer: BertScorer, refs: Sequence[Sequence[Tokens]], outputs: Mapping[str, Sequence[Tokens]]
+def _model_scores(
+    m: Metric, scorer: BertScorer, refs: Sequence[Sequence[Tokens]], outputs: Mapping[str, Sequence[Tokens]]
 ) -> dict[str, np.ndarray]:
-    """F1 per run in one batched call, so every distinct sentence is embedded once."""
+    """A model metric of every run in one batched call, so every distinct sentence is embedded once."""
     ref_texts = [[" ".join(r) for r in rs] for rs in refs]
     hyps = [" ".join(h) for run in outputs for h in outputs[run]]
-    f1 = scorer.f1(hyps, ref_texts * len(outputs))
-    return dict(zip(outputs, np.split(f1, len(outputs)), strict=True))
+    values = m.fn(scorer, ref_texts * len(outputs), hyps)
+    return dict(zip(outputs, np.split(values, len(outputs)), strict=True))
 
 
 def _means(table: Mapping[str, np.ndarray]) -> dict[str, float]:

@@ -7,25 +7,34 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import cache
 
-from nltk.translate.bleu_score import SmoothingFunction
-from nltk.translate.bleu_score import sentence_bleu as _nltk_sentence_bleu
-from sacrebleu.metrics import BLEU
+from diffuseq.metrics.registry import metric
 
 Tokens = Sequence[str]
-_SMOOTHING = SmoothingFunction().method4
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
+@cache
+def _nltk_bleu():
+    """nltk's sentence BLEU and smoothing method4, imported on first use (nltk loads scipy)."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    return sentence_bleu, SmoothingFunction().method4
+
+
+@metric("bleu")
 def sentence_bleu(refs: Sequence[Tokens], hyp: Tokens) -> float:
     """DiffuSeq's BLEU: nltk ``sentence_bleu`` with smoothing method4 and weights (0.25,) * 4.
 
     nltk gives 0 for an empty hypothesis, and 1 for a one-word hypothesis equal to a one-word
     reference (orders with no n-grams drop out).
     """
-    return float(_nltk_sentence_bleu(list(refs), hyp, smoothing_function=_SMOOTHING))
+    bleu, smoothing = _nltk_bleu()
+    return float(bleu(list(refs), hyp, smoothing_function=smoothing))
 
 
+@metric("rouge_l")
 def rouge_l(refs: Sequence[Tokens], hyp: Tokens) -> float:
     """ROUGE-L F1 as torchmetrics' ``ROUGEScore()`` (DiffuSeq's call) computes it.
 
@@ -38,11 +47,19 @@ def rouge_l(refs: Sequence[Tokens], hyp: Tokens) -> float:
     return max(_rouge_l_f1(_rouge_tokens(ref), pred) for ref in refs)
 
 
+@metric("dist1", scope="output", higher_is_better=None)
 def dist1(hyp: Tokens) -> float:
     """Distinct unigrams / tokens of one hypothesis; 0 for an empty one (DiffuSeq's value)."""
     return len(set(hyp)) / len(hyp) if hyp else 0.0
 
 
+@metric("length", scope="output", higher_is_better=None)
+def length(hyp: Tokens) -> float:
+    """Tokens after cleaning (DiffuSeq counted ``split(" ")`` pieces, blanks included)."""
+    return float(len(hyp))
+
+
+@metric("corpus_bleu", scope="corpus")
 def corpus_bleu(refs: Sequence[Sequence[Tokens]], hyps: Sequence[Tokens]) -> tuple[float, str]:
     """sacrebleu corpus BLEU of cleaned sentences joined by spaces: (score / 100, signature).
 
@@ -51,6 +68,8 @@ def corpus_bleu(refs: Sequence[Sequence[Tokens]], hyps: Sequence[Tokens]) -> tup
     so the signature is the standard one: the cleaned text is lowercase words with punctuation
     glued as detokenised text has it (``me?``), which is the input 13a is made for.
     """
+    from sacrebleu.metrics import BLEU
+
     n_refs = max(map(len, refs))
     streams = [[" ".join(r[k]) if k < len(r) else None for r in refs] for k in range(n_refs)]
     metric = BLEU()
