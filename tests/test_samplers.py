@@ -10,6 +10,7 @@ exact ODE state at t = 0.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import math
 from pathlib import Path
@@ -22,6 +23,7 @@ from diffuseq.config import ConfigError, ModelSpec, build_train_spec, load_arm
 from diffuseq.data import encode_pairs, load_split
 from diffuseq.metrics import clean, sentence_bleu
 from diffuseq.model import Denoiser
+from diffuseq.sample import add_arguments as add_sample_arguments
 from diffuseq.sampling import (
     Condition,
     CountingPredictor,
@@ -34,9 +36,10 @@ from diffuseq.sampling import (
     time_grid,
 )
 from diffuseq.sampling import rounding as rounding_mod
-from diffuseq.sampling.base import SamplingContext
+from diffuseq.sampling.base import SAMPLERS, Sampler, SamplingContext, register
 from diffuseq.sampling.generate import generate, sample_batch, target_text
 from diffuseq.sampling.mbr import mbr_rows
+from diffuseq.sampling.spec import sampler_only_fields, samplers
 from diffuseq.schedule import NoiseSchedule
 
 ARMS = ["baseline", "hard_mask", "absorb_train_only", "v2", "official_v2_sampling"]
@@ -245,7 +248,7 @@ def test_time_grid_rejects_more_steps_than_T():
 
 
 def test_spec_errors_name_the_field_and_the_choices():
-    with pytest.raises(ConfigError, match=r"sampler: Input should be 'ddpm', 'ddim' or 'dpm_solver\+\+'"):
+    with pytest.raises(ConfigError, match=r"sampler: Input should be 'ddim', 'ddpm' or 'dpm_solver\+\+'"):
         build_sampler_spec({"sampler": "euler"})
     with pytest.raises(ConfigError, match="discrete_noise: Input should be 'train_matched', 'official' or 'none'"):
         build_sampler_spec({"discrete_noise": "sometimes"})
@@ -392,3 +395,36 @@ def test_dpm_solver_few_steps_matches_ddpm_with_clamp_at_full_T(trained):
     for steps in (10, 20):
         dpm = mean_bleu(trained, SamplerSpec(sampler="dpm_solver++", steps=steps))
         assert dpm > 0.3 and dpm >= ddpm - 0.02, (steps, dpm, ddpm)
+
+
+@pytest.fixture
+def one_shot():
+    """A dummy sampler added the documented way only: one registered class."""
+    @register
+    class OneShot(Sampler):
+        """x̂0 predicted once, from the start: the whole chain in one model call."""
+
+        name = "one_shot"
+        options = ("eta",)  # borrows a field, to show that options are checked per sampler
+
+        def run(self, ctx: SamplingContext, u: torch.Tensor) -> torch.Tensor:
+            return u
+
+    yield OneShot
+    SAMPLERS.pop("one_shot")
+
+
+def test_a_registered_sampler_is_validated_chosen_and_decodes(one_shot, tiny):
+    model, ids, mask = tiny
+    spec = build_sampler_spec({"sampler": "one_shot", "steps": 1})
+    assert "one_shot" in samplers() and sampler_only_fields()["eta"] == "one_shot"
+    with pytest.raises(ConfigError, match="variance applies only to sampler 'ddpm', not 'one_shot'"):
+        build_sampler_spec({"sampler": "one_shot", "variance": "posterior"})
+    parser = argparse.ArgumentParser()
+    add_sample_arguments(parser)
+    assert "one_shot" in next(a for a in parser._actions if a.dest == "sampler").choices
+    calls = CountingPredictor(lambda z, t: model(z, t, 200))
+    cond = Condition(model.embed(ids), mask.bool(), model.absorbing_state(), 0.5, model.word_emb.weight)
+    with torch.no_grad():
+        out = build_sampler(spec, NoiseSchedule("sqrt", 200)).sample(calls, cond, torch.Generator().manual_seed(0))
+    assert out.nfe == calls.calls == 1 and torch.equal(out.z[~mask.bool()], model.embed(ids)[~mask.bool()])

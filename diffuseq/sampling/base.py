@@ -184,6 +184,7 @@ class Sampler(ABC):
     """A reverse-process sampler; subclasses implement :meth:`run` and register by name."""
 
     name: ClassVar[str]
+    options: ClassVar[tuple[str, ...]] = ()  # SamplerSpec fields that only this sampler reads
 
     def __init__(self, spec: SamplerSpec, schedule: NoiseSchedule):
         self.spec, self.schedule = spec, schedule
@@ -208,7 +209,10 @@ SAMPLERS: dict[str, type[Sampler]] = {}
 
 
 def register(cls: type[Sampler]) -> type[Sampler]:
-    """Class decorator: make a sampler available under ``cls.name``."""
+    """Class decorator: make a sampler available under ``cls.name`` (validation, the CLI and the
+    harness read :data:`SAMPLERS`); its ``options`` must be :class:`SamplerSpec` fields."""
+    if unknown := sorted(set(cls.options) - set(SamplerSpec.model_fields)):
+        raise TypeError(f"sampler {cls.name!r}: options {unknown} are not SamplerSpec fields")
     SAMPLERS[cls.name] = cls
     return cls
 

@@ -16,6 +16,7 @@ from diffuseq.sampling.base import Sampler, SamplingContext, register
 @register
 class DDIM(Sampler):
     name = "ddim"
+    options = ("eta",)
 
     def run(self, ctx: SamplingContext, u: Tensor) -> Tensor:
         for t, t_next in ctx.transitions():

@@ -20,6 +20,7 @@ from diffuseq.sampling.base import Sampler, SamplingContext, register
 @register
 class DDPM(Sampler):
     name = "ddpm"
+    options = ("variance",)
 
     def run(self, ctx: SamplingContext, u: Tensor) -> Tensor:
         for t, t_next in ctx.transitions():

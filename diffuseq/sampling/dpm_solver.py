@@ -83,6 +83,7 @@ def _update(u: Tensor, history: list[tuple[float, Tensor]], ratio: float, alpha_
 @register
 class DPMSolverPP(Sampler):
     name = "dpm_solver++"
+    options = ("order", "lower_order_final", "overwrite_state", "time")
 
     def run(self, ctx: SamplingContext, u: Tensor) -> Tensor:
         spec, n = self.spec, len(ctx.grid)

@@ -8,29 +8,37 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from diffuseq.config import ConfigError, Spec, format_validation_error
 
-SamplerName = Literal["ddpm", "ddim", "dpm_solver++"]
+if TYPE_CHECKING:
+    from diffuseq.sampling.base import Sampler
 
-# Fields that only one sampler reads: setting them for another sampler is a mistake.
-SAMPLER_ONLY_FIELDS: dict[str, str] = {
-    "eta": "ddim",
-    "variance": "ddpm",
-    "order": "dpm_solver++",
-    "lower_order_final": "dpm_solver++",
-    "overwrite_state": "dpm_solver++",
-    "time": "dpm_solver++",
-}
+
+def samplers() -> dict[str, type[Sampler]]:
+    """The registered samplers by name (:func:`diffuseq.sampling.base.register`): the one list
+    that validation and the CLI's choices read."""
+    import diffuseq.sampling  # noqa: F401  (registers the built-in samplers)
+    from diffuseq.sampling.base import SAMPLERS
+
+    return SAMPLERS
+
+
+def sampler_only_fields() -> dict[str, str]:
+    """Field → the sampler that alone reads it (each sampler class's ``options``): setting it for
+    another sampler is a mistake."""
+    return {field: name for name, cls in samplers().items() for field in cls.options}
 
 
 class SamplerSpec(Spec):
     """How to decode a trained model (docs/design.md §1-§2). Defaults are the full DiffuSeq-v2 arm."""
 
-    sampler: SamplerName = Field("dpm_solver++", description="ddpm (ancestral), ddim, or dpm_solver++ (multistep, data prediction)")
+    sampler: str = Field("dpm_solver++", description="a registered sampler: ddpm (ancestral), ddim, or "
+                         "dpm_solver++ (multistep, data prediction)")
     steps: int = Field(10, ge=1, description="model evaluations per sample (NFE); ddpm with steps = T is the full chain")
     grid: Literal["time_uniform", "logSNR"] = Field(
         "time_uniform", description="integer timesteps from T-1 to 0, evenly spaced in t or in λ = log(α/σ)"
@@ -75,9 +83,18 @@ class SamplerSpec(Spec):
         parts += [] if self.start == "absorbing" else ["gaussian start"]
         return " ".join(parts)
 
+    @field_validator("sampler")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        known = list(samplers())
+        if name not in known:
+            choices = ", ".join(map(repr, known[:-1])) + f" or {known[-1]!r}"
+            raise PydanticCustomError("sampler", "Input should be {choices}", {"choices": choices})
+        return name
+
     @model_validator(mode="after")
     def _fields_match_sampler(self) -> SamplerSpec:
-        for name, owner in SAMPLER_ONLY_FIELDS.items():
+        for name, owner in sampler_only_fields().items():
             if name in self.model_fields_set and self.sampler != owner:
                 raise ValueError(f"{name} applies only to sampler {owner!r}, not {self.sampler!r}")
         if self.clamp_from is not None and not self.clamp:
@@ -92,7 +109,8 @@ def overlay(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     the sampler, ``base`` fields that only the old sampler reads are dropped."""
     new = over.get("sampler", base.get("sampler"))
     if new != base.get("sampler"):
-        base = {k: v for k, v in base.items() if SAMPLER_ONLY_FIELDS.get(k, new) == new}
+        only = sampler_only_fields()
+        base = {k: v for k, v in base.items() if only.get(k, new) == new}
     return {**base, **over}
 
 
