@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -125,16 +126,14 @@ def curve_rows(suite: Suite, group: Group, run_dir: Path) -> list[dict]:
     return rows
 
 
-_SCORER: dict[str, BertScorer] = {}
-
-
 def scorer(suite: Suite) -> BertScorer | None:
-    if "bertscore" not in suite.metrics:
-        return None
-    key = suite.decode.bertscore_model or ""
-    if key not in _SCORER:
-        _SCORER[key] = BertScorer(suite.decode.bertscore_model)
-    return _SCORER[key]
+    """The suite's BERTScore model (loaded once per process), if it asks for the metric."""
+    return _bert_scorer(suite.decode.bertscore_model) if "bertscore" in suite.metrics else None
+
+
+@cache
+def _bert_scorer(model_path: str | None) -> BertScorer:
+    return BertScorer(model_path)
 
 
 def cell_record(suite: Suite, **keys: Any) -> CellRecord:
