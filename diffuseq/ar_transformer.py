@@ -9,7 +9,8 @@ Random initialisation, no pretrained weights; the project's tokenizer ids: [PAD]
 the encoder reads the source part [CLS] x [SEP] [SEP]; the target slot [CLS] y [SEP] [PAD] … is
 the decoder's sequence: input [CLS] y, labels y [SEP]. The loss is the token cross-entropy, per
 example the mean over its label tokens (nats). Decoding runs the library's ``generate`` (greedy,
-or beam search with ``num_beams`` beams, HF's default length penalty 1) for at most one token
+or beam search with ``num_beams`` beams, HF's default length penalty 1, stopping as soon as
+``num_beams`` hypotheses have ended) for at most one token
 fewer than the batch's longest slot; its output [CLS] ŷ [SEP] [PAD] … is laid back into each
 row's slot, cut or padded with [PAD] to the slot's length, so the rest of the pipeline (ids →
 text) is unchanged. NFE is the number of decoder calls ``generate`` made for the batch.
@@ -174,7 +175,7 @@ def generate_targets(model: Seq2SeqLM, ids: Tensor, mask: Tensor, num_beams: int
     hook = model.net.get_decoder().register_forward_pre_hook(counter)
     try:
         out = model.net.generate(input_ids=src, attention_mask=attn, num_beams=num_beams, do_sample=False,
-                                 max_new_tokens=int(mask.sum(1).max()) - 1)
+                                 early_stopping=True, max_new_tokens=int(mask.sum(1).max()) - 1)
     finally:
         hook.remove()
     return place_targets(ids, mask, out, pad), counter.calls
