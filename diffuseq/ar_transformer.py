@@ -8,12 +8,18 @@ Random initialisation, no pretrained weights; the project's tokenizer ids: [PAD]
 
 the encoder reads the source part [CLS] x [SEP] [SEP]; the target slot [CLS] y [SEP] [PAD] … is
 the decoder's sequence: input [CLS] y, labels y [SEP]. The loss is the token cross-entropy, per
-example the mean over its label tokens (nats). Decoding runs the library's ``generate`` (greedy,
-or beam search with ``num_beams`` beams, HF's default length penalty 1, stopping as soon as
-``num_beams`` hypotheses have ended) for at most one token
-fewer than the batch's longest slot; its output [CLS] ŷ [SEP] [PAD] … is laid back into each
-row's slot, cut or padded with [PAD] to the slot's length, so the rest of the pipeline (ids →
-text) is unchanged. NFE is the number of decoder calls ``generate`` made for the batch.
+example the mean over its label tokens (nats). Decoding runs the library's ``generate``:
+``greedy``, or ``beam`` with the sampler spec's ``steps`` as the beam width (HF's default length
+penalty 1, stopping as soon as that many hypotheses have ended), for at most one token fewer
+than the batch's longest slot; its output [CLS] ŷ [SEP] [PAD] … is laid back into each row's
+slot, cut or padded with [PAD] to the slot's length, so the rest of the pipeline (ids → text) is
+unchanged.
+
+NFE is the number of decoder steps the batch is given: its longest target slot minus one (the
+decoder's start token is given). ``generate`` stops earlier once every row has produced [SEP],
+so this bounds the decoder calls actually made (:func:`generate_targets` counts them); the
+harness keys its tables by NFE, which must not depend on what a seed's model generated. The
+timed decoding does stop early, so speed figures are the real cost.
 
 Size: width, heads and dropout are the preset's ``ModelSpec``; its layers are split between
 encoder (⌈layers/2⌉) and decoder (max(1, ⌊layers/2⌋)); the FFN width is then solved, in steps of 8,
@@ -165,17 +171,23 @@ class _CallCounter:
         self.calls += 1
 
 
+def decoder_budget(mask: Tensor) -> int:
+    """The decoder steps a batch is given: its longest target slot minus the start token."""
+    return int(mask.sum(1).max()) - 1
+
+
 @torch.no_grad()
 def generate_targets(model: Seq2SeqLM, ids: Tensor, mask: Tensor, num_beams: int) -> tuple[Tensor, int]:
     """``generate`` (greedy when ``num_beams`` = 1): ids, mask (B, L) → ids (B, L) with the
-    generated slots, and the decoder calls made (NFE)."""
+    generated slots, and the decoder calls made (at most the budget)."""
     pad = model.config.pad_token_id
     src, attn = source_part(ids, mask, pad)
     counter = _CallCounter()
     hook = model.net.get_decoder().register_forward_pre_hook(counter)
     try:
-        out = model.net.generate(input_ids=src, attention_mask=attn, num_beams=num_beams, do_sample=False,
-                                 early_stopping=True, max_new_tokens=int(mask.sum(1).max()) - 1)
+        beam = {"num_beams": num_beams, "early_stopping": True} if num_beams > 1 else {}
+        out = model.net.generate(input_ids=src, attention_mask=attn, do_sample=False, max_new_tokens=decoder_budget(mask),
+                                 **beam)
     finally:
         hook.remove()
     return place_targets(ids, mask, out, pad), counter.calls
@@ -198,6 +210,14 @@ class ARTransformerFamily(Family):
 
     def decode(self, model: Seq2SeqLM, ids: Tensor, mask: Tensor, options: DecodeOptions,
                generator: torch.Generator) -> tuple[Tensor, int]:
-        """``greedy`` or ``beam`` (``options.num_beams``); deterministic, ``generator`` unused."""
+        """``greedy`` or ``beam`` (beam width ``options.steps``); deterministic, ``generator``
+        unused. NFE: the batch's decoder-step budget (module docstring)."""
         self.check_sampler(options.sampler)
-        return generate_targets(model, ids, mask, 1 if options.sampler == "greedy" else options.num_beams)
+        out, _calls = generate_targets(model, ids, mask, 1 if options.sampler == "greedy" else options.steps)
+        return out, decoder_budget(mask)
+
+    def forward(self, model: Seq2SeqLM, ids: Tensor, mask: Tensor) -> None:
+        """The encoder on the sources and one decoder step (the start token)."""
+        src, attn = source_part(ids, mask, model.config.pad_token_id)
+        start = torch.full((len(ids), 1), model.config.decoder_start_token_id, device=ids.device)
+        model.net(input_ids=src, attention_mask=attn, decoder_input_ids=start)

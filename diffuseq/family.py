@@ -6,13 +6,22 @@ tokens: which network, which loss, which decoders. Every family sees a batch the
     ids  (B, L) int64   z = [CLS] x [SEP] [SEP] [CLS] y [SEP] [PAD] …   (fixed L = data.seq_len)
     mask (B, L) int64   1 on the target part [CLS] y [SEP] [PAD] …, 0 on the source,
 
-and answers three questions:
+and answers four questions:
 
 - ``build(tok) -> nn.Module``: the network, randomly initialised (``torch.manual_seed`` first);
 - ``losses(model, ids, mask, t) -> dict[str, Tensor]``: per-example terms of shape (B,), with
   ``loss`` the one to minimise (the others are logged);
 - ``decode(model, ids, mask, options, generator) -> (tokens (B, L), nfe)``: generated ids in the
   z layout with the source copied unchanged, and the number of network evaluations per batch.
+  NFE is a property of the decoding configuration and the batch, never of what the model
+  generated: the harness keys its tables by it, so it must be equal across seeds;
+- ``forward(model, ids, mask)``: one network evaluation as decoding makes it (the timing pass's
+  ``forward``, whose NFE multiple is a sampler's floor).
+
+A family is chosen by ``model.family`` of the :class:`~diffuseq.config.TrainSpec` (default
+``continuous``, left out of the spec's hash, so older keys stand); a sampler name belongs to
+exactly one family (:data:`SAMPLER_FAMILIES`), and decoding dispatches on it
+(:func:`diffuseq.sampling.generate.batch_decoder`).
 
 The three families:
 
@@ -22,8 +31,8 @@ family             network (``build``)                      ``losses``          
 continuous         :class:`~diffuseq.model.Denoiser`        ``training_losses`` (MSE +    ddpm, ddim,
                                                             rounding NLL + prior + reg)   dpm_solver++ (calls)
 masked_diffusion   the same Denoiser, fed embedded ids      MDLM weighted masked CE       unmask (K)
-ar_transformer     ``BartForConditionalGeneration``         target-token CE               greedy, beam
-                                                                                          (decoder steps)
+ar_transformer     ``BartForConditionalGeneration``         target-token CE               greedy, beam (the
+                                                                                          decoder-step budget)
 =================  =======================================  ============================  ==================
 
 The continuous family maps onto the interface without changes to its modules
@@ -35,7 +44,9 @@ Timesteps. The training loop draws integer t in [0, T) with the (possibly loss-a
 sampler and weights the loss by its importance weights. That is meaningful only for a family with
 ``uses_timesteps = True``; the others ignore ``t`` and draw their own noise level from torch's
 global RNG (which the loop reseeds every step, so resume stays exact), and the loop must then
-weight every example by 1.
+weight every example by 1 (and leaves a loss-aware timestep sampler untouched).
+
+Validation logs the mean of each term named in ``val_terms`` as ``val_<term>``.
 
 Families are registered by name in :data:`FAMILIES` and imported on first use, so a continuous
 run never imports ``transformers``.
@@ -62,13 +73,13 @@ from diffuseq.tokenizer import TextTokenizer
 class DecodeOptions(Protocol):
     """The decoding fields a family reads; the harness passes a ``SamplerSpec``.
 
-    ``sampler``: a name in the family's ``samplers``; ``steps``: K of ``unmask`` (and the chain
-    length of the continuous samplers); ``num_beams``: the beam width of ``beam``.
+    ``sampler``: a name in the family's ``samplers``; ``steps``: the sampler's size, K of
+    ``unmask``, the chain length of the continuous samplers, the beam width of ``beam`` (1 for
+    ``greedy``).
     """
 
     sampler: str
     steps: int
-    num_beams: int
 
 
 class Family(ABC):
@@ -77,6 +88,7 @@ class Family(ABC):
     name: ClassVar[str]
     samplers: ClassVar[tuple[str, ...]]  # the sampler names ``decode`` accepts
     uses_timesteps: ClassVar[bool] = False  # whether ``losses`` reads the loop's t (and its weights apply)
+    val_terms: ClassVar[tuple[str, ...]] = ("loss",)  # the terms validation averages (``val_<term>``)
 
     def __init__(self, spec: TrainSpec):
         self.spec = spec
@@ -94,6 +106,10 @@ class Family(ABC):
                generator: torch.Generator) -> tuple[Tensor, int]:
         """Generated ids (B, L) with the source positions equal to ``ids``, and NFE."""
 
+    @abstractmethod
+    def forward(self, model: nn.Module, ids: Tensor, mask: Tensor) -> None:
+        """One network evaluation on the batch, as one decoding step makes it (for timing)."""
+
     def check_sampler(self, sampler: str) -> None:
         """Raise a :class:`ConfigError` unless this family can decode with ``sampler``."""
         if sampler not in self.samplers:
@@ -107,6 +123,7 @@ class ContinuousFamily(Family):
     name = "continuous"
     samplers = ("ddpm", "ddim", "dpm_solver++")
     uses_timesteps = True
+    val_terms = ("loss", "mse", "nll")
 
     def __init__(self, spec: TrainSpec):
         super().__init__(spec)
@@ -127,12 +144,25 @@ class ContinuousFamily(Family):
         sampler = build_sampler(options, self.process.schedule)
         return sample_batch(model, sampler, ids, mask, self.spec.diffusion.gamma, generator)
 
+    def forward(self, model: Denoiser, ids: Tensor, mask: Tensor) -> None:
+        """The denoiser at t = T/2 on the embedded batch."""
+        T = self.process.schedule.T
+        z = model.embed(ids)
+        model(z, torch.full((z.shape[0],), T // 2, device=z.device), T)
 
-# name → "module:class"; imported on first use by make_family.
+
+# name → "module:class"; imported on first use by make_family. Add a family here and its
+# samplers to SAMPLER_FAMILIES (a test checks both against the classes).
 FAMILIES: dict[str, str] = {
     "continuous": "diffuseq.family:ContinuousFamily",
     "masked_diffusion": "diffuseq.masked_diffusion:MaskedDiffusionFamily",
     "ar_transformer": "diffuseq.ar_transformer:ARTransformerFamily",
+}
+# sampler name → the family that decodes with it (the union of the families' ``samplers``).
+SAMPLER_FAMILIES: dict[str, str] = {
+    "ddpm": "continuous", "ddim": "continuous", "dpm_solver++": "continuous",
+    "unmask": "masked_diffusion",
+    "greedy": "ar_transformer", "beam": "ar_transformer",
 }
 
 
@@ -140,5 +170,26 @@ def make_family(name: str, spec: TrainSpec) -> Family:
     """The family registered as ``name``, for ``spec``."""
     if name not in FAMILIES:
         raise ConfigError(f"unknown model family {name!r}; choose one of {sorted(FAMILIES)}")
+    return family_class(name)(spec)
+
+
+def family_class(name: str) -> type[Family]:
+    """The class registered as ``name`` (imported now)."""
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown model family {name!r}; choose one of {sorted(FAMILIES)}")
     module, cls = FAMILIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)(spec)
+    return getattr(importlib.import_module(module), cls)
+
+
+def check_decodes(spec: TrainSpec, sampler: str) -> None:
+    """A :class:`ConfigError` unless the family of ``spec`` decodes with ``sampler``."""
+    owner = SAMPLER_FAMILIES.get(sampler)
+    if owner != spec.model.family:
+        theirs = [s for s, f in SAMPLER_FAMILIES.items() if f == spec.model.family]
+        raise ConfigError(f"sampler {sampler!r} does not decode a model of family {spec.model.family!r}"
+                          f"{f' (it decodes {owner!r} models)' if owner else ''}; choose one of {theirs}")
+
+
+def decodes(spec: TrainSpec, sampler: str) -> bool:
+    """Whether the family of ``spec`` decodes with ``sampler``."""
+    return SAMPLER_FAMILIES.get(sampler) == spec.model.family

@@ -112,3 +112,7 @@ class MaskedDiffusionFamily(Family):
         """``unmask`` with K = ``options.steps``; NFE = K."""
         self.check_sampler(options.sampler)
         return unmask(model, ids, mask, options.steps, generator), options.steps
+
+    def forward(self, model: Denoiser, ids: Tensor, mask: Tensor) -> None:
+        """x_θ at t = 1/2 with every target masked."""
+        token_logits(model, torch.where(mask.bool(), model.mask_id, ids), torch.full((len(ids),), 0.5, device=ids.device))

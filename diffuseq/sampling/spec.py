@@ -14,7 +14,12 @@ from pydantic import Field, ValidationError, model_validator
 
 from diffuseq.config import ConfigError, Spec, format_validation_error
 
-SamplerName = Literal["ddpm", "ddim", "dpm_solver++"]
+# The continuous family's samplers, then those of the other model families (diffuseq.family):
+# unmask (masked_diffusion), greedy and beam (ar_transformer).
+SamplerName = Literal["ddpm", "ddim", "dpm_solver++", "unmask", "greedy", "beam"]
+CONTINUOUS_SAMPLERS = ("ddpm", "ddim", "dpm_solver++")
+# The fields every sampler reads; the others configure only the continuous samplers.
+COMMON_FIELDS = ("sampler", "steps", "mbr")
 
 # Fields that only one sampler reads: setting them for another sampler is a mistake.
 SAMPLER_ONLY_FIELDS: dict[str, str] = {
@@ -30,8 +35,10 @@ SAMPLER_ONLY_FIELDS: dict[str, str] = {
 class SamplerSpec(Spec):
     """How to decode a trained model (docs/design.md §1-§2). Defaults are the full DiffuSeq-v2 arm."""
 
-    sampler: SamplerName = Field("dpm_solver++", description="ddpm (ancestral), ddim, or dpm_solver++ (multistep, data prediction)")
-    steps: int = Field(10, ge=1, description="model evaluations per sample (NFE); ddpm with steps = T is the full chain")
+    sampler: SamplerName = Field("dpm_solver++", description="ddpm (ancestral), ddim, or dpm_solver++ (multistep, data "
+                                 "prediction); unmask (masked_diffusion); greedy or beam (ar_transformer)")
+    steps: int = Field(10, ge=1, description="model evaluations per sample (NFE); ddpm with steps = T is the full chain; "
+                       "unmask: K; beam: the beam width (greedy: 1)")
     grid: Literal["time_uniform", "logSNR"] = Field(
         "time_uniform", description="integer timesteps from T-1 to 0, evenly spaced in t or in λ = log(α/σ)"
     )
@@ -75,8 +82,23 @@ class SamplerSpec(Spec):
         parts += [] if self.start == "absorbing" else ["gaussian start"]
         return " ".join(parts)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _greedy_has_one_beam(cls, raw: Any) -> Any:
+        """``greedy`` without ``steps`` means steps = 1 (its one beam), not the default 10."""
+        if isinstance(raw, dict) and raw.get("sampler") == "greedy" and "steps" not in raw:
+            return {**raw, "steps": 1}
+        return raw
+
     @model_validator(mode="after")
     def _fields_match_sampler(self) -> SamplerSpec:
+        if self.sampler not in CONTINUOUS_SAMPLERS:
+            if extra := sorted(set(self.model_fields_set) - set(COMMON_FIELDS)):
+                raise ValueError(f"{extra} apply only to the continuous samplers {list(CONTINUOUS_SAMPLERS)}, "
+                                 f"not to {self.sampler!r}; leave them out")
+            if self.sampler == "greedy" and self.steps != 1:
+                raise ValueError(f"greedy decodes with one beam: steps (the beam width) must be 1, got {self.steps}; "
+                                 "use sampler: beam for more")
         for name, owner in SAMPLER_ONLY_FIELDS.items():
             if name in self.model_fields_set and self.sampler != owner:
                 raise ValueError(f"{name} applies only to sampler {owner!r}, not {self.sampler!r}")
