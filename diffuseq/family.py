@@ -151,8 +151,8 @@ class ContinuousFamily(Family):
         model(z, torch.full((z.shape[0],), T // 2, device=z.device), T)
 
 
-# name → "module:class"; imported on first use by make_family. Add a family here and its
-# samplers to SAMPLER_FAMILIES (a test checks both against the classes).
+# name → "module:class"; imported on first use by make_family. Add a family here, to
+# config.FamilyName, and its samplers to SAMPLER_FAMILIES (a test checks all against the classes).
 FAMILIES: dict[str, str] = {
     "continuous": "diffuseq.family:ContinuousFamily",
     "masked_diffusion": "diffuseq.masked_diffusion:MaskedDiffusionFamily",

@@ -7,35 +7,42 @@ the AR model gets 100 steps and the masked-diffusion model, slower to start, 200
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import get_args
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from diffuseq.ar_transformer import denoiser_params, place_targets, source_part
-from diffuseq.config import build_train_spec
+import diffuseq.train as train_mod
+from diffuseq.ar_transformer import (
+    decoder_budget,
+    denoiser_params,
+    generate_targets,
+    place_targets,
+    source_part,
+)
+from diffuseq.checkpoint import load_tensors
+from diffuseq.config import ConfigError, FamilyName, LoopSpec, build_train_spec, parse_overrides
 from diffuseq.data import encode_pairs, load_split
 from diffuseq.diffusion import training_losses
-from diffuseq.family import ContinuousFamily, make_family
+from diffuseq.family import FAMILIES, SAMPLER_FAMILIES, ContinuousFamily, family_class, make_family
 from diffuseq.masked_diffusion import masked_loss, unmask
 from diffuseq.metrics import clean, sentence_bleu
-from diffuseq.sampling import SamplerSpec
+from diffuseq.sampling import SamplerSpec, build_sampler_spec
+from diffuseq.sampling.generate import batch_decoder
+from diffuseq.sampling.spec import CONTINUOUS_SAMPLERS, SamplerName
 from diffuseq.tokenizer import build_tokenizer
+from diffuseq.train import checkpoint_dirs, load_model, train
 
 SPEC = build_train_spec("smoke")
 STEPS = {"ar_transformer": 100, "masked_diffusion": 200}
 BATCH, N_TEST = 32, 64
 
 
-@dataclass(frozen=True)
-class Options:
-    """The decoding fields the new families read (a SamplerSpec once integrated)."""
-
-    sampler: str
-    steps: int = 10
-    num_beams: int = 4
+def options(sampler: str, steps: int | None = None) -> SamplerSpec:
+    """A sampler spec with just a name and a size (greedy: 1, beam: the beam width)."""
+    return build_sampler_spec({"sampler": sampler} | ({"steps": steps} if steps else {}))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -106,10 +113,10 @@ def assert_learned(losses: list[float], bleu: float, data) -> None:
 def test_ar_learns_and_beats_copy_source(ar, data):
     family, model, losses = ar
     ids, mask = data.test.input_ids, data.test.input_mask
-    for options in (Options("greedy"), Options("beam", num_beams=4)):
-        out, nfe = family.decode(model, ids, mask, options, torch.Generator())
+    for spec in (options("greedy"), options("beam", 4)):
+        out, nfe = family.decode(model, ids, mask, spec, torch.Generator())
         assert torch.equal(out[mask == 0], ids[mask == 0])
-        assert 1 <= nfe <= int(mask.sum(1).max()) - 1
+        assert nfe == decoder_budget(mask) == int(mask.sum(1).max()) - 1
         assert_learned(losses, mean_bleu(data, out), data)
 
 
@@ -127,16 +134,17 @@ def test_ar_greedy_equals_hand_run_argmax_loop(ar, data):
             seq, done = torch.cat([seq, nxt[:, None]], 1), done | (nxt == cfg.eos_token_id)
             if done.all():
                 break
-    out, nfe = family.decode(model, ids, mask, Options("greedy"), torch.Generator())
+    out, nfe = family.decode(model, ids, mask, options("greedy"), torch.Generator())
     assert done.any(), "the trained model should end some rows with [SEP]"
-    assert nfe == seq.shape[1] - 1
+    assert nfe == decoder_budget(mask)  # the budget, equal across seeds; the calls made may be fewer
     assert torch.equal(out, place_targets(ids, mask, seq, cfg.pad_token_id))
+    assert generate_targets(model, ids, mask, 1)[1] == seq.shape[1] - 1  # one decoder call per generated token
 
 
 def test_mdlm_learns_and_beats_copy_source(mdlm, data):
     family, model, losses = mdlm
     ids, mask = data.test.input_ids, data.test.input_mask
-    out, nfe = family.decode(model, ids, mask, Options("unmask", steps=10), torch.Generator().manual_seed(0))
+    out, nfe = family.decode(model, ids, mask, options("unmask", 10), torch.Generator().manual_seed(0))
     assert nfe == 10
     assert_learned(losses, mean_bleu(data, out), data)
 
@@ -158,7 +166,7 @@ def test_unmask_keeps_source_and_unmasks_every_target(mdlm, data, steps):
     family, model, _ = mdlm
     ids, mask = data.test.input_ids[:8].clone(), data.test.input_mask[:8]
     ids[0, 1] = model.mask_id  # a literal [MASK] in a source stays, and is not a target to fill
-    out, nfe = family.decode(model, ids, mask, Options("unmask", steps=steps), torch.Generator().manual_seed(1))
+    out, nfe = family.decode(model, ids, mask, options("unmask", steps), torch.Generator().manual_seed(1))
     assert nfe == steps
     assert torch.equal(out[mask == 0], ids[mask == 0])
     assert not (out[mask == 1] == model.mask_id).any()
@@ -225,3 +233,97 @@ def test_a_family_rejects_another_familys_sampler():
         make_family("ar_transformer", SPEC).check_sampler("unmask")
     with pytest.raises(ValueError, match="unknown model family"):
         make_family("gpt", SPEC)
+    with pytest.raises(ConfigError, match=r"model\.family: .*unknown model family 'gpt'"):
+        build_train_spec("smoke", overrides={"model": {"family": "gpt"}})
+
+
+def test_sampler_registry_matches_the_families_and_the_spec():
+    assert set(FAMILIES) == set(get_args(FamilyName))
+    assert set(SAMPLER_FAMILIES) == set(get_args(SamplerName))
+    for name in FAMILIES:
+        assert family_class(name).samplers == tuple(s for s, f in SAMPLER_FAMILIES.items() if f == name)
+    assert family_class("continuous").samplers == CONTINUOUS_SAMPLERS
+
+
+def test_sampler_specs_of_the_new_samplers():
+    assert options("greedy").steps == 1 and options("greedy").short_name() == "greedy-1"
+    assert options("beam", 4).short_name() == "beam-4" and options("unmask", 20).short_name() == "unmask-20"
+    with pytest.raises(ConfigError, match="greedy decodes with one beam"):
+        build_sampler_spec({"sampler": "greedy", "steps": 4})
+    with pytest.raises(ConfigError, match=r"\['clamp'\] apply only to the continuous samplers"):
+        build_sampler_spec({"sampler": "unmask", "clamp": True})
+
+
+# TrainSpec.key() of built-in arms and SamplerSpec.key() as main computed them before families
+# existed: adding model.family must leave every cached model and cell id where it was.
+KEYS_BEFORE_FAMILIES = {
+    ("smoke", "baseline"): "a04492ff4ea5", ("smoke", "v2"): "538e11a66270", ("smoke", "hard_mask"): "bc3c388bb663",
+    ("smoke", "zero_absorb"): "2c09c838fdc3", ("smoke", "v2_noreg"): "0634410a6bdd",
+    ("smoke", "v2_recipe"): "8dd2690e4e35", ("cpu", "baseline"): "7a6a4604f7e3", ("cpu", "v2"): "b12e09dc1b4e",
+    ("cpu", "baseline_v1_recipe"): "1c148d53be0f", ("paper", "baseline"): "785f19772e54",
+    ("paper", "v2"): "6362dca49ab1",
+}
+
+
+@pytest.mark.parametrize(("preset", "arm"), sorted(KEYS_BEFORE_FAMILIES))
+def test_existing_arms_keep_their_train_key(preset, arm):
+    spec = build_train_spec(preset, arm)
+    assert spec.model.family == "continuous"
+    assert "family" not in spec.model_dump(mode="json")["model"]
+    assert spec.key() == KEYS_BEFORE_FAMILIES[(preset, arm)]
+
+
+def test_new_arms_name_their_family_in_the_key_and_sampler_keys_stand():
+    md, ar = build_train_spec("smoke", "masked_diffusion"), build_train_spec("smoke", "ar_transformer")
+    assert (md.model.family, ar.model.family) == ("masked_diffusion", "ar_transformer")
+    assert md.model_dump(mode="json")["model"]["family"] == "masked_diffusion"
+    assert len({md.key(), ar.key(), build_train_spec("smoke", "baseline").key()}) == 3
+    assert md.model_copy(update={"model": md.model.model_copy(update={"family": "continuous"})}).key() == "a04492ff4ea5"
+    assert SamplerSpec().key() == "0978c435"
+
+
+@pytest.mark.parametrize("arm", ["ar_transformer", "masked_diffusion"])
+def test_the_loop_trains_a_family_with_resume_ema_and_bf16(tmp_path, arm):
+    """The real training loop: a run interrupted after its first checkpoint and resumed ends with
+    the weights and EMA of an uninterrupted one; bf16 autocast; the model reloads from its EMA."""
+    spec = build_train_spec("smoke", arm, parse_overrides(
+        ["model.layers=1", "model.hidden=32", "model.ffn=64", "model.embed_dim=16", "model.time_embed_dim=16",
+         "optim.batch_size=8", "optim.steps=6", "optim.bf16=true"]))
+    loop = LoopSpec(log_every=1, eval_every=3, save_every=3)
+    train(spec, tmp_path / "straight", loop, progress=False)
+    real_save = train_mod.save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    train_mod.save_checkpoint = save_then_crash
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(spec, tmp_path / "resumed", loop, progress=False)
+    finally:
+        train_mod.save_checkpoint = real_save
+    assert [p.name for p in checkpoint_dirs(tmp_path / "resumed")] == ["step_0000003"]
+    train(spec, tmp_path / "resumed", loop, progress=False)
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, b = (load_tensors(checkpoint_dirs(tmp_path / r)[-1] / name) for r in ("straight", "resumed"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    rows = [r for r in train_mod.read_log(tmp_path / "straight") if r["split"] == "valid"]
+    assert [r["step"] for r in rows] == [3, 6] and all(math.isfinite(r["val_loss"]) for r in rows)
+    model, tok, loaded = load_model(tmp_path / "straight")
+    assert loaded.model.family == arm and type(model) is type(make_family(arm, spec).build(tok))
+    ema = load_tensors(checkpoint_dirs(tmp_path / "straight")[-1] / "ema.safetensors")
+    assert all(torch.equal(model.state_dict()[k], ema[k]) for k in ema)
+
+
+@pytest.mark.parametrize(("sampler", "steps"), [("unmask", 3), ("greedy", None), ("beam", 2)])
+def test_batch_decoder_dispatches_on_the_sampler_name(data, sampler, steps):
+    name = SAMPLER_FAMILIES[sampler]
+    torch.manual_seed(0)
+    model = make_family(name, SPEC).build(data.tok).eval()
+    ids, mask = data.test.input_ids[:4], data.test.input_mask[:4]
+    spec = options(sampler, steps)
+    out, nfe = batch_decoder(model, SPEC.diffusion, spec)(ids, mask, torch.Generator().manual_seed(0))
+    want, want_nfe = make_family(name, SPEC).decode(model, ids, mask, spec, torch.Generator().manual_seed(0))
+    assert torch.equal(out, want) and nfe == want_nfe
+    assert torch.equal(out[mask == 0], ids[mask == 0])
