@@ -46,7 +46,8 @@ sampler and weights the loss by its importance weights. That is meaningful only 
 global RNG (which the loop reseeds every step, so resume stays exact), and the loop must then
 weight every example by 1 (and leaves a loss-aware timestep sampler untouched).
 
-Validation logs the mean of each term named in ``val_terms`` as ``val_<term>``.
+Validation logs the mean of each term named in ``val_terms`` as ``val_<term>``; ``logs_norms``
+adds ‖m‖ and the embedding norms to the training log (the absorbing-state report reads them).
 
 Families are registered by name in :data:`FAMILIES` and imported on first use, so a continuous
 run never imports ``transformers``.
@@ -89,6 +90,7 @@ class Family(ABC):
     samplers: ClassVar[tuple[str, ...]]  # the sampler names ``decode`` accepts
     uses_timesteps: ClassVar[bool] = False  # whether ``losses`` reads the loop's t (and its weights apply)
     val_terms: ClassVar[tuple[str, ...]] = ("loss",)  # the terms validation averages (``val_<term>``)
+    logs_norms: ClassVar[bool] = False  # whether the loop logs ‖m‖ and embedding norms (a Denoiser with m)
 
     def __init__(self, spec: TrainSpec):
         self.spec = spec
@@ -124,6 +126,7 @@ class ContinuousFamily(Family):
     samplers = ("ddpm", "ddim", "dpm_solver++")
     uses_timesteps = True
     val_terms = ("loss", "mse", "nll")
+    logs_norms = True
 
     def __init__(self, spec: TrainSpec):
         super().__init__(spec)

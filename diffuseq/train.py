@@ -182,13 +182,10 @@ def validation_loss(objective: Objective, valid: Encoded, batch: int, batches: i
 
 
 @torch.no_grad()
-def state_norms(model: nn.Module, ema: dict[str, torch.Tensor]) -> dict[str, float]:
+def state_norms(model: Denoiser, ema: dict[str, torch.Tensor]) -> dict[str, float]:
     """‖m‖ and the mean norm of the word-embedding rows, of the trained and of the EMA weights
-    (the EMA ones are decoded): ``m_norm``, ``emb_norm``, ``m_norm_ema``, ``emb_norm_ema``; none
-    for a network that is not a :class:`Denoiser`."""
-    out: dict[str, float] = {}
-    if not isinstance(model, Denoiser):
-        return out
+    (the EMA ones are decoded): ``m_norm``, ``emb_norm``, ``m_norm_ema``, ``emb_norm_ema``."""
+    out = {}
     for suffix, emb, m in (("", model.word_emb.weight, model.absorbing_state()),
                            ("_ema", ema["word_emb.weight"], absorbing_state_of(model, ema))):
         out[f"m_norm{suffix}"] = m.norm().item()
@@ -321,7 +318,8 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
             row = {"step": step, "split": "train", "loss": loss.item(), "lr": lr_at(step - 1, spec),
                    "grad_norm": float(grad_norm), "tokens_per_s": rate * tokens_per_step, "wall_s": wall}
             row.update({k: v.float().mean().item() for k, v in terms.items() if k != "loss"})
-            row.update(state_norms(model, ema))
+            if family.logs_norms:
+                row.update(state_norms(model, ema))
             log_file.write(json.dumps(row) + "\n")
             log_file.flush()
             bar.set_postfix(loss=f"{row['loss']:.3f}")
