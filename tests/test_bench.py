@@ -85,7 +85,9 @@ def test_shipped_suites_validate(monkeypatch, tmp_path):
         plan = load_plan(path)
         counts[plan.suite.name] = (len(plan.cells), len(plan.groups))
     assert counts["smoke"] == (14, 10)  # 2 seeds × 7 arms; v2, absorb_train_only, official share a model
-    assert counts["quick"] == (3 * 10, 3 * 3)  # 3 seeds × (5 arms + 2 more v2 steps + 3 continuous); v2-like share
+    # 3 seeds × (5 arms + 2 more v2 steps + 3 continuous + masked_diffusion K = 5/10/20/50 + AR greedy, beam);
+    # the v2-like arms share a model, each family has its own
+    assert counts["quick"] == (3 * 16, 3 * 5)
     assert counts["absorbing_state"] == (5 * 6, 5 * 5)
     assert counts["gamma_sweep"] == (6 * 3, 6 * 3)
     assert counts["qqp_cpu"][1] == 5 * 3
