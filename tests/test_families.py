@@ -327,3 +327,46 @@ def test_batch_decoder_dispatches_on_the_sampler_name(data, sampler, steps):
     want, want_nfe = make_family(name, SPEC).decode(model, ids, mask, spec, torch.Generator().manual_seed(0))
     assert torch.equal(out, want) and nfe == want_nfe
     assert torch.equal(out[mask == 0], ids[mask == 0])
+
+
+def test_the_harness_runs_both_families_like_any_arm(tmp_path):
+    """A tiny suite of the two families through the harness: their cells train, decode and are
+    scored like any arm's; the timing pass records the NFE the decoders report (a chain longer than
+    max_chain scaled as its time), so the speed rows join the result rows; the report shows them."""
+    import pandas as pd
+    import yaml
+
+    from bench.plan import load_plan
+    from bench.report.build import build_report
+    from bench.runner import run_suite
+
+    suite = {
+        "name": "families", "preset": "smoke", "arms": ["masked_diffusion", "ar_transformer"], "seeds": [0],
+        "metrics": ["bleu", "rouge_l", "length"], "baselines": ["copy_source"],
+        "overrides": {"optim.steps": 20, "model.layers": 1, "model.hidden": 32, "model.ffn": 64, "optim.batch_size": 16},
+        "samplers": [{"arms": ["masked_diffusion"], "steps": [2, 3]}, {"arms": ["ar_transformer"]},
+                     {"arms": ["ar_transformer"], "set": {"sampler": "beam", "steps": 2}}],
+        "curves": {"every": 10, "examples": 8}, "decode": {"limit": 12, "batch_size": 8},
+        "timing": {"reps": 1, "train_steps": 2, "max_chain": 2}, "threads": 1,
+    }
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    results = tmp_path / "results"
+    run_suite(load_plan(path), results, progress=False)
+    table = pd.read_parquet(results / "table.parquet")
+    bleu = table[table.metric == "bleu"].set_index("label")
+    assert set(bleu.index) == {"unmask-2", "unmask-3", "greedy-1", "beam-2", "copy_source"}
+    assert bleu.loc["unmask-3", "nfe"] == 3 and bleu.loc["greedy-1", "nfe"] == bleu.loc["beam-2", "nfe"] > 3
+    assert {"curve_bleu_final", "valid_bleu_full", "sentences_per_s"} <= set(table.metric)
+    curves = pd.read_parquet(results / "curves.parquet")
+    assert {"bleu", "val_loss"} <= set(curves.metric) and "m_norm" not in set(curves.metric)
+    timing = pd.read_parquet(results / "timing.parquet")
+    batches = timing[timing.kind == "sample_batch"].set_index("label")
+    for label in ("unmask-2", "unmask-3", "greedy-1", "beam-2"):
+        assert batches.loc[label, "nfe"] == bleu.loc[label, "nfe"], label
+    assert bool(batches.loc["unmask-3", "extrapolated"]) and set(timing.kind) == {"train_step", "forward", "sample_batch"}
+    text = build_report(results, tmp_path / "report").read_text()
+    for config in ("masked_diffusion unmask-3", "ar_transformer greedy-1", "ar_transformer beam-2"):
+        assert config in text
+    speed = pd.read_csv(next((tmp_path / "report").glob("fig3_speed_quality_*.csv")))
+    assert {"masked_diffusion", "ar_transformer"} <= set(speed.arm)
