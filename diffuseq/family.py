@@ -18,9 +18,9 @@ and answers four questions:
 - ``forward(model, ids, mask)``: one network evaluation as decoding makes it (the timing pass's
   ``forward``, whose NFE multiple is a sampler's floor).
 
-A family is chosen by ``model.family`` of the :class:`~diffuseq.config.TrainSpec` (default
-``continuous``, left out of the spec's hash, so older keys stand); a sampler name belongs to
-exactly one family (:data:`SAMPLER_FAMILIES`), and decoding dispatches on it
+A family is chosen by ``model.family`` of the :class:`~diffuseq.config.TrainSpec`, part of its
+hash; the default ``continuous`` is left out of dumps, so every older key stands. A sampler name
+belongs to exactly one family (:data:`SAMPLER_FAMILIES`), and decoding dispatches on it
 (:func:`diffuseq.sampling.generate.batch_decoder`).
 
 The three families:
@@ -36,7 +36,7 @@ ar_transformer     ``BartForConditionalGeneration``         target-token CE     
 =================  =======================================  ============================  ==================
 
 The continuous family maps onto the interface without changes to its modules
-(:class:`ContinuousFamily`): ``build`` is ``train.build_model``, ``losses`` is
+(:class:`ContinuousFamily`): ``build`` is the :class:`~diffuseq.model.Denoiser`, ``losses`` is
 ``diffusion.training_losses`` with the run's :class:`~diffuseq.diffusion.ForwardProcess`, and
 ``decode`` is ``sampling.generate.sample_batch`` with the sampler built from the spec.
 
