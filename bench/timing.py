@@ -39,9 +39,8 @@ from bench.schema import ARM_SEPARATOR
 from bench.spec import Suite
 from diffuseq.config import LoopSpec
 from diffuseq.data import encode_pairs, load_split
-from diffuseq.sampling.base import build_sampler
-from diffuseq.sampling.generate import device_name, sample_batch
-from diffuseq.schedule import NoiseSchedule
+from diffuseq.family import make_family
+from diffuseq.sampling.generate import batch_decoder, device_name
 from diffuseq.train import load_model, read_log, train
 
 log = logging.getLogger(__name__)
@@ -77,24 +76,23 @@ class _SamplingBench:
 
     def __init__(self, group: Group, run_dir: Path, suite: Suite, max_chain: int):
         self.model, tok, spec = load_model(run_dir)
+        self.family = make_family(spec.model.family, spec)
         self.diffusion, self.max_chain = spec.diffusion, max_chain
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(device)
         pairs = load_split(spec.data, suite.decode.split)[: min(suite.decode.batch_size, suite.decode.limit or 10**9)]
         enc = encode_pairs(tok, pairs, spec.data.seq_len)
         self.ids, self.mask = enc.input_ids.to(device), enc.input_mask.to(device)
-        self.device = device_name(self.model.word_emb.weight.device)
-        self.schedule = NoiseSchedule(self.diffusion.schedule, self.diffusion.steps)
+        self.device = device_name(self.ids.device)
+        self.nfe: dict[str, int] = {}  # cell_id → the NFE its decoding reported, scaled as its time
 
     def sync(self) -> None:
-        if self.model.word_emb.weight.is_cuda:
+        if self.ids.is_cuda:
             torch.cuda.synchronize()
 
     @torch.inference_mode()
     def forward(self) -> None:
-        z = self.model.embed(self.ids)
-        t = torch.full((z.shape[0],), self.diffusion.steps // 2, device=z.device)
-        self.model(z, t, self.diffusion.steps)
+        self.family.forward(self.model, self.ids, self.mask)
         self.sync()
 
     def timed_spec(self, cell: Cell):
@@ -107,10 +105,11 @@ class _SamplingBench:
     @torch.inference_mode()
     def sample(self, cell: Cell) -> float:
         spec, scale = self.timed_spec(cell)
-        sampler = build_sampler(spec, self.schedule)
+        decode = batch_decoder(self.model, self.diffusion, spec)
         gen = torch.Generator(self.ids.device).manual_seed(0)
-        seconds = _seconds(lambda: (sample_batch(self.model, sampler, self.ids, self.mask, self.diffusion.gamma, gen),
-                                    self.sync()))
+        out: list[tuple] = []
+        seconds = _seconds(lambda: (out.append(decode(self.ids, self.mask, gen)), self.sync()))
+        self.nfe[cell.cell_id] = round(out[0][1] * scale)
         return seconds * scale
 
 
@@ -158,7 +157,7 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
         bench = benches[g.train_key]
         rows.append({"suite": suite.name, "preset": suite.preset, "dataset": c.dataset, "kind": "sample_batch",
                      "arm": c.arm, "gamma": g.train.diffusion.gamma, "sweep": _sweep(c), "label": c.label,
-                     "sampler": c.sampler.sampler, "steps": c.sampler.steps, "nfe": c.sampler.steps,
+                     "sampler": c.sampler.sampler, "steps": c.sampler.steps, "nfe": bench.nfe[c.cell_id],
                      "mbr": c.sampler.mbr, "batch_size": int(bench.ids.shape[0]), "train_key": g.train_key,
                      "device": bench.device, "threads": threads, "reps": t.reps,
                      "extrapolated": c.sampler.steps > t.max_chain, **_stats(sample_times[c.cell_id])})

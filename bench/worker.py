@@ -27,6 +27,7 @@ from bench.store import Store, write_atomic
 from diffuseq.baselines import BASELINES, LABELS
 from diffuseq.config import LoopSpec, TrainSpec
 from diffuseq.data import Encoded, Pair, encode_pairs, load_split
+from diffuseq.family import decodes
 from diffuseq.metrics import BertScorer, Evaluation, clean, evaluate, load_runs, sentence_bleu
 from diffuseq.metrics.evaluation import MBR_RUN, SET_RUN
 from diffuseq.model import Denoiser
@@ -72,8 +73,9 @@ class ValidationSubset:
 
 def curve_decoders(suite: Suite, group: Group) -> dict[str, SamplerSpec]:
     """Key → decoder for every curve of the group's model: each arm's own (respaced), then the
-    suite's extra decoders."""
-    specs = [c.curve_sampler for c in group.cells] + [build_sampler_spec(raw) for raw in suite.curves.extra]
+    suite's extra decoders that its model family decodes."""
+    extra = [build_sampler_spec(raw) for raw in suite.curves.extra]
+    specs = [c.curve_sampler for c in group.cells] + [s for s in extra if decodes(group.train, s.sampler)]
     return {s.key(): s for s in specs}
 
 

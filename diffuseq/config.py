@@ -13,10 +13,19 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from diffuseq.errors import UserError
 from diffuseq.resources import Catalog
@@ -44,9 +53,24 @@ class DataSpec(Spec):
     extra_train_files: tuple[str, ...] = Field((), description="more jsonl files appended to train")
 
 
-class ModelSpec(Spec):
-    """The transformer denoiser (docs/design.md §1)."""
+# The model families (diffuseq.family.FAMILIES has their classes; a test keeps the two equal).
+FamilyName = Literal["continuous", "masked_diffusion", "ar_transformer"]
+DEFAULT_FAMILY = "continuous"
 
+
+def known_family(name: object) -> str:
+    """``name`` if it is a model family, else a ValueError naming the families."""
+    if name not in get_args(FamilyName):
+        raise ValueError(f"unknown model family {name!r}; choose one of {sorted(get_args(FamilyName))}")
+    return str(name)
+
+
+class ModelSpec(Spec):
+    """The network (docs/design.md §1): the transformer denoiser of the continuous family, and the
+    size every other family matches (diffuseq.family)."""
+
+    family: FamilyName = Field(DEFAULT_FAMILY, description="model family, a name in diffuseq.family.FAMILIES: continuous "
+                        "(DiffuSeq), masked_diffusion (MDLM on token ids), ar_transformer (BART, autoregressive)")
     layers: int = Field(12, ge=1)
     hidden: int = Field(768, ge=8)
     heads: int = Field(12, ge=1)
@@ -55,6 +79,20 @@ class ModelSpec(Spec):
     time_embed_dim: int = Field(128, ge=2)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     head_bias: bool = Field(True, description="a bias on the tied output head, logits = z·Eᵀ + b (as the official lm_head)")
+
+    @field_validator("family", mode="before")
+    @classmethod
+    def _known_family(cls, name: object) -> str:
+        return known_family(name)  # one message naming the families, not pydantic's literal error
+
+    @model_serializer(mode="wrap")
+    def _omit_default_family(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The continuous family is left out of dumps, so every spec written before families
+        existed keeps its content hash (``TrainSpec.key``), its cell ids and its config.json."""
+        out = handler(self)
+        if out.get("family") == DEFAULT_FAMILY:
+            del out["family"]
+        return out
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ModelSpec:
@@ -224,7 +262,8 @@ def build_train_spec(
         raw = merge(raw, PRESETS[preset])
     if arm is not None:
         doc = arm if isinstance(arm, dict) else load_arm(arm)
-        raw = merge(raw, {"diffusion": doc["train"], "optim": recipe_optim(doc["optim"], raw.get("optim", {}))})
+        raw = merge(raw, {"model": doc.get("model") or {}, "diffusion": doc["train"],
+                          "optim": recipe_optim(doc["optim"], raw.get("optim", {}))})
     raw = merge(raw, overrides or {})
     try:
         return TrainSpec.model_validate(raw)
@@ -234,10 +273,11 @@ def build_train_spec(
 
 # ---------------------------------------------------------------------------------------------
 # Arms: declarative files (built in: diffuseq/arms/<name>.yaml; see diffuseq.resources for the user
-# folders read first) with a `train` section (DiffusionSpec fields), an optional `optim` section
-# (a training recipe: OptimSpec fields, and `batch_scale`, a factor on the preset's batch size), a
-# `sample` section (a sampler spec) and a one-line `label`. The library only needs the training parts.
-ARM_KEYS = ("label", "description", "train", "optim", "sample")
+# folders read first) with a `train` section (DiffusionSpec fields), an optional `model` section
+# (ModelSpec fields laid over the preset's, e.g. `family`), an optional `optim` section (a training
+# recipe: OptimSpec fields, and `batch_scale`, a factor on the preset's batch size), a `sample`
+# section (a sampler spec) and a one-line `label`. The library only needs the training parts.
+ARM_KEYS = ("label", "description", "model", "train", "optim", "sample")
 ARMS = Catalog("arm", "DIFFUSEQ_ARMS_DIR", "ablations/arms", "diffuseq", "arms")
 
 
@@ -254,7 +294,8 @@ def arm_path(arm: str | Path) -> Traversable:
 
 
 def load_arm(arm: str | Path) -> dict[str, Any]:
-    """Read an arm file; checks its shape (``train`` must validate as a DiffusionSpec)."""
+    """Read an arm file; checks its shape (``train`` must validate as a DiffusionSpec, ``model``'s
+    keys must be ModelSpec fields)."""
     path = arm_path(arm)
     doc = read_yaml(path) or {}
     if not isinstance(doc, dict):
@@ -262,7 +303,15 @@ def load_arm(arm: str | Path) -> dict[str, Any]:
     unknown = set(doc) - set(ARM_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(ARM_KEYS)}")
-    train, optim = doc.get("train") or {}, doc.get("optim") or {}
+    train, optim, model = doc.get("train") or {}, doc.get("optim") or {}, doc.get("model") or {}
+    if not isinstance(model, dict) or (bad := sorted(set(model) - set(ModelSpec.model_fields))):
+        what = f"unknown key(s) {bad}" if isinstance(model, dict) else "not a mapping"
+        raise ConfigError(f"{path}: model: {what}; allowed: {', '.join(ModelSpec.model_fields)}")
+    if "family" in model:
+        try:
+            known_family(model["family"])
+        except ValueError as err:
+            raise ConfigError(f"{path}: model.family: {err}") from None
     for section, spec, raw in (("train", DiffusionSpec, train),
                                ("optim", OptimSpec, {k: v for k, v in optim.items() if k != "batch_scale"})):
         try:
@@ -272,8 +321,8 @@ def load_arm(arm: str | Path) -> dict[str, Any]:
     scale = optim.get("batch_scale", 1.0)
     if not isinstance(scale, int | float) or scale <= 0:
         raise ConfigError(f"{path}: optim.batch_scale must be a positive number, got {scale!r}")
-    return {"label": doc.get("label") or Path(path.name).stem, "description": doc.get("description", ""), "train": train,
-            "optim": optim, "sample": doc.get("sample") or {}}
+    return {"label": doc.get("label") or Path(path.name).stem, "description": doc.get("description", ""), "model": model,
+            "train": train, "optim": optim, "sample": doc.get("sample") or {}}
 
 
 def recipe_optim(recipe: dict[str, Any], preset_optim: dict[str, Any]) -> dict[str, Any]:

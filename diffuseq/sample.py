@@ -28,7 +28,7 @@ import torch
 
 from diffuseq.config import ConfigError, load_arm, parse_overrides
 from diffuseq.data import SPLITS
-from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec, overlay, samplers
+from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec, overlay, sampler_names
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=int, help="only the first N sources")
     g = p.add_argument_group("how to sample")
     g.add_argument("--arm", help="arm name (built in, or NAME.yaml in $DIFFUSEQ_ARMS_DIR or ./ablations/arms) or file: use its sample section")
-    g.add_argument("--sampler", choices=list(samplers()))
+    g.add_argument("--sampler", choices=sampler_names())
     g.add_argument("--steps", type=int, help="model evaluations per sample (NFE)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a sampler field, e.g. --set order=3 (fields: {', '.join(SamplerSpec.model_fields)})")

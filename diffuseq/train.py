@@ -40,13 +40,12 @@ from diffuseq.checkpoint import (
 )
 from diffuseq.config import LoopSpec, TrainSpec
 from diffuseq.data import BatchOrder, Encoded, check_batch_fits, encode_pairs, load_split
-from diffuseq.diffusion import ForwardProcess, training_losses
 from diffuseq.errors import UserError
+from diffuseq.family import Family, make_family
 from diffuseq.io import iter_jsonl, write_atomic
 from diffuseq.model import Denoiser
 from diffuseq.rundir import check_rerun, record_extension, run_spec
 from diffuseq.runtime import flush_denormals
-from diffuseq.schedule import NoiseSchedule
 from diffuseq.timesteps import make_timesteps
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
 from diffuseq.version import code_version
@@ -55,7 +54,7 @@ log = logging.getLogger(__name__)
 
 # Called every LoopSpec.eval_every steps with (step, training wall seconds, EMA model); returns
 # extra metrics to log (the harness uses it to record validation BLEU for convergence curves).
-EvalHook = Callable[[int, float, Denoiser], dict[str, float]]
+EvalHook = Callable[[int, float, nn.Module], dict[str, float]]
 
 
 class TrainingDiverged(UserError, RuntimeError):
@@ -90,14 +89,14 @@ def setup_distributed() -> Dist:
 
 
 class Objective(nn.Module):
-    """Wraps model + forward process so the whole loss goes through one (DDP-able) forward."""
+    """Wraps model + the family's losses so the whole loss goes through one (DDP-able) forward."""
 
-    def __init__(self, model: Denoiser, process: ForwardProcess, reg_rate: float):
+    def __init__(self, model: nn.Module, family: Family):
         super().__init__()
-        self.model, self.process, self.reg_rate = model, process, reg_rate
+        self.model, self.family = model, family
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        return training_losses(self.model, self.process, ids, mask, t, self.reg_rate)
+        return self.family.losses(self.model, ids, mask, t)
 
 
 def prepare_data(spec: TrainSpec, run_dir: Path) -> tuple[TextTokenizer, Encoded, Encoded]:
@@ -117,8 +116,9 @@ def prepare_data(spec: TrainSpec, run_dir: Path) -> tuple[TextTokenizer, Encoded
     return tok, encode_pairs(tok, train_pairs, spec.data.seq_len), encode_pairs(tok, valid_pairs, spec.data.seq_len)
 
 
-def build_model(spec: TrainSpec, tok: TextTokenizer) -> Denoiser:
-    return Denoiser(spec.model, tok.vocab_size, spec.data.seq_len, spec.diffusion.absorbing, tok.mask_id)
+def build_model(spec: TrainSpec, tok: TextTokenizer) -> nn.Module:
+    """The network of the spec's model family (diffuseq.family), randomly initialised."""
+    return make_family(spec.model.family, spec).build(tok)
 
 
 def microbatches(n: int, size: int | None) -> list[slice]:
@@ -136,7 +136,7 @@ def lr_at(step: int, spec: TrainSpec) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-def load_model(run_dir: Path, ema: bool = True, step: int | None = None) -> tuple[Denoiser, TextTokenizer, TrainSpec]:
+def load_model(run_dir: Path, ema: bool = True, step: int | None = None) -> tuple[nn.Module, TextTokenizer, TrainSpec]:
     """A trained model (EMA weights by default) from a run directory, in eval mode."""
     spec = run_spec(run_dir)
     tok = TextTokenizer.load(run_dir / "tokenizer.json")
@@ -159,14 +159,15 @@ def read_log(run_dir: Path) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
 def validation_loss(objective: Objective, valid: Encoded, batch: int, batches: int, device: torch.device) -> dict[str, float]:
-    """Mean loss and its MSE and rounding-NLL terms on a fixed subset with fixed timesteps and
-    noise (comparable across steps): ``val_loss``, ``val_mse``, ``val_nll``."""
+    """Mean of each of the family's ``val_terms`` on a fixed subset with fixed timesteps and
+    noise (comparable across steps): ``val_loss`` (continuous: and its MSE and rounding-NLL
+    terms, ``val_mse``, ``val_nll``)."""
     was_training = objective.training
     objective.eval()
     state = torch.get_rng_state()
     torch.manual_seed(1234)
-    T = objective.process.schedule.T
-    totals, n = dict.fromkeys(("loss", "mse", "nll"), 0.0), 0
+    T = objective.family.spec.diffusion.steps
+    totals, n = dict.fromkeys(objective.family.val_terms, 0.0), 0
     for b in range(min(batches, math.ceil(len(valid) / batch))):
         ids = valid.input_ids[b * batch : (b + 1) * batch].to(device)
         mask = valid.input_mask[b * batch : (b + 1) * batch].to(device)
@@ -232,14 +233,14 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
                 "code_version": code_version(), "truncated_train": train_set.truncated}
         write_atomic(cfg_file, json.dumps(meta, indent=2).encode())
 
-    schedule = NoiseSchedule(spec.diffusion.schedule, spec.diffusion.steps)
+    family = make_family(spec.model.family, spec)
     torch.manual_seed(spec.optim.seed)  # identical initial weights on every rank and every run
-    model = build_model(spec, tok).to(d.device)
-    objective = Objective(model, ForwardProcess(schedule, spec.diffusion.gamma), spec.diffusion.reg_rate)
+    model = family.build(tok).to(d.device)
+    objective = Objective(model, family)
     ddp = DistributedDataParallel(objective) if d.world > 1 else objective
     opt = torch.optim.AdamW(model.parameters(), lr=spec.optim.lr, weight_decay=spec.optim.weight_decay)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    timesteps = make_timesteps(spec.diffusion.timestep_sampler, schedule.T)
+    timesteps = make_timesteps(spec.diffusion.timestep_sampler, spec.diffusion.steps)
     batches = BatchOrder(len(train_set), spec.optim.batch_size, spec.optim.seed, d.rank, d.world)
 
     step, wall = 0, 0.0
@@ -273,6 +274,8 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
         ids, mask = train_set.input_ids[idx].to(d.device), train_set.input_mask[idx].to(d.device)
         gen = torch.Generator().manual_seed(spec.optim.seed * 7_919 + step * 31 + d.rank)
         t, weights = timesteps.sample(ids.shape[0], gen)
+        if not family.uses_timesteps:  # the family draws its own noise level (diffuseq.family)
+            weights = torch.ones_like(weights)
         t, weights = t.to(d.device), weights.to(d.device)
 
         for g in opt.param_groups:
@@ -302,7 +305,8 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
         opt.step()
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - spec.optim.ema_rate)
-        timesteps.update(*(x.cpu() for x in (_gather(t, d), _gather(terms["loss"].float(), d))))
+        if family.uses_timesteps:
+            timesteps.update(*(x.cpu() for x in (_gather(t, d), _gather(terms["loss"].float(), d))))
         step += 1
         wall += time.perf_counter() - t0
         steps_since_log += 1
@@ -314,7 +318,8 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
             row = {"step": step, "split": "train", "loss": loss.item(), "lr": lr_at(step - 1, spec),
                    "grad_norm": float(grad_norm), "tokens_per_s": rate * tokens_per_step, "wall_s": wall}
             row.update({k: v.float().mean().item() for k, v in terms.items() if k != "loss"})
-            row.update(state_norms(model, ema))
+            if family.logs_norms:
+                row.update(state_norms(model, ema))
             log_file.write(json.dumps(row) + "\n")
             log_file.flush()
             bar.set_postfix(loss=f"{row['loss']:.3f}")
@@ -325,7 +330,7 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
             if d.main:
                 row = {"step": step, "split": "valid", **val, "wall_s": wall}
                 if eval_hook is not None:
-                    ema_model = build_model(spec, tok).to(d.device)
+                    ema_model = family.build(tok).to(d.device)
                     ema_model.load_state_dict(ema)
                     row.update(eval_hook(step, wall, ema_model.eval()))
                 log_file.write(json.dumps(row) + "\n")

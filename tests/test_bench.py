@@ -53,7 +53,7 @@ def write_suite(tmp_path: Path, **changes) -> Path:
         ({"seeds": "zero"}, r"suite\.yaml: seeds: Input should be a valid (tuple|array)"),
         ({"arms": ["v2", "v3"]}, r"suite\.yaml: arms: .*unknown arm 'v3'.*known arms: \[.*'v2'"),
         ({"datasets": ["nope"]}, r"suite\.yaml: datasets\.0: .*'nope'"),
-        ({"samplers": [{"set": {"sampler": "euler"}}]}, r"samplers\.0 \(arm hard_mask\): sampler: Input should be 'ddim', 'ddpm' or 'dpm_solver\+\+'"),
+        ({"samplers": [{"set": {"sampler": "euler"}}]}, r"samplers\.0 \(arm hard_mask\): sampler: Input should be 'ddim', 'ddpm', 'dpm_solver\+\+', 'unmask', 'greedy' or 'beam'"),
         ({"samplers": [{"arms": ["baseline"]}]}, r"samplers\.0\.arms names \['baseline'\], which are not in this suite's arms"),
         ({"samplers": [{"set": {"sampler": "ddpm", "order": 2}}]}, r"order applies only to sampler 'dpm_solver\+\+'"),
         ({"overrides": {"model.layerz": 2}}, r"overrides/sweep \(arm hard_mask\): model\.layerz: Extra inputs"),
@@ -85,7 +85,9 @@ def test_shipped_suites_validate(monkeypatch, tmp_path):
         plan = load_plan(path)
         counts[plan.suite.name] = (len(plan.cells), len(plan.groups))
     assert counts["smoke"] == (14, 10)  # 2 seeds × 7 arms; v2, absorb_train_only, official share a model
-    assert counts["quick"] == (3 * 10, 3 * 3)  # 3 seeds × (5 arms + 2 more v2 steps + 3 continuous); v2-like share
+    # 3 seeds × (5 arms + 2 more v2 steps + 3 continuous + masked_diffusion K = 5/10/20/50 + AR greedy, beam);
+    # the v2-like arms share a model, each family has its own
+    assert counts["quick"] == (3 * 16, 3 * 5)
     assert counts["absorbing_state"] == (5 * 6, 5 * 5)
     assert counts["gamma_sweep"] == (6 * 3, 6 * 3)
     assert counts["qqp_cpu"][1] == 5 * 3

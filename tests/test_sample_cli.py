@@ -121,7 +121,7 @@ def test_resume_after_interruption_gives_identical_output(run_dir, tmp_path, mon
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--set", "sampler=euler"], "sampler: Input should be 'ddim', 'ddpm' or 'dpm_solver++'"),
+    (["--set", "sampler=euler"], "sampler: Input should be 'ddim', 'ddpm', 'dpm_solver++', 'unmask', 'greedy' or 'beam'"),
     (["--set", "stepz=3"], "stepz: Extra inputs are not permitted"),
     (["--arm", "nope"], "unknown arm 'nope'"),
     (["--steps", "500"], "steps = 500 exceeds the model's T = 100"),

@@ -248,7 +248,7 @@ def test_time_grid_rejects_more_steps_than_T():
 
 
 def test_spec_errors_name_the_field_and_the_choices():
-    with pytest.raises(ConfigError, match=r"sampler: Input should be 'ddim', 'ddpm' or 'dpm_solver\+\+'"):
+    with pytest.raises(ConfigError, match=r"sampler: Input should be 'ddim', 'ddpm', 'dpm_solver\+\+', 'unmask', 'greedy' or 'beam'"):
         build_sampler_spec({"sampler": "euler"})
     with pytest.raises(ConfigError, match="discrete_noise: Input should be 'train_matched', 'official' or 'none'"):
         build_sampler_spec({"discrete_noise": "sometimes"})

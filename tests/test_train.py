@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import diffuseq.checkpoint as checkpoint_mod
+import diffuseq.family as family_mod
 import diffuseq.train as train_mod
 from diffuseq.checkpoint import CheckpointError
 from diffuseq.cli import main as cli_main
@@ -98,7 +99,7 @@ def test_more_steps_continue_the_run_and_other_changes_are_refused(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
-    real = train_mod.training_losses
+    real = family_mod.training_losses
     state = {"calls": 0}
 
     def poisoned(model, *args, **kwargs):
@@ -109,7 +110,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
                 terms["loss"] = terms["loss"] * float("nan")
         return terms
 
-    monkeypatch.setattr(train_mod, "training_losses", poisoned)
+    monkeypatch.setattr(family_mod, "training_losses", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss is nan at step 6.*step_0000005"):
         train(tiny_spec(steps=20), tmp_path, LoopSpec(save_every=5), progress=False)
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step_0000005"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from diffuseq.model import Denoiser
 from diffuseq.sampling.base import Condition, Sampler, build_sampler
 from diffuseq.sampling.mbr import mbr_rows
 from diffuseq.sampling.rounding import round_to_ids
-from diffuseq.sampling.spec import SamplerSpec
+from diffuseq.sampling.spec import SamplerSpec, is_continuous
 from diffuseq.schedule import NoiseSchedule
 from diffuseq.tokenizer import TextTokenizer
 
@@ -76,12 +76,29 @@ def sample_batch(model: Denoiser, sampler: Sampler, ids: Tensor, mask: Tensor, g
     return torch.where(mask.bool(), tokens, ids), out.nfe
 
 
+BatchDecoder = Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, int]]
+
+
+def batch_decoder(model: torch.nn.Module, diffusion: DiffusionSpec, spec: SamplerSpec) -> BatchDecoder:
+    """(ids, mask, generator) → (generated ids, NFE) for one batch: :func:`sample_batch` with a
+    continuous sampler, else the decode of the model family that owns ``spec.sampler``
+    (``diffuseq.family.SAMPLER_FAMILIES``)."""
+    if not is_continuous(spec.sampler):
+        from diffuseq.config import TrainSpec
+        from diffuseq.family import SAMPLER_FAMILIES, make_family
+
+        family = make_family(SAMPLER_FAMILIES[spec.sampler], TrainSpec(diffusion=diffusion))  # decode reads no more
+        return lambda ids, mask, gen: family.decode(model, ids, mask, spec, gen)
+    sampler = build_sampler(spec, NoiseSchedule(diffusion.schedule, diffusion.steps))
+    return lambda ids, mask, gen: sample_batch(model, sampler, ids, mask, diffusion.gamma, gen)
+
+
 def iter_batches(model: Denoiser, diffusion: DiffusionSpec, spec: SamplerSpec, input_ids: Tensor,
                  input_mask: Tensor, seed: int, batch_size: int, skip: frozenset[int] = frozenset(),
                  progress: bool = False) -> Iterator[BatchResult]:
     """Sample every batch not in ``skip``, in order; each batch seeded by (seed, index)."""
     device = next(model.parameters()).device
-    sampler = build_sampler(spec, NoiseSchedule(diffusion.schedule, diffusion.steps))
+    decode = batch_decoder(model, diffusion, spec)
     n_batches = -(-len(input_ids) // batch_size)
     todo = [b for b in range(n_batches) if b not in skip]
     for b in tqdm(todo, total=n_batches, initial=n_batches - len(todo), disable=not progress,
@@ -89,8 +106,7 @@ def iter_batches(model: Denoiser, diffusion: DiffusionSpec, spec: SamplerSpec, i
         sl = slice(b * batch_size, (b + 1) * batch_size)
         gen = torch.Generator(device).manual_seed(batch_seed(seed, b))
         t0 = time.perf_counter()
-        ids, nfe = sample_batch(model, sampler, input_ids[sl].to(device), input_mask[sl].to(device),
-                                diffusion.gamma, gen)
+        ids, nfe = decode(input_ids[sl].to(device), input_mask[sl].to(device), gen)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         yield BatchResult(b, ids.cpu(), nfe, time.perf_counter() - t0)
@@ -191,6 +207,7 @@ def sample_split(run_dir: Path, split: str, spec: SamplerSpec, seeds: list[int],
                  ema: bool = True, progress: bool = False) -> list[Path]:
     """Sample a run's split once per seed; with ``spec.mbr > 1`` also pick by MBR over the first
     ``spec.mbr`` seeds. Returns the written jsonl paths (per seed, then MBR)."""
+    from diffuseq.family import check_decodes
     from diffuseq.train import checkpoint_dirs, load_model
 
     if not (run_dir / "config.json").is_file():
@@ -198,7 +215,8 @@ def sample_split(run_dir: Path, split: str, spec: SamplerSpec, seeds: list[int],
     if spec.mbr > len(seeds):
         raise ConfigError(f"mbr = {spec.mbr} needs at least {spec.mbr} samples per source, got {len(seeds)} seed(s)")
     model, tok, train = load_model(run_dir, ema=ema)
-    if spec.steps > train.diffusion.steps and spec.time == "discrete":
+    check_decodes(train, spec.sampler)
+    if is_continuous(spec.sampler) and spec.steps > train.diffusion.steps and spec.time == "discrete":
         raise ConfigError(f"steps = {spec.steps} exceeds the model's T = {train.diffusion.steps}; use time: continuous for more")
     data = train.data if data_root is None else train.data.model_copy(update={"data_root": data_root})
     pairs = load_split(data, split)[:limit]

@@ -18,6 +18,9 @@ from diffuseq.config import ConfigError, Spec, format_validation_error
 if TYPE_CHECKING:
     from diffuseq.sampling.base import Sampler
 
+# The fields every decoder reads; the others configure only the continuous samplers.
+COMMON_FIELDS = ("sampler", "steps", "mbr")
+
 
 def samplers() -> dict[str, type[Sampler]]:
     """The registered samplers by name (:func:`diffuseq.sampling.base.register`): the one list
@@ -26,6 +29,20 @@ def samplers() -> dict[str, type[Sampler]]:
     from diffuseq.sampling.base import SAMPLERS
 
     return SAMPLERS
+
+
+def sampler_names() -> list[str]:
+    """Every decoder name: the registered continuous samplers, then those of the other model
+    families (``unmask``, ``greedy``, ``beam``; :data:`diffuseq.family.SAMPLER_FAMILIES`)."""
+    from diffuseq.family import SAMPLER_FAMILIES
+
+    continuous = list(samplers())
+    return continuous + [s for s in SAMPLER_FAMILIES if s not in continuous]
+
+
+def is_continuous(name: str) -> bool:
+    """Whether ``name`` is a sampler of the continuous family (a registered :class:`Sampler`)."""
+    return name in samplers()
 
 
 def sampler_only_fields() -> dict[str, str]:
@@ -37,9 +54,10 @@ def sampler_only_fields() -> dict[str, str]:
 class SamplerSpec(Spec):
     """How to decode a trained model (docs/design.md §1-§2). Defaults are the full DiffuSeq-v2 arm."""
 
-    sampler: str = Field("dpm_solver++", description="a registered sampler: ddpm (ancestral), ddim, or "
-                         "dpm_solver++ (multistep, data prediction)")
-    steps: int = Field(10, ge=1, description="model evaluations per sample (NFE); ddpm with steps = T is the full chain")
+    sampler: str = Field("dpm_solver++", description="a registered decoder: ddpm (ancestral), ddim, or dpm_solver++ "
+                         "(multistep, data prediction); unmask (masked_diffusion); greedy or beam (ar_transformer)")
+    steps: int = Field(10, ge=1, description="model evaluations per sample (NFE); ddpm with steps = T is the full chain; "
+                       "unmask: K; beam: the beam width (greedy: 1)")
     grid: Literal["time_uniform", "logSNR"] = Field(
         "time_uniform", description="integer timesteps from T-1 to 0, evenly spaced in t or in λ = log(α/σ)"
     )
@@ -86,14 +104,29 @@ class SamplerSpec(Spec):
     @field_validator("sampler")
     @classmethod
     def _registered(cls, name: str) -> str:
-        known = list(samplers())
+        known = sampler_names()
         if name not in known:
             choices = ", ".join(map(repr, known[:-1])) + f" or {known[-1]!r}"
             raise PydanticCustomError("sampler", "Input should be {choices}", {"choices": choices})
         return name
 
+    @model_validator(mode="before")
+    @classmethod
+    def _greedy_has_one_beam(cls, raw: Any) -> Any:
+        """``greedy`` without ``steps`` means steps = 1 (its one beam), not the default 10."""
+        if isinstance(raw, dict) and raw.get("sampler") == "greedy" and "steps" not in raw:
+            return {**raw, "steps": 1}
+        return raw
+
     @model_validator(mode="after")
     def _fields_match_sampler(self) -> SamplerSpec:
+        if not is_continuous(self.sampler):
+            if extra := sorted(set(self.model_fields_set) - set(COMMON_FIELDS)):
+                raise ValueError(f"{extra} apply only to the continuous samplers {list(samplers())}, "
+                                 f"not to {self.sampler!r}; leave them out")
+            if self.sampler == "greedy" and self.steps != 1:
+                raise ValueError(f"greedy decodes with one beam: steps (the beam width) must be 1, got {self.steps}; "
+                                 "use sampler: beam for more")
         for name, owner in sampler_only_fields().items():
             if name in self.model_fields_set and self.sampler != owner:
                 raise ValueError(f"{name} applies only to sampler {owner!r}, not {self.sampler!r}")

@@ -1,0 +1,198 @@
+"""Model families: the smallest interface the training loop and decoding need from a model.
+
+A *family* turns the z layout of :mod:`diffuseq.data` into a trained seq2seq model and back into
+tokens: which network, which loss, which decoders. Every family sees a batch the same way,
+
+    ids  (B, L) int64   z = [CLS] x [SEP] [SEP] [CLS] y [SEP] [PAD] …   (fixed L = data.seq_len)
+    mask (B, L) int64   1 on the target part [CLS] y [SEP] [PAD] …, 0 on the source,
+
+and answers four questions:
+
+- ``build(tok) -> nn.Module``: the network, randomly initialised (``torch.manual_seed`` first);
+- ``losses(model, ids, mask, t) -> dict[str, Tensor]``: per-example terms of shape (B,), with
+  ``loss`` the one to minimise (the others are logged);
+- ``decode(model, ids, mask, options, generator) -> (tokens (B, L), nfe)``: generated ids in the
+  z layout with the source copied unchanged, and the number of network evaluations per batch.
+  NFE is a property of the decoding configuration and the batch, never of what the model
+  generated: the harness keys its tables by it, so it must be equal across seeds;
+- ``forward(model, ids, mask)``: one network evaluation as decoding makes it (the timing pass's
+  ``forward``, whose NFE multiple is a sampler's floor).
+
+A family is chosen by ``model.family`` of the :class:`~diffuseq.config.TrainSpec`, part of its
+hash; the default ``continuous`` is left out of dumps, so every older key stands. A sampler name
+belongs to exactly one family (:data:`SAMPLER_FAMILIES`), and decoding dispatches on it
+(:func:`diffuseq.sampling.generate.batch_decoder`).
+
+The three families:
+
+=================  =======================================  ============================  ==================
+family             network (``build``)                      ``losses``                    samplers (NFE)
+=================  =======================================  ============================  ==================
+continuous         :class:`~diffuseq.model.Denoiser`        ``training_losses`` (MSE +    ddpm, ddim,
+                                                            rounding NLL + prior + reg)   dpm_solver++ (calls)
+masked_diffusion   the same Denoiser, fed embedded ids      MDLM weighted masked CE       unmask (K)
+ar_transformer     ``BartForConditionalGeneration``         target-token CE               greedy, beam (the
+                                                                                          decoder-step budget)
+=================  =======================================  ============================  ==================
+
+The continuous family maps onto the interface without changes to its modules
+(:class:`ContinuousFamily`): ``build`` is the :class:`~diffuseq.model.Denoiser`, ``losses`` is
+``diffusion.training_losses`` with the run's :class:`~diffuseq.diffusion.ForwardProcess`, and
+``decode`` is ``sampling.generate.sample_batch`` with the sampler built from the spec.
+
+Timesteps. The training loop draws integer t in [0, T) with the (possibly loss-aware) timestep
+sampler and weights the loss by its importance weights. That is meaningful only for a family with
+``uses_timesteps = True``; the others ignore ``t`` and draw their own noise level from torch's
+global RNG (which the loop reseeds every step, so resume stays exact), and the loop must then
+weight every example by 1 (and leaves a loss-aware timestep sampler untouched).
+
+Validation logs the mean of each term named in ``val_terms`` as ``val_<term>``; ``logs_norms``
+adds ‖m‖ and the embedding norms to the training log (the absorbing-state report reads them).
+
+Families are registered by name in :data:`FAMILIES` and imported on first use, so a continuous
+run never imports ``transformers``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import ClassVar, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from diffuseq.config import ConfigError, TrainSpec
+from diffuseq.diffusion import ForwardProcess, training_losses
+from diffuseq.model import Denoiser
+from diffuseq.sampling.base import build_sampler
+from diffuseq.sampling.generate import sample_batch
+from diffuseq.schedule import NoiseSchedule
+from diffuseq.tokenizer import TextTokenizer
+
+
+class DecodeOptions(Protocol):
+    """The decoding fields a family reads; the harness passes a ``SamplerSpec``.
+
+    ``sampler``: a name in the family's ``samplers``; ``steps``: the sampler's size, K of
+    ``unmask``, the chain length of the continuous samplers, the beam width of ``beam`` (1 for
+    ``greedy``).
+    """
+
+    sampler: str
+    steps: int
+
+
+class Family(ABC):
+    """One model family for one :class:`TrainSpec` (see the module docstring)."""
+
+    name: ClassVar[str]
+    samplers: ClassVar[tuple[str, ...]]  # the sampler names ``decode`` accepts
+    uses_timesteps: ClassVar[bool] = False  # whether ``losses`` reads the loop's t (and its weights apply)
+    val_terms: ClassVar[tuple[str, ...]] = ("loss",)  # the terms validation averages (``val_<term>``)
+    logs_norms: ClassVar[bool] = False  # whether the loop logs ‖m‖ and embedding norms (a Denoiser with m)
+
+    def __init__(self, spec: TrainSpec):
+        self.spec = spec
+
+    @abstractmethod
+    def build(self, tok: TextTokenizer) -> nn.Module:
+        """The network for this spec and vocabulary, randomly initialised."""
+
+    @abstractmethod
+    def losses(self, model: nn.Module, ids: Tensor, mask: Tensor, t: Tensor) -> dict[str, Tensor]:
+        """Per-example loss terms, each (B,), for ids and mask (B, L); ``loss`` is minimised."""
+
+    @abstractmethod
+    def decode(self, model: nn.Module, ids: Tensor, mask: Tensor, options: DecodeOptions,
+               generator: torch.Generator) -> tuple[Tensor, int]:
+        """Generated ids (B, L) with the source positions equal to ``ids``, and NFE."""
+
+    @abstractmethod
+    def forward(self, model: nn.Module, ids: Tensor, mask: Tensor) -> None:
+        """One network evaluation on the batch, as one decoding step makes it (for timing)."""
+
+    def check_sampler(self, sampler: str) -> None:
+        """Raise a :class:`ConfigError` unless this family can decode with ``sampler``."""
+        if sampler not in self.samplers:
+            raise ConfigError(f"sampler {sampler!r} does not decode family {self.name!r}; "
+                              f"choose one of {list(self.samplers)}")
+
+
+class ContinuousFamily(Family):
+    """DiffuSeq / DiffuSeq-v2: Gaussian diffusion in embedding space (the existing modules)."""
+
+    name = "continuous"
+    samplers = ("ddpm", "ddim", "dpm_solver++")
+    uses_timesteps = True
+    val_terms = ("loss", "mse", "nll")
+    logs_norms = True
+
+    def __init__(self, spec: TrainSpec):
+        super().__init__(spec)
+        d = spec.diffusion
+        self.process = ForwardProcess(NoiseSchedule(d.schedule, d.steps), d.gamma)
+
+    def build(self, tok: TextTokenizer) -> Denoiser:
+        d = self.spec.diffusion
+        return Denoiser(self.spec.model, tok.vocab_size, self.spec.data.seq_len, d.absorbing, tok.mask_id)
+
+    def losses(self, model: Denoiser, ids: Tensor, mask: Tensor, t: Tensor) -> dict[str, Tensor]:
+        return training_losses(model, self.process, ids, mask, t, self.spec.diffusion.reg_rate)
+
+    def decode(self, model: Denoiser, ids: Tensor, mask: Tensor, options: DecodeOptions,
+               generator: torch.Generator) -> tuple[Tensor, int]:
+        """``options`` must be a full ``SamplerSpec``: the continuous samplers read all of it."""
+        self.check_sampler(options.sampler)
+        sampler = build_sampler(options, self.process.schedule)
+        return sample_batch(model, sampler, ids, mask, self.spec.diffusion.gamma, generator)
+
+    def forward(self, model: Denoiser, ids: Tensor, mask: Tensor) -> None:
+        """The denoiser at t = T/2 on the embedded batch."""
+        T = self.process.schedule.T
+        z = model.embed(ids)
+        model(z, torch.full((z.shape[0],), T // 2, device=z.device), T)
+
+
+# name → "module:class"; imported on first use by make_family. Add a family here, to
+# config.FamilyName, and its samplers to SAMPLER_FAMILIES (a test checks all against the classes).
+FAMILIES: dict[str, str] = {
+    "continuous": "diffuseq.family:ContinuousFamily",
+    "masked_diffusion": "diffuseq.masked_diffusion:MaskedDiffusionFamily",
+    "ar_transformer": "diffuseq.ar_transformer:ARTransformerFamily",
+}
+# sampler name → the family that decodes with it (the union of the families' ``samplers``).
+SAMPLER_FAMILIES: dict[str, str] = {
+    "ddpm": "continuous", "ddim": "continuous", "dpm_solver++": "continuous",
+    "unmask": "masked_diffusion",
+    "greedy": "ar_transformer", "beam": "ar_transformer",
+}
+
+
+def make_family(name: str, spec: TrainSpec) -> Family:
+    """The family registered as ``name``, for ``spec``."""
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown model family {name!r}; choose one of {sorted(FAMILIES)}")
+    return family_class(name)(spec)
+
+
+def family_class(name: str) -> type[Family]:
+    """The class registered as ``name`` (imported now)."""
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown model family {name!r}; choose one of {sorted(FAMILIES)}")
+    module, cls = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def check_decodes(spec: TrainSpec, sampler: str) -> None:
+    """A :class:`ConfigError` unless the family of ``spec`` decodes with ``sampler``."""
+    owner = SAMPLER_FAMILIES.get(sampler)
+    if owner != spec.model.family:
+        theirs = [s for s, f in SAMPLER_FAMILIES.items() if f == spec.model.family]
+        raise ConfigError(f"sampler {sampler!r} does not decode a model of family {spec.model.family!r}"
+                          f"{f' (it decodes {owner!r} models)' if owner else ''}; choose one of {theirs}")
+
+
+def decodes(spec: TrainSpec, sampler: str) -> bool:
+    """Whether the family of ``spec`` decodes with ``sampler``."""
+    return SAMPLER_FAMILIES.get(sampler) == spec.model.family
