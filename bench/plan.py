@@ -23,6 +23,7 @@ from typing import Any
 
 from bench.spec import SamplerEntry, Suite, load_suite, nested, suite_file
 from diffuseq.config import ConfigError, TrainSpec, build_train_spec, load_arm
+from diffuseq.family import decodes
 from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec, overlay
 
 
@@ -200,6 +201,10 @@ def make_plan(suite: Suite, source: str = "suite") -> Plan:
                 for a, doc in arms.items():
                     over = nested({**suite.overrides, **point, "data.dataset": dataset, "optim.seed": seed})
                     train = build_train_spec(suite.preset, doc, over, source=f"{source}: overrides/sweep (arm {a})")
+                    for _, spec in samplers[a]:
+                        if not decodes(train, spec.sampler):
+                            raise ConfigError(f"{source}: samplers: sampler {spec.sampler!r} cannot decode arm {a!r} "
+                                              f"(a {train.model.family} model); restrict that entry with `arms:`")
                     for label, spec in samplers[a]:
                         cell = Cell(suite.name, a, dataset, seed, tuple(sorted(point.items())),
                                     label or f"{spec.sampler}-{spec.steps}", spec, train, settings, curve[a], doc["label"])

@@ -54,6 +54,7 @@ def write_suite(tmp_path: Path, **changes) -> Path:
         ({"arms": ["v2", "v3"]}, r"suite\.yaml: arms: .*unknown arm 'v3'.*known arms: \[.*'v2'"),
         ({"datasets": ["nope"]}, r"suite\.yaml: datasets\.0: .*'nope'"),
         ({"samplers": [{"set": {"sampler": "euler"}}]}, r"samplers\.0 \(arm hard_mask\): sampler: Input should be 'ddim', 'ddpm', 'dpm_solver\+\+', 'unmask', 'greedy' or 'beam'"),
+        ({"samplers": [{"set": {"sampler": "unmask"}}]}, r"sampler 'unmask' cannot decode arm 'hard_mask' \(a continuous model\)"),
         ({"samplers": [{"arms": ["baseline"]}]}, r"samplers\.0\.arms names \['baseline'\], which are not in this suite's arms"),
         ({"samplers": [{"set": {"sampler": "ddpm", "order": 2}}]}, r"order applies only to sampler 'dpm_solver\+\+'"),
         ({"overrides": {"model.layerz": 2}}, r"overrides/sweep \(arm hard_mask\): model\.layerz: Extra inputs"),

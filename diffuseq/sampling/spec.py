@@ -139,11 +139,12 @@ class SamplerSpec(Spec):
 
 def overlay(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """``over`` laid on ``base`` (e.g. flags on an arm's sample section); when ``over`` switches
-    the sampler, ``base`` fields that only the old sampler reads are dropped."""
+    the sampler, ``base`` fields that the new one does not read are dropped."""
     new = over.get("sampler", base.get("sampler"))
     if new != base.get("sampler"):
         only = sampler_only_fields()
-        base = {k: v for k, v in base.items() if only.get(k, new) == new}
+        base = {k: v for k, v in base.items() if only.get(k, new) == new
+                and (is_continuous(new) or k in COMMON_FIELDS)}
     return {**base, **over}
 
 
