@@ -77,8 +77,9 @@ class TiedNLL(torch.autograd.Function):
     float32 softmax: z (N, d), E (V, d), b (V,) or None, ids (N,) → -log softmax(z·Eᵀ + b)[ids], (N,).
 
     The forward keeps the (N, V) products z·Eᵀ in bfloat16 (2 bytes per entry; the bias is added
-    in float32) and one log-sum-exp per row; the backward turns them, chunk by chunk, into the
-    gradient G = (softmax - onehot)·g in place, then dz = G·E and dE = Gᵀ·z are two bfloat16
+    in float32, in the pass that converts a chunk to float32 for ``cross_entropy``); the backward
+    turns them, chunk by chunk, into the gradient G = (softmax - onehot)·g (the softmax
+    recomputed by the fused kernel: cheaper than a saved log-sum-exp and separate passes), then dz = G·E and dE = Gᵀ·z are two bfloat16
     products and db = Σ_rows G is summed in float32. No (N, V) float32 tensor is ever held: at
     N = 2048, V = 30522 that is 125 MB instead of the 250 MB each of the logits, their
     log-softmax and its gradient. The backward may run once (it reuses the saved products).
@@ -92,29 +93,22 @@ class TiedNLL(torch.autograd.Function):
             zb, eb = z.to(torch.bfloat16), emb.to(torch.bfloat16)
             prod = torch.empty(z.shape[0], emb.shape[0], dtype=torch.bfloat16, device=z.device)
             nll = torch.empty(z.shape[0], device=z.device)
-            lse = torch.empty_like(nll)
             for rows in TiedNLL._chunks(*prod.shape):
-                logits = torch.mm(zb[rows], eb.t(), out=prod[rows]).float()
-                if bias is not None:
-                    logits += bias
-                lse[rows] = logits.logsumexp(-1)
-                nll[rows] = lse[rows] - logits.gather(1, ids[rows, None]).squeeze(1)
-        ctx.save_for_backward(zb, eb, bias, ids, prod, lse)
+                torch.mm(zb[rows], eb.t(), out=prod[rows])
+                nll[rows] = F.cross_entropy(TiedNLL._logits(prod[rows], bias), ids[rows], reduction="none")
+        ctx.save_for_backward(zb, eb, bias, ids, prod)
         ctx.z_dtype = z.dtype
         return nll
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        zb, eb, bias, ids, prod, lse = ctx.saved_tensors
+        zb, eb, bias, ids, prod = ctx.saved_tensors
         with torch.autocast(zb.device.type, enabled=False):
             grad = grad.float()
             grad_bias = torch.zeros(prod.shape[1], device=prod.device) if bias is not None else None
             for rows in TiedNLL._chunks(*prod.shape):
-                g = prod[rows].float()
-                if bias is not None:
-                    g += bias
-                g.sub_(lse[rows, None]).exp_()  # softmax
-                g.scatter_add_(1, ids[rows, None], torch.full_like(g[:, :1], -1.0))  # - onehot
+                g = torch.softmax(TiedNLL._logits(prod[rows], bias), -1)
+                g[torch.arange(g.shape[0], device=g.device), ids[rows]] -= 1.0  # - onehot
                 g.mul_(grad[rows, None])
                 if grad_bias is not None:
                     grad_bias += g.sum(0)
@@ -122,6 +116,11 @@ class TiedNLL(torch.autograd.Function):
             grad_z = (prod @ eb).to(ctx.z_dtype) if ctx.needs_input_grad[0] else None
             grad_emb = (prod.t() @ zb).float() if ctx.needs_input_grad[1] else None
         return grad_z, grad_emb, grad_bias, None
+
+    @staticmethod
+    def _logits(prod: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """float32 logits of a chunk of bfloat16 products, the bias added in the same pass."""
+        return prod.float() if bias is None else torch.add(prod, bias)
 
     @staticmethod
     def _chunks(n: int, v: int) -> list[slice]:
