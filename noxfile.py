@@ -55,7 +55,9 @@ def report(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Throughput benchmarks at PEER-CPU: training, sampling, evaluation (bench/bench_*.py)."""
+    """Old vs new side by side, as ratios in one table at the end (benchmarks/, pytest-benchmark):
+    MBR-10 decoding, DDPM+clamp per step and DPM-Solver++ against the denoiser-forward floor, the
+    clamp's search, a training step in fp32 vs bf16, evaluation. A few minutes on 2 busy cores."""
     install(session)
-    for script in ("bench_train.py", "bench_sampling.py", "bench_eval.py"):
-        session.run("python", f"bench/{script}", *session.posargs)
+    session.run("pytest", "benchmarks/", "--benchmark-only", "--benchmark-columns=median,min,max,rounds",
+                "-p", "no:cacheprovider", *session.posargs, env={"OMP_NUM_THREADS": "2"})

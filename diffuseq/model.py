@@ -90,13 +90,25 @@ class Denoiser(nn.Module):
             return self.word_emb.weight[self.mask_id]
         return self.word_emb.weight.new_zeros(self.spec.embed_dim)
 
-    def forward(self, z_t: torch.Tensor, t: torch.Tensor, num_steps: int) -> torch.Tensor:
-        """z_t (B, L, d), integer timesteps t (B,) in [0, T) → ẑ0 (B, L, d).
+    def time_embedding(self, t: torch.Tensor, num_steps: int, block: int | None = None) -> torch.Tensor:
+        """Timesteps t (B,) → (B, H), rescaled to [0, 1000) before the sinusoidal embedding, as in
+        DiffuSeq.
 
-        Timesteps are rescaled to [0, 1000) before the sinusoidal embedding, as in DiffuSeq.
+        With ``block``, computed separately on each block of ``block`` rows. A stacked batch of
+        k candidates (k·b rows, :func:`diffuseq.sampling.generate.sample_batch`) then gets, bit for
+        bit, the values of k separate passes of b rows: matrix products with fewer than ~16 rows
+        take other kernels in MKL, and the tail of a vectorised ``sin``/``cos`` is computed by
+        scalar code, so these (B,)-sized operations are not batch-invariant on their own.
         """
+        if block is not None and block < t.shape[0]:
+            return torch.cat([self.time_embedding(part, num_steps) for part in t.split(block)])
+        return self.time_mlp(timestep_embedding(t.float() * (1000.0 / num_steps), self.spec.time_embed_dim))
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, num_steps: int, time_block: int | None = None) -> torch.Tensor:
+        """z_t (B, L, d), integer (or fractional) timesteps t (B,) in [0, T) → ẑ0 (B, L, d);
+        ``time_block``: see :meth:`time_embedding`."""
         L = z_t.shape[1]
-        temb = self.time_mlp(timestep_embedding(t.float() * (1000.0 / num_steps), self.spec.time_embed_dim))
+        temb = self.time_embedding(t, num_steps, time_block)
         h = self.in_proj(z_t) + self.pos_emb.weight[:L][None] + temb[:, None]
         h = self.drop(self.ln(h))
         for layer in self.layers:

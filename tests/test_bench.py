@@ -91,6 +91,7 @@ def test_shipped_suites_validate(monkeypatch, tmp_path):
     assert counts["quick"] == (3 * 16, 3 * 5)
     assert counts["absorbing_state"] == (5 * 6, 5 * 5)
     assert counts["gamma_sweep"] == (6 * 3, 6 * 3)
+    assert counts["precision"] == (2 * 2 * 3, 2 * 2 * 3)  # 2 arms × {fp32, bf16} × 3 seeds, no shared models
     assert counts["qqp_cpu"][1] == 5 * 3
 
 

@@ -120,6 +120,17 @@ def test_resume_after_interruption_gives_identical_output(run_dir, tmp_path, mon
     assert calls == []
 
 
+def test_seeds_decoded_together_equal_seeds_decoded_alone(run_dir, tmp_path, monkeypatch):
+    args = ("--arm", "baseline", "--steps", "5", "--set", "mbr=3")  # DDPM with clamp; batches of 4, 4, 2
+    assert sample(run_dir, tmp_path / "together", *args) == 0
+    monkeypatch.setattr(generate_mod, "candidates_per_pass", lambda *a: 1)
+    assert sample(run_dir, tmp_path / "alone", *args) == 0
+    for name in ("samples.seed0.jsonl", "samples.seed1.jsonl", "samples.seed2.jsonl", "samples.mbr.jsonl"):
+        assert (tmp_path / "together" / name).read_text() == (tmp_path / "alone" / name).read_text()
+    together, alone = (json.loads((tmp_path / d / "samples.seed1.json").read_text()) for d in ("together", "alone"))
+    assert (together["candidates_per_pass"], alone["candidates_per_pass"]) == (3, 1)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "sampler=euler"], "sampler: Input should be 'ddim', 'ddpm', 'dpm_solver++', 'unmask', 'greedy' or 'beam'"),
     (["--set", "stepz=3"], "stepz: Extra inputs are not permitted"),

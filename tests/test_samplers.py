@@ -39,6 +39,7 @@ from diffuseq.sampling import rounding as rounding_mod
 from diffuseq.sampling.base import SAMPLERS, Sampler, SamplingContext, register
 from diffuseq.sampling.generate import generate, sample_batch, target_text
 from diffuseq.sampling.mbr import mbr_rows
+from diffuseq.sampling.rounding import argmax_rows
 from diffuseq.sampling.spec import sampler_only_fields, samplers
 from diffuseq.schedule import NoiseSchedule
 
@@ -279,6 +280,21 @@ def test_rounding_matches_brute_force(monkeypatch):
     assert torch.equal(logit_ids(z, emb, bias), (z @ emb.t() + bias).argmax(-1))
 
 
+@pytest.mark.parametrize(("rows", "words"), [(7, 400), (5, 1024), (9, 1025), (33, 4000), (3, 3000)])
+def test_blocked_argmax_is_argmax_with_ties_and_nans(rows, words):
+    g = torch.Generator().manual_seed(words)
+    for trial in range(12):
+        s = torch.randn(rows, words, generator=g)
+        if trial % 3 == 0:
+            s = s.mul(2).round()  # many ties: the first maximum must win
+        if trial % 4 == 0:
+            s[0, words // 2] = s[0, -1] = float("nan")  # a NaN counts as the maximum, the first one wins
+        if trial % 5 == 0:
+            s[:, -1] = 1e9  # the maximum in a short last block
+        for block in (64, 512):
+            assert torch.equal(argmax_rows(s, block), s.argmax(-1)), (trial, block)
+
+
 def test_rounding_by_logits_uses_the_head_bias_and_nearest_does_not():
     g = torch.Generator().manual_seed(0)
     emb, z = torch.randn(20, 4, generator=g), torch.randn(2, 6, 4, generator=g)
@@ -347,6 +363,56 @@ def test_reported_nfe_is_the_number_of_model_calls(tiny, name):
     with torch.no_grad():
         out = build_sampler(spec, NoiseSchedule("sqrt", 200)).sample(calls, cond, torch.Generator())
     assert out.nfe == calls.calls == spec.steps
+
+
+@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("rows", [1, 3, 6])
+def test_stacked_candidates_equal_lone_passes_bit_for_bit(tiny, name, rows):
+    """MBR decodes k candidates as one batch of k·b rows; each must equal its own pass exactly."""
+    model, ids, mask = tiny
+    ids, mask = ids[:rows], mask[:rows]
+    sampler = build_sampler(SamplerSpec(**SPECS[name]), NoiseSchedule("sqrt", 200))
+    seeds = [11, 12, 13]
+    lone = [sample_batch(model, sampler, ids, mask, 0.5, torch.Generator().manual_seed(s))[0] for s in seeds]
+    stacked, _ = sample_batch(model, sampler, ids, mask, 0.5, [torch.Generator().manual_seed(s) for s in seeds])
+    assert torch.equal(stacked, torch.cat(lone))
+    emb = model.word_emb.weight
+    cond = lambda k: Condition(model.embed(ids.repeat(k, 1)), mask.bool().repeat(k, 1), model.absorbing_state(), 0.5, emb)  # noqa: E731
+    with torch.no_grad():
+        predict = lambda z, t: model(z, t, 200, time_block=rows)  # noqa: E731
+        z_lone = [sampler.sample(predict, cond(1), torch.Generator().manual_seed(s)).z for s in seeds]
+        z_stacked = sampler.sample(predict, cond(3), [torch.Generator().manual_seed(s) for s in seeds]).z
+    assert torch.equal(z_stacked, torch.cat(z_lone))
+    assert sampler.spec.clamp or not torch.equal(z_lone[0], z_lone[1])  # the candidates differ (clamped ones may not)
+
+
+def test_ddpm_with_clamp_equals_the_plain_chain_bit_for_bit(tiny):
+    """The DDPM sampler (coefficients computed before the chain, the clamp by row indices, blocked
+    argmax) against the chain written out plainly, as the code had it before."""
+    model, ids, mask = tiny
+    schedule, T = NoiseSchedule("sqrt", 200), 200
+    emb = model.word_emb.weight.detach()
+    x0, target = model.embed(ids).detach(), mask.bool()
+
+    def clamp(z0):
+        out = z0.clone()
+        out[target] = emb[torch.addmm(-0.5 * (emb * emb).sum(-1), z0[target], emb.t()).argmax(-1)]
+        return torch.where(target[..., None], out, x0)
+
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        z = torch.where(target[..., None], schedule.sigma(T - 1) * torch.randn(x0.shape, generator=g), x0)
+        grid = time_grid(schedule, 9)
+        for t, t_next in itertools.pairwise(grid):
+            z0 = clamp(model(z, torch.full((6,), t), T))
+            c0, ct, _ = schedule.posterior(t, t_next)
+            var = 1.0 - schedule.alpha_bar(t) / schedule.alpha_bar(t_next)
+            z = torch.where(target[..., None], c0 * z0 + ct * z + math.sqrt(var) * torch.randn(x0.shape, generator=g), x0)
+        expected = clamp(model(z, torch.zeros(6, dtype=torch.long), T))
+        spec = SamplerSpec(sampler="ddpm", steps=9, clamp=True, start="gaussian", discrete_noise="none", shift=False)
+        cond = Condition(x0, target, model.absorbing_state().detach(), 0.0, emb)
+        out = build_sampler(spec, schedule).sample(lambda z, t: model(z, t, T), cond, torch.Generator().manual_seed(5))
+    assert torch.equal(out.z, expected)
 
 
 def test_clamp_projects_targets_onto_embeddings(tiny):

@@ -13,9 +13,13 @@ Separation of concerns (as in diffusers): the :class:`~diffuseq.schedule.NoiseSc
 - the x0 predictions: counted, optionally clamped to the nearest word embedding, with the clean
   source re-imposed;
 - after every step: discrete noise (targets replaced by m) and the clean source re-imposed, so
-  source positions are exactly the source embeddings throughout.
+  source positions are exactly the source embeddings throughout;
+- candidates: given k generators, the batch is k candidates stacked (k·b rows, candidate-major)
+  and candidate j draws all its noise from generator j, with the shapes of a lone pass of b rows,
+  so each candidate gets exactly the numbers it would get alone (MBR decodes its candidates as
+  one batch this way).
 
-Shapes: B batch, L sequence length, d embedding size, V vocabulary.
+Shapes: B batch (k·b with k candidates of b rows), L sequence length, d embedding size, V vocabulary.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -75,16 +79,24 @@ class SamplingContext:
     """Shared state of one sampling run; samplers see the state only in shifted coordinates u."""
 
     def __init__(self, spec: SamplerSpec, schedule: NoiseSchedule, cond: Condition,
-                 predict: X0Predictor, generator: torch.Generator):
+                 predict: X0Predictor, generator: torch.Generator | Sequence[torch.Generator]):
         if spec.clamp and cond.embeddings is None:
             raise ValueError("clamp needs the word-embedding table (Condition.embeddings)")
-        self.spec, self.schedule, self.cond, self.generator = spec, schedule, cond, generator
+        self.generators = [generator] if isinstance(generator, torch.Generator) else list(generator)
+        self.block, rest = divmod(cond.x0.shape[0], len(self.generators))  # rows per candidate
+        if rest or not self.block:
+            raise ValueError(f"{cond.x0.shape[0]} rows cannot be split into {len(self.generators)} candidates")
+        self.spec, self.schedule, self.cond = spec, schedule, cond
         self.predict = predict
         self.grid = time_grid(schedule, spec.steps, spec.grid, continuous=spec.time == "continuous")
         self.target = cond.mask.bool()[..., None]  # (B, L, 1)
         m = cond.m.to(cond.x0)
         self.offset = (m * self.target) if spec.shift else torch.zeros_like(cond.x0)  # (B, L, d)
         self.m_u = m - self.offset  # m in shifted coordinates, (B, L, d)
+        # flat (B·L) indices of each candidate's target positions, for the clamp
+        L = cond.mask.shape[1]
+        self.target_rows = [rows.flatten().nonzero().squeeze(1) + j * self.block * L
+                            for j, rows in enumerate(cond.mask.bool().split(self.block))]
 
     # -- coordinates and schedule -----------------------------------------------------------
     def to_u(self, z: Tensor) -> Tensor:
@@ -110,8 +122,20 @@ class SamplingContext:
         return math.inf if t == CLEAN else self.schedule.log_snr(t)
 
     def randn(self) -> Tensor:
+        """ε ~ N(0, I) of the state's shape (B, L, d), each candidate's block from its own generator."""
         x0 = self.cond.x0
-        return torch.randn(x0.shape, generator=self.generator, device=x0.device, dtype=x0.dtype)
+        out = torch.empty_like(x0)
+        for g, part in zip(self.generators, out.split(self.block), strict=True):
+            torch.randn(part.shape, generator=g, out=part)
+        return out
+
+    def rand_positions(self) -> Tensor:
+        """U(0, 1) per position (B, L), each candidate's block from its own generator."""
+        mask = self.cond.mask
+        out = torch.empty(mask.shape, device=mask.device)
+        for g, part in zip(self.generators, out.split(self.block), strict=True):
+            torch.rand(part.shape, generator=g, out=part)
+        return out
 
     # -- the three shared operations ----------------------------------------------------------
     def start(self) -> Tensor:
@@ -151,7 +175,7 @@ class SamplingContext:
         """Replace each target position by m with probability ``rate`` (discrete noise)."""
         if rate <= 0:
             return u
-        hit = torch.rand(u.shape[:2], generator=self.generator, device=u.device) < rate
+        hit = self.rand_positions() < rate
         return torch.where(hit[..., None] & self.target, self.m_u, u)
 
     def discrete_noise_rate(self, t: float, t_next: float) -> float:
@@ -172,12 +196,14 @@ class SamplingContext:
         return torch.where(self.target, u, self.cond.x0)
 
     def clamp(self, z0: Tensor) -> Tensor:
-        """Replace target positions of ẑ0 by their nearest word embedding (DiffuSeq's clamp)."""
+        """Replace target positions of ẑ0 by their nearest word embedding (DiffuSeq's clamp);
+        one search per candidate, over exactly the rows a lone pass would search."""
         emb = self.cond.embeddings.to(z0)
-        mask = self.target[..., 0]
-        out = z0.clone()
-        out[mask] = emb[nearest_ids(z0[mask], emb)]
-        return out
+        flat = z0.reshape(-1, z0.shape[-1])
+        out = flat.clone()
+        for rows in self.target_rows:
+            out.index_copy_(0, rows, emb.index_select(0, nearest_ids(flat.index_select(0, rows), emb)))
+        return out.view_as(z0)
 
 
 class Sampler(ABC):
@@ -190,9 +216,10 @@ class Sampler(ABC):
         self.spec, self.schedule = spec, schedule
 
     @torch.no_grad()
-    def sample(self, predict: X0Predictor, cond: Condition, generator: torch.Generator,
+    def sample(self, predict: X0Predictor, cond: Condition, generator: torch.Generator | Sequence[torch.Generator],
                z_T: Tensor | None = None) -> SamplerOutput:
-        """Sample target embeddings given the source; ``z_T`` (B, L, d) overrides the start."""
+        """Sample target embeddings given the source; ``z_T`` (B, L, d) overrides the start. With
+        k generators, ``cond`` holds k candidates stacked (see the module docstring)."""
         counter = CountingPredictor(predict)
         ctx = SamplingContext(self.spec, self.schedule, cond, counter, generator)
         u = ctx.start() if z_T is None else ctx.reimpose(ctx.to_u(z_T))

@@ -22,12 +22,19 @@ class DDPM(Sampler):
     name = "ddpm"
     options = ("variance",)
 
-    def run(self, ctx: SamplingContext, u: Tensor) -> Tensor:
+    def coefficients(self, ctx: SamplingContext) -> list[tuple[float, float, float, float, float]]:
+        """(t, t', c0, ct, sqrt(v)) of every step, computed once before the chain."""
+        out = []
         for t, t_next in ctx.transitions():
-            u0 = ctx.denoise(u, t)
             c0, ct, var = self.schedule.posterior(t, t_next)
             if self.spec.variance == "beta":
                 var = 1.0 - ctx.alpha_bar(t) / ctx.alpha_bar(t_next)
-            u = c0 * u0 + ct * u + math.sqrt(var) * ctx.randn()
+            out.append((t, t_next, c0, ct, math.sqrt(var)))
+        return out
+
+    def run(self, ctx: SamplingContext, u: Tensor) -> Tensor:
+        for t, t_next, c0, ct, std in self.coefficients(ctx):
+            u0 = ctx.denoise(u, t)
+            u = c0 * u0 + ct * u + std * ctx.randn()
             u = ctx.finish_step(u, t, t_next)
         return u

@@ -21,6 +21,27 @@ import torch
 from torch import Tensor
 
 _CHUNK_ELEMENTS = 1 << 23  # score-matrix elements per chunk (32 MiB in float32; ~275 rows at V = 30522)
+_BLOCK = 512  # words per block of :func:`argmax_rows`
+
+
+def argmax_rows(scores: Tensor, block: int = _BLOCK) -> Tensor:
+    """``scores.argmax(-1)`` for scores (R, V), the same indices (the first maximum; a NaN counts
+    as the maximum), about ten times faster on CPU at V in the thousands.
+
+    ATen's CPU ``argmax`` is a scalar loop (~3 ns per element); ``amax`` is vectorised (~0.2 ns).
+    So: the maximum of each block of ``block`` words (``amax``), the first block holding the
+    row's maximum (``argmax`` over R × V/block values), then ``argmax`` inside that block only.
+    """
+    V = scores.shape[1]
+    full = V // block
+    if full < 2 or scores.device.type != "cpu":
+        return scores.argmax(-1)
+    maxima = scores[:, : full * block].unflatten(1, (full, block)).amax(-1)  # (R, full)
+    if full * block < V:
+        maxima = torch.cat([maxima, scores[:, full * block :].amax(-1, keepdim=True)], 1)
+    start = maxima.argmax(-1, keepdim=True) * block  # (R, 1)
+    cols = (start + torch.arange(block, device=scores.device)).clamp_(max=V - 1)  # a short last block repeats its last word
+    return cols.gather(1, scores.gather(1, cols).argmax(-1, keepdim=True)).squeeze(1)
 
 
 def _best(z: Tensor, emb: Tensor, bias: Tensor | None) -> Tensor:
@@ -31,7 +52,7 @@ def _best(z: Tensor, emb: Tensor, bias: Tensor | None) -> Tensor:
     for i in range(0, z.shape[0], rows):
         chunk = z[i : i + rows]
         scores = chunk @ emb_t if bias is None else torch.addmm(bias, chunk, emb_t)
-        out[i : i + rows] = scores.argmax(-1)
+        out[i : i + rows] = argmax_rows(scores)
     return out
 
 
