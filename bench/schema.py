@@ -120,8 +120,11 @@ TIMING_COLUMNS = [
     "reps",  # timed repetitions after warm-up, interleaved with the other configurations
     "min_s", "median_s",  # seconds per unit
     "extrapolated",  # True when a long chain was timed on fewer steps and scaled by steps (per-step cost is constant)
+    "mbr_min_s", "mbr_median_s",  # sample_batch: seconds for the batch with all its MBR candidates, decoded as a
+    # cell decodes them (stacked, several candidates per pass); equal to min_s/median_s without MBR; NaN otherwise
 ]
 # train_step: seconds per optimizer step; forward: seconds per denoiser forward on a sampling
 # batch (the floor of a sampler is nfe × forward); sample_batch: seconds to decode one batch with
-# ONE candidate (MBR-n costs n of them; outputs per second = batch_size / (mbr · seconds)).
+# ONE candidate (min_s, median_s) and with all MBR candidates (mbr_min_s, mbr_median_s;
+# outputs per second with MBR = batch_size / mbr_min_s).
 TIMING_KINDS = ("train_step", "forward", "sample_batch")

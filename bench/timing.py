@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import statistics
 import tempfile
 import time
@@ -40,7 +41,8 @@ from bench.spec import Suite
 from diffuseq.config import LoopSpec
 from diffuseq.data import encode_pairs, load_split
 from diffuseq.family import make_family
-from diffuseq.sampling.generate import batch_decoder, device_name
+from diffuseq.sampling.generate import batch_decoder, candidates_per_pass, device_name
+from diffuseq.sampling.spec import is_continuous
 from diffuseq.train import load_model, read_log, train
 
 log = logging.getLogger(__name__)
@@ -103,14 +105,20 @@ class _SamplingBench:
         return spec, 1.0
 
     @torch.inference_mode()
-    def sample(self, cell: Cell) -> float:
+    def sample(self, cell: Cell, candidates: int = 1) -> float:
+        """Seconds to decode the batch with ``candidates`` candidates per source, as the cell's
+        decoding runs them: stacked ``candidates_per_pass`` at a time (one pass per group)."""
         spec, scale = self.timed_spec(cell)
         decode = batch_decoder(self.model, self.diffusion, spec)
-        gen = torch.Generator(self.ids.device).manual_seed(0)
+        per_pass = 1
+        if candidates > 1 and is_continuous(spec.sampler):
+            per_pass = candidates_per_pass(self.model, self.ids.shape[0], self.ids.shape[1], candidates)
+        gens = [torch.Generator(self.ids.device).manual_seed(j) for j in range(per_pass)]
         out: list[tuple] = []
-        seconds = _seconds(lambda: (out.append(decode(self.ids, self.mask, gen)), self.sync()))
+        seconds = _seconds(lambda: (out.append(decode(self.ids, self.mask, gens if per_pass > 1 else gens[0])),
+                                    self.sync()))
         self.nfe[cell.cell_id] = round(out[0][1] * scale)
-        return seconds * scale
+        return seconds * scale * math.ceil(candidates / per_pass)
 
 
 def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Callable[[str], None] = log.info,
@@ -127,6 +135,7 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
     train_times: dict[str, list[float]] = {g.train_key: [] for g in configs}
     forward_times: dict[str, list[float]] = {g.train_key: [] for g in configs}
     sample_times: dict[str, list[float]] = {c.cell_id: [] for _, c in samples}
+    mbr_times: dict[str, list[float]] = {c.cell_id: [] for _, c in samples}
 
     progress(f"timing pass: warm-up of {len(configs)} model(s) and {len(samples)} sampling configuration(s)")
     for g in configs:
@@ -141,6 +150,8 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
             forward_times[g.train_key].append(_seconds(benches[g.train_key].forward))
         for g, c in samples:
             sample_times[c.cell_id].append(benches[g.train_key].sample(c))
+            if c.sampler.mbr > 1:
+                mbr_times[c.cell_id].append(benches[g.train_key].sample(c, c.sampler.mbr))
 
     rows = []
     threads = torch.get_num_threads()  # what the pass ran with
@@ -160,7 +171,8 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
                      "sampler": c.sampler.sampler, "steps": c.sampler.steps, "nfe": bench.nfe[c.cell_id],
                      "mbr": c.sampler.mbr, "batch_size": int(bench.ids.shape[0]), "train_key": g.train_key,
                      "device": bench.device, "threads": threads, "reps": t.reps,
-                     "extrapolated": c.sampler.steps > t.max_chain, **_stats(sample_times[c.cell_id])})
+                     "extrapolated": c.sampler.steps > t.max_chain, **_stats(sample_times[c.cell_id]),
+                     **{f"mbr_{k}": v for k, v in _stats(mbr_times[c.cell_id] or sample_times[c.cell_id]).items()}})
     return rows
 
 

@@ -667,3 +667,20 @@ def test_load_rejects_two_cells_of_one_configuration_and_seed(tmp_path: Path) ->
     pd.concat([table, other]).to_parquet(results / schema.TABLE)
     n_trivial = len(TRIVIAL)
     assert load_results(results).table["cell_id"].nunique() == 2 * 2 + 1 + n_trivial
+
+
+def test_outputs_per_second_with_mbr_come_from_the_stacked_timing(tmp_path: Path) -> None:
+    """Cells decode MBR candidates stacked: the timing pass times that, and outputs/s divides the
+    batch by it, not by MBR × one candidate's time."""
+    from bench.report.timing import config_speeds
+
+    results = write_results(tmp_path / "results", list(PAPER_LIKE), seeds=(0, 1), n_sentences=30)
+    timing = pd.read_parquet(results / schema.TIMING)
+    mbr = (timing["kind"] == "sample_batch") & (timing["mbr"] > 1)
+    assert mbr.any()
+    timing.loc[mbr, "mbr_min_s"] = 2 * timing.loc[mbr, "min_s"]  # MBR-10 stacked: the time of two single passes
+    timing.to_parquet(results / schema.TIMING)
+    speeds = config_speeds(load_results(results).timing)
+    row = speeds[speeds["mbr"] > 1].iloc[0]
+    assert row["outputs_per_s"] == pytest.approx(row["timed_batch"] / (2 * row["min_s"]))
+    assert row["candidates_per_s"] == pytest.approx(row["timed_batch"] / row["min_s"])

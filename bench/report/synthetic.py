@@ -285,5 +285,6 @@ def timing_table(configs: Sequence[ConfigSpec], datasets: Sequence[str], seed: i
                          "sampler": spec.sampler, "steps": spec.steps, "nfe": spec.steps, "mbr": spec.mbr,
                          "batch_size": SAMPLE_BATCH, "train_key": _train_key(spec.model_key, dataset, seed),
                          "device": SYNTHETIC_DEVICE, "threads": 2, "reps": 5, "min_s": seconds,
-                         "median_s": 1.05 * seconds, "extrapolated": spec.steps >= 1000})
+                         "median_s": 1.05 * seconds, "extrapolated": spec.steps >= 1000,
+                         "mbr_min_s": spec.mbr * seconds, "mbr_median_s": 1.05 * spec.mbr * seconds})
     return pd.DataFrame(rows, columns=schema.TIMING_COLUMNS)

@@ -76,8 +76,9 @@ SPEED_COLUMNS = [
 def config_speeds(timing: pd.DataFrame | None) -> pd.DataFrame:
     """Per sampling configuration (``sample_batch`` rows on the primary device): seconds to decode
     one batch with one candidate (min and median), the floor nfe × one denoiser forward, and
-    throughputs: candidates/s = batch / min_s; outputs/s = batch / (MBR × min_s) (MBR-n decodes n
-    candidates per output)."""
+    throughputs: candidates/s = batch / min_s; outputs/s = batch / mbr_min_s, the batch with all its
+    MBR candidates timed as the cells decode them (stacked); the floor's outputs/s assumes MBR-n
+    costs n chains."""
     if timing is None:
         return pd.DataFrame(columns=SPEED_COLUMNS)
     primary = timing[on_primary_device(timing)]
@@ -91,8 +92,8 @@ def config_speeds(timing: pd.DataFrame | None) -> pd.DataFrame:
     speeds = speeds.assign(batch_size=speeds["timed_batch"])
     speeds["floor_s"] = speeds["nfe"] * speeds["forward_s"]
     speeds["candidates_per_s"] = speeds["timed_batch"] / speeds["min_s"]
-    speeds["outputs_per_s"] = speeds["candidates_per_s"] / speeds["mbr"]
-    speeds["outputs_per_s_median"] = speeds["timed_batch"] / (speeds["mbr"] * speeds["median_s"])
+    speeds["outputs_per_s"] = speeds["timed_batch"] / speeds["mbr_min_s"]
+    speeds["outputs_per_s_median"] = speeds["timed_batch"] / speeds["mbr_median_s"]
     speeds["floor_outputs_per_s"] = speeds["timed_batch"] / (speeds["mbr"] * speeds["floor_s"])
     return speeds.drop_duplicates(config)[SPEED_COLUMNS].reset_index(drop=True)
 
