@@ -79,8 +79,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or Path("runs") / f"{Path(spec.data.dataset).name}-{arm_name}-{spec.key()}"
     loop = LoopSpec(log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every, threads=args.threads)
     logging.getLogger("diffuseq").info("training %s (spec %s) in %s", arm_name, spec.key(), run_dir)
-    ckpt = train(spec, run_dir, loop, progress=not args.no_progress)
-    print(f"done: {ckpt}")
+    result = train(spec, run_dir, loop, progress=not args.no_progress)
+    print(f"done: {result.checkpoint} ({result.steps} steps, {result.wall_s:.0f} s of training)")
     return 0
 
 

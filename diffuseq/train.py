@@ -46,7 +46,7 @@ from diffuseq.io import iter_jsonl, write_atomic
 from diffuseq.model import Denoiser
 from diffuseq.rundir import check_rerun, record_extension, run_spec
 from diffuseq.runtime import flush_denormals
-from diffuseq.timesteps import make_timesteps
+from diffuseq.timesteps import UniformTimesteps, make_timesteps
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
 from diffuseq.version import code_version
 
@@ -210,17 +210,44 @@ def _gather(x: torch.Tensor, d: Dist) -> torch.Tensor:
     return torch.cat(out)
 
 
-def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hook: EvalHook | None = None,
-          progress: bool = True) -> Path:
-    """Train (or resume) the model described by ``spec`` in ``run_dir``; returns the last checkpoint."""
-    loop = loop or LoopSpec()
-    flush_denormals()
-    d = setup_distributed()
-    if loop.threads:
-        torch.set_num_threads(loop.threads)
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished (or already finished) training run left: its last checkpoint, the
+    optimizer steps done and the training wall time (seconds, summed over resumed runs)."""
+
+    checkpoint: Path
+    steps: int
+    wall_s: float
+
+
+@dataclass
+class Run:
+    """Everything a training run holds between steps (see :func:`train`)."""
+
+    spec: TrainSpec
+    run_dir: Path
+    d: Dist
+    family: Family
+    tok: TextTokenizer
+    train_set: Encoded
+    valid_set: Encoded
+    model: nn.Module
+    objective: Objective
+    ddp: nn.Module
+    opt: torch.optim.Optimizer
+    ema: dict[str, torch.Tensor]
+    timesteps: UniformTimesteps
+    batches: BatchOrder
+    step: int = 0
+    wall: float = 0.0  # training seconds, over every resumed run
+    last_ckpt: Path | None = None
+
+
+def setup_run(spec: TrainSpec, run_dir: Path, d: Dist) -> Run:
+    """Data, tokenizer, model, optimizer, EMA and timestep sampler; resumed from the newest intact
+    checkpoint of ``run_dir`` when there is one."""
     cfg_file = run_dir / "config.json"
     extends = check_rerun(run_dir, spec)  # the run's old spec when this run asks for more steps
-
     if d.world > 1 and not d.main:
         dist.barrier()  # rank 0 writes the tokenizer first; the others then read it
     if d.main:
@@ -237,110 +264,141 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
     torch.manual_seed(spec.optim.seed)  # identical initial weights on every rank and every run
     model = family.build(tok).to(d.device)
     objective = Objective(model, family)
-    ddp = DistributedDataParallel(objective) if d.world > 1 else objective
-    opt = torch.optim.AdamW(model.parameters(), lr=spec.optim.lr, weight_decay=spec.optim.weight_decay)
-    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    timesteps = make_timesteps(spec.diffusion.timestep_sampler, spec.diffusion.steps)
-    batches = BatchOrder(len(train_set), spec.optim.batch_size, spec.optim.seed, d.rank, d.world)
-
-    step, wall = 0, 0.0
+    run = Run(spec, run_dir, d, family, tok, train_set, valid_set, model, objective,
+              DistributedDataParallel(objective) if d.world > 1 else objective,
+              torch.optim.AdamW(model.parameters(), lr=spec.optim.lr, weight_decay=spec.optim.weight_decay),
+              {k: v.detach().clone() for k, v in model.state_dict().items()},
+              make_timesteps(spec.diffusion.timestep_sampler, spec.diffusion.steps),
+              BatchOrder(len(train_set), spec.optim.batch_size, spec.optim.seed, d.rank, d.world))
     if ckpts := checkpoint_dirs(run_dir):
         model.load_state_dict(load_tensors(ckpts[-1] / "model.safetensors"))
-        ema = {k: v.to(d.device) for k, v in load_tensors(ckpts[-1] / "ema.safetensors").items()}
+        run.ema = {k: v.to(d.device) for k, v in load_tensors(ckpts[-1] / "ema.safetensors").items()}
         state = load_state(ckpts[-1] / "state.pt")
-        opt.load_state_dict(state["optimizer"])
-        timesteps.load_state_dict(state["sampler"])
-        step, wall = state["step"], state["wall"]
+        run.opt.load_state_dict(state["optimizer"])
+        run.timesteps.load_state_dict(state["sampler"])
+        run.step, run.wall, run.last_ckpt = state["step"], state["wall"], ckpts[-1]
         if d.main:
-            log.info("resuming %s from step %d", run_dir, step)
+            log.info("resuming %s from step %d", run_dir, run.step)
     if d.main and extends is not None:
-        record_extension(run_dir, extends, spec, step)
-    if step >= spec.optim.steps:
-        return ckpts[-1]
+        record_extension(run_dir, extends, spec, run.step)
+    return run
+
+
+def train_step(run: Run) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
+    """One optimizer step (microbatches, EMA, timestep-sampler update); (loss, loss terms per
+    example, gradient norm). Raises :class:`TrainingDiverged` on a non-finite loss, before any
+    weight changes."""
+    spec, d, step = run.spec, run.d, run.step
+    torch.manual_seed(spec.optim.seed * 1_000_003 + step * 101 + d.rank)
+    idx = run.batches.indices(step)
+    ids, mask = run.train_set.input_ids[idx].to(d.device), run.train_set.input_mask[idx].to(d.device)
+    gen = torch.Generator().manual_seed(spec.optim.seed * 7_919 + step * 31 + d.rank)
+    t, weights = run.timesteps.sample(ids.shape[0], gen)
+    if not run.family.uses_timesteps:  # the family draws its own noise level (diffuseq.family)
+        weights = torch.ones_like(weights)
+    t, weights = t.to(d.device), weights.to(d.device)
+
+    for g in run.opt.param_groups:
+        g["lr"] = lr_at(step, spec)
+    run.opt.zero_grad(set_to_none=True)
+    chunks = microbatches(ids.shape[0], spec.optim.microbatch)
+    parts: list[dict[str, torch.Tensor]] = []
+    loss = torch.zeros((), device=d.device)
+    for j, part in enumerate(chunks):
+        # gradients are averaged across ranks once, on the last microbatch
+        sync = d.world == 1 or j == len(chunks) - 1
+        with (nullcontext() if sync else run.ddp.no_sync()), \
+                torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=spec.optim.bf16):
+            terms = run.ddp(ids[part], mask[part], t[part])
+        part_loss = (terms["loss"].float() * weights[part]).sum() / ids.shape[0]
+        part_loss.backward()
+        loss += part_loss.detach()
+        parts.append({k: v.detach() for k, v in terms.items()})
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(
+            f"loss is {loss.item()} at step {step} in {run.run_dir}; the last good checkpoint is "
+            f"{run.last_ckpt or 'none (no checkpoint was written yet)'}. Lower optim.lr, set optim.grad_clip, or disable bf16."
+        )
+    terms = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    params = list(run.model.parameters())
+    grad_norm = nn.utils.clip_grad_norm_(params, spec.optim.grad_clip if spec.optim.grad_clip > 0 else math.inf)
+    run.opt.step()
+    with torch.no_grad():
+        ema_params = [run.ema[k] for k, _ in run.model.named_parameters()]
+        torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - spec.optim.ema_rate)
+    if run.family.uses_timesteps:
+        run.timesteps.update(*(x.cpu() for x in (_gather(t, d), _gather(terms["loss"].float(), d))))
+    run.step += 1
+    return loss, terms, float(grad_norm)
+
+
+def validate(run: Run, loop: LoopSpec, eval_hook: EvalHook | None) -> dict[str, float]:
+    """The validation row of this step: loss terms on a fixed subset, then ``eval_hook`` on the
+    EMA weights (rank 0)."""
+    spec, d = run.spec, run.d
+    val_batch = spec.optim.microbatch or spec.optim.batch_size // d.world
+    row = {"step": run.step, "split": "valid",
+           **validation_loss(run.objective, run.valid_set, val_batch, loop.val_batches, d.device), "wall_s": run.wall}
+    if d.main and eval_hook is not None:
+        ema_model = run.family.build(run.tok).to(d.device)
+        ema_model.load_state_dict(run.ema)
+        row.update(eval_hook(run.step, run.wall, ema_model.eval()))
+    return row
+
+
+def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hook: EvalHook | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train (or resume) the model described by ``spec`` in ``run_dir``: :func:`setup_run`, then
+    :func:`train_step` until ``optim.steps``, with the periodic work (log, validation, checkpoint)
+    in between."""
+    loop = loop or LoopSpec()
+    flush_denormals()
+    d = setup_distributed()
+    if loop.threads:
+        torch.set_num_threads(loop.threads)
+    run = setup_run(spec, run_dir, d)
+    if run.step >= spec.optim.steps:
+        return TrainResult(run.last_ckpt, run.step, run.wall)
 
     log_file = (run_dir / "log.jsonl").open("a") if d.main else None
-    bar = tqdm(total=spec.optim.steps, initial=step, disable=not (progress and d.main), desc=run_dir.name, dynamic_ncols=True)
-    ema_params = [ema[k] for k, _ in model.named_parameters()]
-    params = list(model.parameters())
+    bar = tqdm(total=spec.optim.steps, initial=run.step, disable=not (progress and d.main), desc=run_dir.name,
+               dynamic_ncols=True)
     tokens_per_step = spec.optim.batch_size * spec.data.seq_len
-    last_ckpt = ckpts[-1] if ckpts else None
-    objective.train()
+    run.objective.train()
     t_log, steps_since_log = time.perf_counter(), 0
-
-    while step < spec.optim.steps:
-        t0 = time.perf_counter()
-        torch.manual_seed(spec.optim.seed * 1_000_003 + step * 101 + d.rank)
-        idx = batches.indices(step)
-        ids, mask = train_set.input_ids[idx].to(d.device), train_set.input_mask[idx].to(d.device)
-        gen = torch.Generator().manual_seed(spec.optim.seed * 7_919 + step * 31 + d.rank)
-        t, weights = timesteps.sample(ids.shape[0], gen)
-        if not family.uses_timesteps:  # the family draws its own noise level (diffuseq.family)
-            weights = torch.ones_like(weights)
-        t, weights = t.to(d.device), weights.to(d.device)
-
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, spec)
-        opt.zero_grad(set_to_none=True)
-        chunks = microbatches(ids.shape[0], spec.optim.microbatch)
-        parts: list[dict[str, torch.Tensor]] = []
-        loss = torch.zeros((), device=d.device)
-        for j, part in enumerate(chunks):
-            # gradients are averaged across ranks once, on the last microbatch
-            sync = d.world == 1 or j == len(chunks) - 1
-            with (nullcontext() if sync else ddp.no_sync()), \
-                    torch.autocast(d.device.type, dtype=torch.bfloat16, enabled=spec.optim.bf16):
-                terms = ddp(ids[part], mask[part], t[part])
-            part_loss = (terms["loss"].float() * weights[part]).sum() / ids.shape[0]
-            part_loss.backward()
-            loss += part_loss.detach()
-            parts.append({k: v.detach() for k, v in terms.items()})
-        if not torch.isfinite(loss):  # one check per step, before any weight changes
-            bar.close()
-            raise TrainingDiverged(
-                f"loss is {loss.item()} at step {step} in {run_dir}; the last good checkpoint is "
-                f"{last_ckpt or 'none (no checkpoint was written yet)'}. Lower optim.lr, set optim.grad_clip, or disable bf16."
-            )
-        terms = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-        grad_norm = nn.utils.clip_grad_norm_(params, spec.optim.grad_clip if spec.optim.grad_clip > 0 else math.inf)
-        opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - spec.optim.ema_rate)
-        if family.uses_timesteps:
-            timesteps.update(*(x.cpu() for x in (_gather(t, d), _gather(terms["loss"].float(), d))))
-        step += 1
-        wall += time.perf_counter() - t0
-        steps_since_log += 1
-        bar.update(1)
-
-        if d.main and (step % loop.log_every == 0 or step == spec.optim.steps):
-            now = time.perf_counter()
-            rate = steps_since_log / (now - t_log)
-            row = {"step": step, "split": "train", "loss": loss.item(), "lr": lr_at(step - 1, spec),
-                   "grad_norm": float(grad_norm), "tokens_per_s": rate * tokens_per_step, "wall_s": wall}
-            row.update({k: v.float().mean().item() for k, v in terms.items() if k != "loss"})
-            if family.logs_norms:
-                row.update(state_norms(model, ema))
-            log_file.write(json.dumps(row) + "\n")
-            log_file.flush()
-            bar.set_postfix(loss=f"{row['loss']:.3f}")
-            t_log, steps_since_log = now, 0
-        if step % loop.eval_every == 0 or step == spec.optim.steps:
-            val_batch = spec.optim.microbatch or spec.optim.batch_size // d.world
-            val = validation_loss(objective, valid_set, val_batch, loop.val_batches, d.device)
-            if d.main:
-                row = {"step": step, "split": "valid", **val, "wall_s": wall}
-                if eval_hook is not None:
-                    ema_model = family.build(tok).to(d.device)
-                    ema_model.load_state_dict(ema)
-                    row.update(eval_hook(step, wall, ema_model.eval()))
+    try:
+        while run.step < spec.optim.steps:
+            t0 = time.perf_counter()
+            loss, terms, grad_norm = train_step(run)
+            run.wall += time.perf_counter() - t0
+            steps_since_log += 1
+            bar.update(1)
+            step, last = run.step, run.step == spec.optim.steps
+            if d.main and (step % loop.log_every == 0 or last):
+                now = time.perf_counter()
+                row = {"step": step, "split": "train", "loss": loss.item(), "lr": lr_at(step - 1, spec),
+                       "grad_norm": grad_norm, "tokens_per_s": steps_since_log / (now - t_log) * tokens_per_step,
+                       "wall_s": run.wall}
+                row.update({k: v.float().mean().item() for k, v in terms.items() if k != "loss"})
+                if run.family.logs_norms:
+                    row.update(state_norms(run.model, run.ema))
                 log_file.write(json.dumps(row) + "\n")
                 log_file.flush()
-        if step % loop.save_every == 0 or step == spec.optim.steps:
-            if d.main:
-                last_ckpt = save_checkpoint(run_dir, step, model, ema, opt, timesteps.state_dict(), wall, loop.keep_checkpoints)
-            if d.world > 1:
-                dist.barrier()
-    bar.close()
-    if log_file:
-        log_file.close()
-    return last_ckpt
+                bar.set_postfix(loss=f"{row['loss']:.3f}")
+                t_log, steps_since_log = now, 0
+            if step % loop.eval_every == 0 or last:
+                row = validate(run, loop, eval_hook)
+                if d.main:
+                    log_file.write(json.dumps(row) + "\n")
+                    log_file.flush()
+            if step % loop.save_every == 0 or last:
+                if d.main:
+                    run.last_ckpt = save_checkpoint(run_dir, step, run.model, run.ema, run.opt,
+                                                    run.timesteps.state_dict(), run.wall, loop.keep_checkpoints)
+                if d.world > 1:
+                    dist.barrier()
+    finally:
+        bar.close()
+        if log_file:
+            log_file.close()
+    return TrainResult(run.last_ckpt, run.step, run.wall)
