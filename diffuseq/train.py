@@ -241,6 +241,8 @@ class Run:
     step: int = 0
     wall: float = 0.0  # training seconds, over every resumed run
     last_ckpt: Path | None = None
+    params: list[nn.Parameter] = field(default_factory=list)  # the model's, in order
+    ema_params: list[torch.Tensor] = field(default_factory=list)  # their EMA tensors, in the same order
 
 
 def setup_run(spec: TrainSpec, run_dir: Path, d: Dist) -> Run:
@@ -281,6 +283,8 @@ def setup_run(spec: TrainSpec, run_dir: Path, d: Dist) -> Run:
             log.info("resuming %s from step %d", run_dir, run.step)
     if d.main and extends is not None:
         record_extension(run_dir, extends, spec, run.step)
+    run.params = list(model.parameters())
+    run.ema_params = [run.ema[k] for k, _ in model.named_parameters()]
     return run
 
 
@@ -320,12 +324,10 @@ def train_step(run: Run) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
             f"{run.last_ckpt or 'none (no checkpoint was written yet)'}. Lower optim.lr, set optim.grad_clip, or disable bf16."
         )
     terms = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-    params = list(run.model.parameters())
-    grad_norm = nn.utils.clip_grad_norm_(params, spec.optim.grad_clip if spec.optim.grad_clip > 0 else math.inf)
+    grad_norm = nn.utils.clip_grad_norm_(run.params, spec.optim.grad_clip if spec.optim.grad_clip > 0 else math.inf)
     run.opt.step()
     with torch.no_grad():
-        ema_params = [run.ema[k] for k, _ in run.model.named_parameters()]
-        torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - spec.optim.ema_rate)
+        torch._foreach_lerp_(run.ema_params, [p.detach() for p in run.params], 1.0 - spec.optim.ema_rate)
     if run.family.uses_timesteps:
         run.timesteps.update(*(x.cpu() for x in (_gather(t, d), _gather(terms["loss"].float(), d))))
     run.step += 1
