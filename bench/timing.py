@@ -18,6 +18,10 @@ Three kinds of figures (``bench.schema.TIMING_KINDS``):
 - ``sample_batch``: seconds to decode that batch with one candidate of a configuration. A chain
   longer than ``max_chain`` steps is timed on ``max_chain`` steps and scaled (every step of a
   DDPM chain does the same work), and flagged ``extrapolated``.
+
+A forward or decode shorter than ``min_unit_s`` is repeated inside one timed unit until the unit
+lasts that long (the count is fixed per configuration after the warm-up), so that a short call's
+figure is not one scheduler tick of a busy machine.
 """
 
 from __future__ import annotations
@@ -57,10 +61,17 @@ def config_groups(groups: list[Group]) -> list[Group]:
     return list(seen.values())
 
 
-def _seconds(fn: Callable[[], Any]) -> float:
+def _seconds(fn: Callable[[], Any], calls: int = 1) -> float:
+    """Mean seconds of ``calls`` back-to-back calls of ``fn``, timed as one unit."""
     t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
+
+
+def _calls_per_unit(seconds: float, min_unit_s: float) -> int:
+    """Calls of a ``seconds``-long function that make a timed unit of at least ``min_unit_s``."""
+    return max(1, math.ceil(min_unit_s / max(seconds, 1e-9)))
 
 
 def _train_step_times(group: Group, steps: int, threads: int | None) -> list[float]:
@@ -105,9 +116,10 @@ class _SamplingBench:
         return spec, 1.0
 
     @torch.inference_mode()
-    def sample(self, cell: Cell, candidates: int = 1) -> float:
+    def sample(self, cell: Cell, candidates: int = 1, calls: int = 1) -> float:
         """Seconds to decode the batch with ``candidates`` candidates per source, as the cell's
-        decoding runs them: stacked ``candidates_per_pass`` at a time (one pass per group)."""
+        decoding runs them: stacked ``candidates_per_pass`` at a time (one pass per group); the
+        mean of ``calls`` passes timed as one unit."""
         spec, scale = self.timed_spec(cell)
         decode = batch_decoder(self.model, self.diffusion, spec)
         per_pass = 1
@@ -116,7 +128,7 @@ class _SamplingBench:
         gens = [torch.Generator(self.ids.device).manual_seed(j) for j in range(per_pass)]
         out: list[tuple] = []
         seconds = _seconds(lambda: (out.append(decode(self.ids, self.mask, gens if per_pass > 1 else gens[0])),
-                                    self.sync()))
+                                    self.sync()), calls)
         self.nfe[cell.cell_id] = round(out[0][1] * scale)
         return seconds * scale * math.ceil(candidates / per_pass)
 
@@ -138,20 +150,26 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
     mbr_times: dict[str, list[float]] = {c.cell_id: [] for _, c in samples}
 
     progress(f"timing pass: warm-up of {len(configs)} model(s) and {len(samples)} sampling configuration(s)")
+    forward_calls: dict[str, int] = {}  # calls per timed unit (t.min_unit_s), set by a second warm-up call
+    sample_calls: dict[str, int] = {}
     for g in configs:
         _train_step_times(g, 1, threads)
         benches[g.train_key].forward()
+        forward_calls[g.train_key] = _calls_per_unit(_seconds(benches[g.train_key].forward), t.min_unit_s)
     for g, c in samples:
-        benches[g.train_key].sample(c)
+        bench = benches[g.train_key]
+        bench.sample(c)
+        sample_calls[c.cell_id] = _calls_per_unit(bench.sample(c) / bench.timed_spec(c)[1], t.min_unit_s)
     for rep in range(t.reps):
         progress(f"timing pass: repetition {rep + 1}/{t.reps}")
         for g in configs:
             train_times[g.train_key] += _train_step_times(g, t.train_steps, threads)
-            forward_times[g.train_key].append(_seconds(benches[g.train_key].forward))
+            forward_times[g.train_key].append(_seconds(benches[g.train_key].forward, forward_calls[g.train_key]))
         for g, c in samples:
-            sample_times[c.cell_id].append(benches[g.train_key].sample(c))
+            calls = sample_calls[c.cell_id]
+            sample_times[c.cell_id].append(benches[g.train_key].sample(c, calls=calls))
             if c.sampler.mbr > 1:
-                mbr_times[c.cell_id].append(benches[g.train_key].sample(c, c.sampler.mbr))
+                mbr_times[c.cell_id].append(benches[g.train_key].sample(c, c.sampler.mbr, calls))
 
     rows = []
     threads = torch.get_num_threads()  # what the pass ran with

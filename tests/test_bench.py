@@ -20,6 +20,7 @@ from bench.runner import run_suite
 from bench.schema import CELL_KEYS, CellRecord
 from bench.status import cell_status
 from bench.store import Store
+from bench.timing import _calls_per_unit, _seconds
 from diffuseq.config import ConfigError
 from diffuseq.metrics import clean
 
@@ -223,6 +224,16 @@ def test_two_runners_share_one_results_directory(tmp_path):
     assert not list(results.rglob("*.tmp")), "no half-written files left behind"
     logs = [(results / "models" / g.train_key / "log.jsonl").read_text().splitlines() for g in load_plan(path).groups]
     assert all(len({line for line in lg if '"valid"' in line}) == 2 for lg in logs), "each model trained once"
+
+
+def test_timed_units_repeat_short_calls_until_they_last_min_unit_s():
+    """A 10 ms call is repeated 50 times in a 0.5 s unit; a long call runs once; the unit's figure
+    is the mean per call."""
+    assert _calls_per_unit(0.01, 0.5) == 50
+    assert _calls_per_unit(2.0, 0.5) == 1 and _calls_per_unit(0.3, 0.0) == 1
+    calls = []
+    per_call = _seconds(lambda: (calls.append(1), time.sleep(0.01)), calls=5)
+    assert len(calls) == 5 and 0.01 <= per_call < 0.05
 
 
 def test_smoke_suite_end_to_end_with_report(tmp_path):
