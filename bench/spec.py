@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from diffuseq.config import ConfigError, arm_path, format_validation_error, read_yaml
+from diffuseq.config import PRESETS, ConfigError, arm_path, format_validation_error, read_yaml
 from diffuseq.data import DATA_ROOT_ENV
 from diffuseq.metrics.registry import metrics
 from diffuseq.resources import Catalog
@@ -105,7 +105,7 @@ class ExecutorSpec(_Strict):
 class Suite(_Strict):
     name: str
     description: str = ""
-    preset: Literal["smoke", "cpu", "paper"]
+    preset: str = Field(description="a name in diffuseq.config.PRESETS")
     arms: tuple[str, ...] = Field(min_length=1)
     datasets: tuple[str, ...] = Field(("default",), min_length=1)
     seeds: tuple[int, ...] = Field(min_length=1)
@@ -123,6 +123,13 @@ class Suite(_Strict):
     timing: TimingSpec = TimingSpec()
     executor: ExecutorSpec = ExecutorSpec()
     threads: int | None = Field(None, ge=1, description="torch threads per worker")
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, preset: str) -> str:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        return preset
 
     @field_validator("arms")
     @classmethod

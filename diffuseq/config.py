@@ -178,6 +178,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"layers": 4, "hidden": 256, "heads": 4, "ffn": 1024, "embed_dim": 128},
         "optim": {"steps": 5000, "batch_size": 64, "lr": 3e-4, "ema_rate": 0.999, "warmup_steps": 100},
     },
+    "qqp_cpu": {  # the base point of results/qqp_calibration: the best CPU scale tried on QQP so far
+        "data": {"tokenizer": "wordpiece", "vocab_size": 4000, "seq_len": 48},
+        "model": {"layers": 2, "hidden": 128, "heads": 2, "ffn": 512, "embed_dim": 128},
+        "optim": {"steps": 6000, "batch_size": 64, "lr": 2e-3, "ema_rate": 0.995, "warmup_steps": 200},
+    },
     "paper": {
         "data": {"tokenizer": "bert", "seq_len": 128},
         "model": {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072, "embed_dim": 128},

@@ -52,6 +52,7 @@ def write_suite(tmp_path: Path, **changes) -> Path:
     [
         ({"colour": "red"}, r"suite\.yaml: colour: Extra inputs are not permitted"),
         ({"seeds": "zero"}, r"suite\.yaml: seeds: Input should be a valid (tuple|array)"),
+        ({"preset": "tiny"}, r"suite\.yaml: preset: .*unknown preset 'tiny'; choose one of \[.*'qqp_cpu'"),
         ({"arms": ["v2", "v3"]}, r"suite\.yaml: arms: .*unknown arm 'v3'.*known arms: \[.*'v2'"),
         ({"datasets": ["nope"]}, r"suite\.yaml: datasets\.0: .*'nope'"),
         ({"samplers": [{"set": {"sampler": "euler"}}]}, r"samplers\.0 \(arm hard_mask\): sampler: Input should be 'ddim', 'ddpm', 'dpm_solver\+\+', 'unmask', 'greedy' or 'beam'"),

@@ -182,7 +182,7 @@ def test_unmask_keeps_source_and_unmasks_every_target(mdlm, data, steps):
 
 
 @pytest.mark.parametrize(("preset", "vocab"), [("smoke", 400), ("smoke", 395), ("cpu", 4000), ("cpu", 395),
-                                               ("paper", 30522)])
+                                               ("qqp_cpu", 4000), ("paper", 30522)])
 def test_parameter_counts_match_the_denoiser(preset, vocab):
     spec = build_train_spec(preset)
     tok = SimpleNamespace(vocab_size=vocab, pad_id=0, unk_id=1, cls_id=2, sep_id=3, mask_id=4)
