@@ -91,7 +91,7 @@ def test_shipped_suites_validate(monkeypatch, tmp_path):
     # 3 seeds × (5 arms + 2 more v2 steps + 3 continuous + masked_diffusion K = 5/10/20/50 + AR greedy, beam);
     # the v2-like arms share a model, each family has its own
     assert counts["quick"] == (3 * 16, 3 * 5)
-    assert counts["absorbing_state"] == (5 * 6, 5 * 5)
+    assert counts["absorbing_state"] == (3 * 6, 3 * 5)
     assert counts["gamma_sweep"] == (6 * 3, 6 * 3)
     assert counts["precision"] == (2 * 2 * 3, 2 * 2 * 3)  # 2 arms × {fp32, bf16} × 3 seeds, no shared models
     assert counts["qqp_cpu"][1] == 5 * 3
