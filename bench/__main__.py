@@ -3,7 +3,7 @@
     python -m bench validate quick                      # check a suite file without running it
     python -m bench run quick [--results DIR] [--only 'v2*'] [--dry-run] [--workers 2]
     python -m bench status quick [--results DIR]        # done / running / submitted / failed / pending
-    python -m bench time quick [--results DIR]          # redo the timing pass (run does it once at the end)
+    python -m bench time quick [--results DIR] [--only 'v2*']  # redo the timing pass (run does it once at the end)
     python -m bench report --results DIR --out DIR      # Markdown report from the results alone
 
 A suite is a path to a YAML file or a name: NAME.yaml in $DIFFUSEQ_SUITES_DIR, ./ablations/suites,
@@ -71,9 +71,10 @@ def cmd_time(args: argparse.Namespace) -> int:
 
     plan, results = _plan_and_results(args)
     store = Store(results)
-    if not timing_pass(plan, store, force=True):
-        print(f"error: {results}: not every model of suite {plan.suite.name} is trained yet; run `python -m bench run` first",
-              file=sys.stderr)
+    if not timing_pass(plan.select(args.only), store, force=True):
+        part = f" selected by --only {args.only!r}" if args.only else ""
+        print(f"error: {results}: not every model{part} of suite {plan.suite.name} is trained yet; "
+              "run `python -m bench run` first (or time the trained part with --only)", file=sys.stderr)
         return 2
     store.consolidate()
     print(f"{plan.suite.name}: timing pass written to {results / 'timing.parquet'}")
@@ -108,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("suite", help="suite name (built in, or NAME.yaml in $DIFFUSEQ_SUITES_DIR or ./ablations/suites) or path")
         p.add_argument("--results", type=Path, help="results directory (default: results/<suite name>)")
         p.set_defaults(func=fn)
-        if name == "run":
+        if name in ("run", "time"):
             p.add_argument("--only", help="glob(s) on cell ids or arm names, comma-separated, e.g. 'v2*' or 'copy_source,nearest_train_target'")
+        if name == "run":
             p.add_argument("--dry-run", action="store_true", help="list the cells and what is left to do")
             p.add_argument("--workers", type=int, help="run N model groups at a time locally (overrides the suite's executor)")
             p.add_argument("--executor", choices=["local", "slurm", "submitit_local", "debug"],

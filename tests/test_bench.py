@@ -227,6 +227,21 @@ def test_two_runners_share_one_results_directory(tmp_path):
     assert all(len({line for line in lg if '"valid"' in line}) == 2 for lg in logs), "each model trained once"
 
 
+def test_bench_time_needs_trained_models_and_times_the_part_selected(tmp_path, capsys):
+    """`bench time` refuses while a model is untrained, naming the fix; with --only it times
+    just the trained part, one forward and one train-step row per model configuration."""
+    path = write_suite(tmp_path, arms=["hard_mask", "v2"],
+                       timing={"reps": 1, "train_steps": 2, "max_chain": 5, "min_unit_s": 0.0})
+    results = tmp_path / "res"
+    assert bench_main(["run", str(path), "--results", str(results), "--only", "v2*", "--no-progress"]) == 0
+    assert not Store(results).timing(), "no timing pass after a partial run"
+    assert bench_main(["time", str(path), "--results", str(results)]) == 2
+    assert "not every model of suite tiny is trained yet" in capsys.readouterr().err
+    assert bench_main(["time", str(path), "--results", str(results), "--only", "v2*"]) == 0
+    timing = pd.read_parquet(results / "timing.parquet")
+    assert set(timing.arm) == {"v2"} and sorted(timing.kind) == ["forward", "sample_batch", "train_step"]
+
+
 def test_timed_units_repeat_short_calls_until_they_last_min_unit_s():
     """A 10 ms call is repeated 50 times in a 0.5 s unit; a long call runs once; the unit's figure
     is the mean per call."""
