@@ -143,7 +143,7 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
         torch.set_num_threads(threads)
     configs = config_groups(groups)
     benches = {g.train_key: _SamplingBench(g, models_dir / g.train_key, suite, t.max_chain) for g in configs}
-    samples = [(g, c) for g in configs for c in _distinct_decoders(g)]
+    samples = [(g, c) for g in configs for c in distinct_decoders(g)]
     train_times: dict[str, list[float]] = {g.train_key: [] for g in configs}
     forward_times: dict[str, list[float]] = {g.train_key: [] for g in configs}
     sample_times: dict[str, list[float]] = {c.cell_id: [] for _, c in samples}
@@ -194,11 +194,12 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
     return rows
 
 
-def _distinct_decoders(group: Group) -> list[Cell]:
-    """The group's cells with distinct (arm, label): each sampling configuration once."""
-    seen: dict[tuple[str, str], Cell] = {}
+def distinct_decoders(group: Group) -> list[Cell]:
+    """The group's cells with distinct (arm, label, sampler spec): each sampling configuration
+    once (a label may name several, e.g. ``continuous`` at 5, 10 and 20 steps)."""
+    seen: dict[tuple[str, str, str], Cell] = {}
     for c in group.cells:
-        seen.setdefault((c.arm, c.label), c)
+        seen.setdefault((c.arm, c.label, c.sampler.key()), c)
     return list(seen.values())
 
 

@@ -20,7 +20,7 @@ from bench.runner import run_suite
 from bench.schema import CELL_KEYS, CellRecord
 from bench.status import cell_status
 from bench.store import Store
-from bench.timing import _calls_per_unit, _seconds
+from bench.timing import _calls_per_unit, _seconds, config_groups, distinct_decoders
 from diffuseq.config import ConfigError
 from diffuseq.metrics import clean
 
@@ -240,6 +240,17 @@ def test_bench_time_needs_trained_models_and_times_the_part_selected(tmp_path, c
     assert bench_main(["time", str(path), "--results", str(results), "--only", "v2*"]) == 0
     timing = pd.read_parquet(results / "timing.parquet")
     assert set(timing.arm) == {"v2"} and sorted(timing.kind) == ["forward", "sample_batch", "train_step"]
+
+
+def test_the_timing_pass_times_every_sampling_configuration_of_the_quick_suite():
+    """One timed decoder per distinct (arm, label, sampler spec) of each model configuration: the
+    three `continuous` v2 entries (5, 10, 20 steps) share a label and are still timed apiece."""
+    plan = load_plan("quick")
+    timed = [c for g in config_groups(list(plan.groups)) for c in distinct_decoders(g)]
+    seed0 = {(c.arm, c.label, c.sampler.key()) for c in plan.cells if c.seed == plan.suite.seeds[0]}
+    assert len(timed) == len(seed0) == 16
+    assert {(c.arm, c.label, c.sampler.key()) for c in timed} == seed0
+    assert sorted(c.sampler.steps for c in timed if c.label == "continuous") == [5, 10, 20]
 
 
 def test_timed_units_repeat_short_calls_until_they_last_min_unit_s():
