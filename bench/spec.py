@@ -78,10 +78,11 @@ class TimingSpec(_Strict):
 
     enabled: bool = True
     reps: int = Field(5, ge=1, description="timed repetitions per configuration, interleaved, after a warm-up")
-    train_steps: int = Field(10, ge=2, description="training steps timed per repetition (after one warm-up step)")
+    train_steps: int = Field(10, ge=2, description="training steps timed as one unit per repetition, at least (more when "
+                             "they last under min_unit_s); after one dropped step")
     max_chain: int = Field(200, ge=1, description="sampling chains longer than this are timed on this many "
                            "steps and scaled by steps (their per-step cost is constant)")
-    min_unit_s: float = Field(0.5, ge=0, description="a forward or decode shorter than this is repeated within "
+    min_unit_s: float = Field(0.5, ge=0, description="a forward, decode or training step shorter than this is repeated within "
                               "one timed unit until the unit lasts this long (timer and scheduler noise)")
     threads: int | None = Field(None, ge=1, description="torch threads of the timing pass (default: the suite's "
                                 "`threads`), e.g. 2 to time one model on 2 cores when workers train with 1 each")

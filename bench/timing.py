@@ -11,8 +11,9 @@ Three kinds of figures (``bench.schema.TIMING_KINDS``):
 
 - ``train_step``: seconds per optimizer step of each model configuration (one seed's model
   stands for the configuration), measured by running the real training loop
-  (:func:`diffuseq.train.train`) for ``1 + train_steps`` steps in a scratch directory and
-  differencing its per-step wall clock, the first step dropped;
+  (:func:`diffuseq.train.train`) in a scratch directory: one repetition is one unit of at least
+  ``train_steps`` steps after a dropped first step, timed from the loop's own wall clock, and
+  gives the mean seconds per step of that unit;
 - ``forward``: seconds per denoiser call on one sampling batch: the floor of a sampler is
   NFE × forward;
 - ``sample_batch``: seconds to decode that batch with one candidate of a configuration. A chain
@@ -26,7 +27,6 @@ figure is not one scheduler tick of a busy machine.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
@@ -74,14 +74,14 @@ def _calls_per_unit(seconds: float, min_unit_s: float) -> int:
     return max(1, math.ceil(min_unit_s / max(seconds, 1e-9)))
 
 
-def _train_step_times(group: Group, steps: int, threads: int | None) -> list[float]:
-    """Seconds of each of ``steps`` training steps after one warm-up step, by the real loop."""
+def _train_step_time(group: Group, steps: int, threads: int | None) -> float:
+    """Mean seconds per step of ``steps`` training steps after one dropped step, by the real loop."""
     spec = group.train.model_copy(update={"optim": group.train.optim.model_copy(update={"steps": steps + 1})})
     with tempfile.TemporaryDirectory(prefix="timing-") as tmp:
         loop = LoopSpec(log_every=1, eval_every=10**9, save_every=10**9, threads=threads)
         train(spec, Path(tmp), loop, progress=False)
         walls = [r["wall_s"] for r in read_log(Path(tmp)) if r["split"] == "train"]
-    return [b - a for a, b in itertools.pairwise(walls)]
+    return (walls[-1] - walls[0]) / (len(walls) - 1)
 
 
 class _SamplingBench:
@@ -152,8 +152,10 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
     progress(f"timing pass: warm-up of {len(configs)} model(s) and {len(samples)} sampling configuration(s)")
     forward_calls: dict[str, int] = {}  # calls per timed unit (t.min_unit_s), set by a second warm-up call
     sample_calls: dict[str, int] = {}
+    train_units: dict[str, int] = {}  # training steps per timed unit
     for g in configs:
-        _train_step_times(g, 1, threads)
+        warm = _train_step_time(g, 2, threads)
+        train_units[g.train_key] = max(t.train_steps, _calls_per_unit(warm, t.min_unit_s))
         benches[g.train_key].forward()
         forward_calls[g.train_key] = _calls_per_unit(_seconds(benches[g.train_key].forward), t.min_unit_s)
     for g, c in samples:
@@ -163,7 +165,7 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
     for rep in range(t.reps):
         progress(f"timing pass: repetition {rep + 1}/{t.reps}")
         for g in configs:
-            train_times[g.train_key] += _train_step_times(g, t.train_steps, threads)
+            train_times[g.train_key].append(_train_step_time(g, train_units[g.train_key], threads))
             forward_times[g.train_key].append(_seconds(benches[g.train_key].forward, forward_calls[g.train_key]))
         for g, c in samples:
             calls = sample_calls[c.cell_id]
