@@ -20,9 +20,10 @@ Three kinds of figures (``bench.schema.TIMING_KINDS``):
   longer than ``max_chain`` steps is timed on ``max_chain`` steps and scaled (every step of a
   DDPM chain does the same work), and flagged ``extrapolated``.
 
-A forward or decode shorter than ``min_unit_s`` is repeated inside one timed unit until the unit
-lasts that long (the count is fixed per configuration after the warm-up), so that a short call's
-figure is not one scheduler tick of a busy machine.
+Every timed unit lasts at least ``min_unit_s``: a short training step, forward or decoding pass
+(one candidate, or the stacked MBR candidates) is repeated inside its unit, with the count fixed
+per configuration after its warm-up, so that a short call's figure is not one scheduler tick of
+a busy machine.
 """
 
 from __future__ import annotations
@@ -116,10 +117,10 @@ class _SamplingBench:
         return spec, 1.0
 
     @torch.inference_mode()
-    def sample(self, cell: Cell, candidates: int = 1, calls: int = 1) -> float:
-        """Seconds to decode the batch with ``candidates`` candidates per source, as the cell's
-        decoding runs them: stacked ``candidates_per_pass`` at a time (one pass per group); the
-        mean of ``calls`` passes timed as one unit."""
+    def _timed_pass(self, cell: Cell, candidates: int, calls: int) -> tuple[float, float]:
+        """Mean seconds of one decoding pass of the batch over ``calls`` back-to-back passes, with
+        ``candidates`` per source stacked ``candidates_per_pass`` at a time as the cell's decoding
+        stacks them; and the factor from one pass to the cell's decode (chain scale × passes)."""
         spec, scale = self.timed_spec(cell)
         decode = batch_decoder(self.model, self.diffusion, spec)
         per_pass = 1
@@ -130,7 +131,18 @@ class _SamplingBench:
         seconds = _seconds(lambda: (out.append(decode(self.ids, self.mask, gens if per_pass > 1 else gens[0])),
                                     self.sync()), calls)
         self.nfe[cell.cell_id] = round(out[0][1] * scale)
-        return seconds * scale * math.ceil(candidates / per_pass)
+        return seconds, scale * math.ceil(candidates / per_pass)
+
+    def sample(self, cell: Cell, candidates: int = 1, calls: int = 1) -> float:
+        """Seconds to decode the batch with ``candidates`` candidates per source, as the cell's
+        decoding runs them; one timed unit of ``calls`` passes."""
+        seconds, factor = self._timed_pass(cell, candidates, calls)
+        return seconds * factor
+
+    def calls_per_unit(self, cell: Cell, candidates: int, min_unit_s: float) -> int:
+        """Warm the decoding up, then the passes that make a timed unit of at least ``min_unit_s``."""
+        self._timed_pass(cell, candidates, 1)
+        return _calls_per_unit(self._timed_pass(cell, candidates, 1)[0], min_unit_s)
 
 
 def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Callable[[str], None] = log.info,
@@ -150,28 +162,28 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
     mbr_times: dict[str, list[float]] = {c.cell_id: [] for _, c in samples}
 
     progress(f"timing pass: warm-up of {len(configs)} model(s) and {len(samples)} sampling configuration(s)")
-    forward_calls: dict[str, int] = {}  # calls per timed unit (t.min_unit_s), set by a second warm-up call
-    sample_calls: dict[str, int] = {}
-    train_units: dict[str, int] = {}  # training steps per timed unit
+    train_steps: dict[str, int] = {}  # training steps per timed unit (each unit lasts ≥ t.min_unit_s)
+    forward_calls: dict[str, int] = {}  # forwards per timed unit
+    sample_calls: dict[tuple[str, int], int] = {}  # (cell id, candidates) → decoding passes per timed unit
     for g in configs:
         warm = _train_step_time(g, 2, threads)
-        train_units[g.train_key] = max(t.train_steps, _calls_per_unit(warm, t.min_unit_s))
-        benches[g.train_key].forward()
-        forward_calls[g.train_key] = _calls_per_unit(_seconds(benches[g.train_key].forward), t.min_unit_s)
+        train_steps[g.train_key] = max(t.train_steps, _calls_per_unit(warm, t.min_unit_s))
+        forward = benches[g.train_key].forward
+        forward()
+        forward_calls[g.train_key] = _calls_per_unit(_seconds(forward), t.min_unit_s)
     for g, c in samples:
-        bench = benches[g.train_key]
-        bench.sample(c)
-        sample_calls[c.cell_id] = _calls_per_unit(bench.sample(c) / bench.timed_spec(c)[1], t.min_unit_s)
+        for k in {1, c.sampler.mbr}:
+            sample_calls[c.cell_id, k] = benches[g.train_key].calls_per_unit(c, k, t.min_unit_s)
     for rep in range(t.reps):
         progress(f"timing pass: repetition {rep + 1}/{t.reps}")
         for g in configs:
-            train_times[g.train_key].append(_train_step_time(g, train_units[g.train_key], threads))
+            train_times[g.train_key].append(_train_step_time(g, train_steps[g.train_key], threads))
             forward_times[g.train_key].append(_seconds(benches[g.train_key].forward, forward_calls[g.train_key]))
         for g, c in samples:
-            calls = sample_calls[c.cell_id]
-            sample_times[c.cell_id].append(benches[g.train_key].sample(c, calls=calls))
-            if c.sampler.mbr > 1:
-                mbr_times[c.cell_id].append(benches[g.train_key].sample(c, c.sampler.mbr, calls))
+            bench, mbr = benches[g.train_key], c.sampler.mbr
+            sample_times[c.cell_id].append(bench.sample(c, calls=sample_calls[c.cell_id, 1]))
+            if mbr > 1:
+                mbr_times[c.cell_id].append(bench.sample(c, mbr, sample_calls[c.cell_id, mbr]))
 
     rows = []
     threads = torch.get_num_threads()  # what the pass ran with
