@@ -117,8 +117,11 @@ TIMING_COLUMNS = [
     "batch_size",  # sequences per timed unit: the training batch (train_step) or the sampling batch
     "train_key",  # the model timed (one seed's model stands for its configuration)
     "device", "threads",
+    "clock",  # what min_s, median_s and mbr_* count: "cpu" (the process's CPU seconds: a 1-thread pass on a CPU, where
+    # they are the work, not the waits for other processes) or "wall" (GPU, or a multi-thread pass)
     "reps",  # timed repetitions after warm-up, interleaved with the other configurations
-    "min_s", "median_s",  # seconds per unit
+    "min_s", "median_s",  # seconds per unit, on `clock`
+    "wall_min_s", "wall_median_s",  # the same units on the wall clock (equal to min_s, median_s when clock is wall)
     "extrapolated",  # True when a long chain was timed on fewer steps and scaled by steps (per-step cost is constant)
     "mbr_min_s", "mbr_median_s",  # sample_batch: seconds for the batch with all its MBR candidates, decoded as a
     # cell decodes them (stacked, several candidates per pass); equal to min_s/median_s without MBR; NaN otherwise

@@ -24,6 +24,13 @@ Every timed unit lasts at least ``min_unit_s``: a short training step, forward o
 (one candidate, or the stacked MBR candidates) is repeated inside its unit, with the count fixed
 per configuration after its warm-up, so that a short call's figure is not one scheduler tick of
 a busy machine.
+
+Each unit is read on two clocks: wall (with the device synchronised) and the process's CPU time.
+The figures a report divides (``min_s``, ``median_s`` and their MBR twins) are on the row's
+``clock``: ``cpu`` for a 1-thread pass on a CPU device, where CPU time is the work itself and not
+the time the process waited for other processes' load; ``wall`` otherwise (a GPU's work is not
+CPU time, and a multi-thread pass's CPU time adds its threads' idle spinning). The wall figures
+are kept beside them (``wall_min_s``, ``wall_median_s``), so the load of the moment stays visible.
 """
 
 from __future__ import annotations
@@ -36,19 +43,19 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from bench.plan import Cell, Group
 from bench.schema import ARM_SEPARATOR
 from bench.spec import Suite
-from diffuseq.config import LoopSpec
 from diffuseq.data import encode_pairs, load_split
 from diffuseq.family import make_family
+from diffuseq.runtime import flush_denormals
 from diffuseq.sampling.generate import batch_decoder, candidates_per_pass, device_name
 from diffuseq.sampling.spec import is_continuous
-from diffuseq.train import load_model, read_log, train
+from diffuseq.train import load_model, setup_distributed, setup_run, train_step
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +69,22 @@ def config_groups(groups: list[Group]) -> list[Group]:
     return list(seen.values())
 
 
-def _seconds(fn: Callable[[], Any], calls: int = 1) -> float:
-    """Mean seconds of ``calls`` back-to-back calls of ``fn``, timed as one unit."""
-    t0 = time.perf_counter()
+class Seconds(NamedTuple):
+    """One timed unit's seconds per call on both clocks."""
+
+    wall: float
+    cpu: float  # this process's CPU time, all its threads
+
+    def scaled(self, factor: float) -> Seconds:
+        return Seconds(self.wall * factor, self.cpu * factor)
+
+
+def _seconds(fn: Callable[[], Any], calls: int = 1) -> Seconds:
+    """Seconds per call of ``calls`` back-to-back calls of ``fn``, timed as one unit."""
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - t0) / calls
+    return Seconds((time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls)
 
 
 def _calls_per_unit(seconds: float, min_unit_s: float) -> int:
@@ -75,14 +92,15 @@ def _calls_per_unit(seconds: float, min_unit_s: float) -> int:
     return max(1, math.ceil(min_unit_s / max(seconds, 1e-9)))
 
 
-def _train_step_time(group: Group, steps: int, threads: int | None) -> float:
-    """Mean seconds per step of ``steps`` training steps after one dropped step, by the real loop."""
+def _train_step_time(group: Group, steps: int) -> Seconds:
+    """Seconds per optimizer step over ``steps`` steps of the real training step, after one dropped
+    step, in a fresh run of the group's model (scratch directory)."""
     spec = group.train.model_copy(update={"optim": group.train.optim.model_copy(update={"steps": steps + 1})})
     with tempfile.TemporaryDirectory(prefix="timing-") as tmp:
-        loop = LoopSpec(log_every=1, eval_every=10**9, save_every=10**9, threads=threads)
-        train(spec, Path(tmp), loop, progress=False)
-        walls = [r["wall_s"] for r in read_log(Path(tmp)) if r["split"] == "train"]
-    return (walls[-1] - walls[0]) / (len(walls) - 1)
+        run = setup_run(spec, Path(tmp), setup_distributed())
+        run.objective.train()
+        train_step(run)  # returns the gradient norm as a float: the device is synchronised
+        return _seconds(lambda: train_step(run), steps)
 
 
 class _SamplingBench:
@@ -117,8 +135,8 @@ class _SamplingBench:
         return spec, 1.0
 
     @torch.inference_mode()
-    def _timed_pass(self, cell: Cell, candidates: int, calls: int) -> tuple[float, float]:
-        """Mean seconds of one decoding pass of the batch over ``calls`` back-to-back passes, with
+    def _timed_pass(self, cell: Cell, candidates: int, calls: int) -> tuple[Seconds, float]:
+        """Seconds of one decoding pass of the batch over ``calls`` back-to-back passes, with
         ``candidates`` per source stacked ``candidates_per_pass`` at a time as the cell's decoding
         stacks them; and the factor from one pass to the cell's decode (chain scale × passes)."""
         spec, scale = self.timed_spec(cell)
@@ -133,16 +151,16 @@ class _SamplingBench:
         self.nfe[cell.cell_id] = round(out[0][1] * scale)
         return seconds, scale * math.ceil(candidates / per_pass)
 
-    def sample(self, cell: Cell, candidates: int = 1, calls: int = 1) -> float:
+    def sample(self, cell: Cell, candidates: int = 1, calls: int = 1) -> Seconds:
         """Seconds to decode the batch with ``candidates`` candidates per source, as the cell's
         decoding runs them; one timed unit of ``calls`` passes."""
         seconds, factor = self._timed_pass(cell, candidates, calls)
-        return seconds * factor
+        return seconds.scaled(factor)
 
     def calls_per_unit(self, cell: Cell, candidates: int, min_unit_s: float) -> int:
         """Warm the decoding up, then the passes that make a timed unit of at least ``min_unit_s``."""
         self._timed_pass(cell, candidates, 1)
-        return _calls_per_unit(self._timed_pass(cell, candidates, 1)[0], min_unit_s)
+        return _calls_per_unit(self._timed_pass(cell, candidates, 1)[0].wall, min_unit_s)
 
 
 def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Callable[[str], None] = log.info,
@@ -150,34 +168,34 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
     """Time every model configuration and sampling configuration of ``groups`` (their models must
     be trained under ``models_dir``); returns rows of ``bench.schema.TIMING_COLUMNS``."""
     t = suite.timing
-    threads = t.threads or suite.threads
-    if threads:
+    flush_denormals()
+    if threads := t.threads or suite.threads:
         torch.set_num_threads(threads)
     configs = config_groups(groups)
     benches = {g.train_key: _SamplingBench(g, models_dir / g.train_key, suite, t.max_chain) for g in configs}
     samples = [(g, c) for g in configs for c in distinct_decoders(g)]
-    train_times: dict[str, list[float]] = {g.train_key: [] for g in configs}
-    forward_times: dict[str, list[float]] = {g.train_key: [] for g in configs}
-    sample_times: dict[str, list[float]] = {c.cell_id: [] for _, c in samples}
-    mbr_times: dict[str, list[float]] = {c.cell_id: [] for _, c in samples}
+    train_times: dict[str, list[Seconds]] = {g.train_key: [] for g in configs}
+    forward_times: dict[str, list[Seconds]] = {g.train_key: [] for g in configs}
+    sample_times: dict[str, list[Seconds]] = {c.cell_id: [] for _, c in samples}
+    mbr_times: dict[str, list[Seconds]] = {c.cell_id: [] for _, c in samples}
 
     progress(f"timing pass: warm-up of {len(configs)} model(s) and {len(samples)} sampling configuration(s)")
     train_steps: dict[str, int] = {}  # training steps per timed unit (each unit lasts ≥ t.min_unit_s)
     forward_calls: dict[str, int] = {}  # forwards per timed unit
     sample_calls: dict[tuple[str, int], int] = {}  # (cell id, candidates) → decoding passes per timed unit
     for g in configs:
-        warm = _train_step_time(g, 2, threads)
+        warm = _train_step_time(g, 2).wall
         train_steps[g.train_key] = max(t.train_steps, _calls_per_unit(warm, t.min_unit_s))
         forward = benches[g.train_key].forward
         forward()
-        forward_calls[g.train_key] = _calls_per_unit(_seconds(forward), t.min_unit_s)
+        forward_calls[g.train_key] = _calls_per_unit(_seconds(forward).wall, t.min_unit_s)
     for g, c in samples:
         for k in {1, c.sampler.mbr}:
             sample_calls[c.cell_id, k] = benches[g.train_key].calls_per_unit(c, k, t.min_unit_s)
     for rep in range(t.reps):
         progress(f"timing pass: repetition {rep + 1}/{t.reps}")
         for g in configs:
-            train_times[g.train_key].append(_train_step_time(g, train_steps[g.train_key], threads))
+            train_times[g.train_key].append(_train_step_time(g, train_steps[g.train_key]))
             forward_times[g.train_key].append(_seconds(benches[g.train_key].forward, forward_calls[g.train_key]))
         for g, c in samples:
             bench, mbr = benches[g.train_key], c.sampler.mbr
@@ -187,24 +205,27 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
 
     rows = []
     threads = torch.get_num_threads()  # what the pass ran with
+    clock = "cpu" if next(iter(benches.values())).ids.device.type == "cpu" and threads == 1 else "wall"
     for g in configs:
         c, bench = g.cells[0], benches[g.train_key]
         base = {"suite": suite.name, "preset": suite.preset, "dataset": c.dataset, "arm": ARM_SEPARATOR.join(g.arms),
                 "gamma": g.train.diffusion.gamma, "sweep": _sweep(c), "train_key": g.train_key,
-                "device": bench.device, "threads": threads, "reps": t.reps, "extrapolated": False,
+                "device": bench.device, "threads": threads, "clock": clock, "reps": t.reps, "extrapolated": False,
                 "label": "", "sampler": "", "steps": 0, "nfe": 0, "mbr": 0}
-        rows.append(base | {"kind": "train_step", "batch_size": g.train.optim.batch_size,
-                            **_stats(train_times[g.train_key])})
-        rows.append(base | {"kind": "forward", "batch_size": int(bench.ids.shape[0]), **_stats(forward_times[g.train_key])})
+        for kind, batch, times in (("train_step", g.train.optim.batch_size, train_times[g.train_key]),
+                                   ("forward", int(bench.ids.shape[0]), forward_times[g.train_key])):
+            rows.append(base | {"kind": kind, "batch_size": batch, **_stats(times, clock),
+                                **_stats(times, "wall", "wall_")})
     for g, c in samples:
         bench = benches[g.train_key]
         rows.append({"suite": suite.name, "preset": suite.preset, "dataset": c.dataset, "kind": "sample_batch",
                      "arm": c.arm, "gamma": g.train.diffusion.gamma, "sweep": _sweep(c), "label": c.label,
                      "sampler": c.sampler.sampler, "steps": c.sampler.steps, "nfe": bench.nfe[c.cell_id],
                      "mbr": c.sampler.mbr, "batch_size": int(bench.ids.shape[0]), "train_key": g.train_key,
-                     "device": bench.device, "threads": threads, "reps": t.reps,
-                     "extrapolated": c.sampler.steps > t.max_chain, **_stats(sample_times[c.cell_id]),
-                     **{f"mbr_{k}": v for k, v in _stats(mbr_times[c.cell_id] or sample_times[c.cell_id]).items()}})
+                     "device": bench.device, "threads": threads, "clock": clock, "reps": t.reps,
+                     "extrapolated": c.sampler.steps > t.max_chain, **_stats(sample_times[c.cell_id], clock),
+                     **_stats(sample_times[c.cell_id], "wall", "wall_"),
+                     **_stats(mbr_times[c.cell_id] or sample_times[c.cell_id], clock, "mbr_")})
     return rows
 
 
@@ -221,5 +242,7 @@ def _sweep(cell: Cell) -> str:
     return json.dumps(dict(cell.sweep))
 
 
-def _stats(seconds: list[float]) -> dict[str, float]:
-    return {"min_s": min(seconds), "median_s": statistics.median(seconds)}
+def _stats(times: list[Seconds], clock: str, prefix: str = "") -> dict[str, float]:
+    """Min and median seconds of ``times`` on ``clock`` as ``{prefix}min_s``, ``{prefix}median_s``."""
+    seconds = [getattr(s, clock) for s in times]
+    return {f"{prefix}min_s": min(seconds), f"{prefix}median_s": statistics.median(seconds)}

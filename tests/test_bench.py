@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 import bench.worker as worker
@@ -231,7 +232,7 @@ def test_bench_time_needs_trained_models_and_times_the_part_selected(tmp_path, c
     """`bench time` refuses while a model is untrained, naming the fix; with --only it times
     just the trained part, one forward and one train-step row per model configuration."""
     path = write_suite(tmp_path, arms=["hard_mask", "v2"],
-                       timing={"reps": 1, "train_steps": 2, "max_chain": 5, "min_unit_s": 0.0})
+                       timing={"reps": 1, "train_steps": 2, "max_chain": 5, "min_unit_s": 0.0, "threads": 1})
     results = tmp_path / "res"
     assert bench_main(["run", str(path), "--results", str(results), "--only", "v2*", "--no-progress"]) == 0
     assert not Store(results).timing(), "no timing pass after a partial run"
@@ -240,6 +241,9 @@ def test_bench_time_needs_trained_models_and_times_the_part_selected(tmp_path, c
     assert bench_main(["time", str(path), "--results", str(results), "--only", "v2*"]) == 0
     timing = pd.read_parquet(results / "timing.parquet")
     assert set(timing.arm) == {"v2"} and sorted(timing.kind) == ["forward", "sample_batch", "train_step"]
+    # A 1-thread pass on a CPU divides CPU seconds, and keeps the wall seconds of the same units.
+    assert set(timing.clock) == {"cpu"} and (timing.threads == 1).all()
+    assert (timing.min_s > 0).all() and (timing.wall_min_s > 0).all()
 
 
 def test_the_timing_pass_times_every_sampling_configuration_of_the_quick_suite():
@@ -260,7 +264,21 @@ def test_timed_units_repeat_short_calls_until_they_last_min_unit_s():
     assert _calls_per_unit(2.0, 0.5) == 1 and _calls_per_unit(0.3, 0.0) == 1
     calls = []
     per_call = _seconds(lambda: (calls.append(1), time.sleep(0.01)), calls=5)
-    assert len(calls) == 5 and 0.01 <= per_call < 0.05
+    assert len(calls) == 5 and 0.01 <= per_call.wall < 0.05
+
+
+def test_the_cpu_clock_counts_work_and_not_waiting():
+    """A call that waits (as a process does while a busy machine runs others) costs wall time but
+    no CPU time; a call that computes costs both, about equally on one thread."""
+    waiting = _seconds(lambda: time.sleep(0.2))
+    assert waiting.wall >= 0.2 and waiting.cpu < 0.05
+    x, threads = torch.randn(256, 256), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        working = _seconds(lambda: [x @ x for _ in range(200)], calls=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert working.cpu > 0.5 * working.wall > 0
 
 
 def test_smoke_suite_end_to_end_with_report(tmp_path):
@@ -278,6 +296,7 @@ def test_smoke_suite_end_to_end_with_report(tmp_path):
     timing = pd.read_parquet(results / "timing.parquet")
     assert set(timing.kind) == {"train_step", "forward", "sample_batch"}
     assert (timing.min_s > 0).all() and (timing.min_s <= timing.median_s).all()
+    assert set(timing.clock) == {"wall"} and (timing.min_s == timing.wall_min_s).all()  # a 2-thread pass: wall
     rep = subprocess.run([sys.executable, "-m", "bench", "report", "--results", str(results), "--out", str(report)],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rep.returncode == 0, rep.stderr[-3000:]

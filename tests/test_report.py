@@ -301,6 +301,21 @@ def test_two_timing_devices_are_never_divided(tmp_path: Path) -> None:
     assert "| v2 dpm_solver++-10 | `cuda:NVIDIA H100` |" in listed
 
 
+def test_cpu_seconds_are_never_divided_by_wall_seconds(tmp_path: Path) -> None:
+    """A device's timing rows share one clock (a results directory holds one pass); the report says
+    which clock its seconds count."""
+    results = write_results(tmp_path / "results", list(PAPER_LIKE[:2]), seeds=(0,), n_sentences=10)
+    timing = pd.read_parquet(results / schema.TIMING)
+    assert "Timed seconds are wall-clock seconds" in _markdown(analyse(load_results(results), ReportOptions(**FAST)))
+    timing.assign(clock="cpu").to_parquet(results / schema.TIMING)
+    text = _markdown(analyse(load_results(results), ReportOptions(**FAST)))
+    assert "Timed seconds are the timing process's CPU seconds" in text
+    timing.loc[timing.index[:1], "clock"] = "cpu"
+    timing.to_parquet(results / schema.TIMING)
+    with pytest.raises(ResultsError, match=r"timing\.parquet: device\(s\) with figures on several clocks.*bench time"):
+        load_results(results)
+
+
 def test_trivial_rows_margins_and_the_fails_sentence(tmp_path: Path) -> None:
     configs = [c for c in PAPER_LIKE if c.arm in ("baseline", "v2")]
     a = _analysis(tmp_path / "a", configs, trivial={"copy_source": -0.08, "nearest_train_target": -0.15})

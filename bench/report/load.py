@@ -60,6 +60,7 @@ def load_results(directory: str | Path) -> Results:
     timing = _read(directory / schema.TIMING, schema.TIMING_COLUMNS)
     if timing is not None:
         _check_kinds(set(timing["kind"]), schema.TIMING_KINDS, directory / schema.TIMING, "timing kind")
+        _check_one_clock(timing, directory / schema.TIMING)
     return Results(
         directory=directory,
         table=table,
@@ -72,6 +73,15 @@ def load_results(directory: str | Path) -> Results:
 def _check_kinds(kinds: set[str], allowed: tuple[str, ...], path: Path, what: str) -> None:
     if bad := sorted(kinds - set(allowed)):
         raise ResultsError(f"{path}: unknown {what}(s) {bad} (bench.schema allows {list(allowed)})")
+
+
+def _check_one_clock(timing: pd.DataFrame, path: Path) -> None:
+    """A device's rows must share one clock: ratios divide rows of the same device, never CPU
+    seconds by wall seconds."""
+    clocks = timing.groupby("device")["clock"].unique()
+    if mixed := {d: sorted(c) for d, c in clocks.items() if len(c) > 1}:
+        raise ResultsError(f"{path}: device(s) with figures on several clocks {mixed}; redo the timing pass with "
+                           "`python -m bench time SUITE`")
 
 
 def _check_unique_cells(table: pd.DataFrame, path: Path) -> None:

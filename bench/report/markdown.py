@@ -32,7 +32,7 @@ from bench.report.configs import (
 )
 from bench.report.fmt import NA, decimals, md_table, num, pvalue, seeds, signed, speedup, with_ci
 from bench.report.plots import Plot
-from bench.report.timing import elsewhere
+from bench.report.timing import clock_note, elsewhere
 from bench.report.trivial import FAILS, UNCLEAR
 
 
@@ -368,7 +368,7 @@ def _convergence(a: Analysis, name: _Namer) -> str:
         for r in a.levels.to_dict("records")
     )
     timing = ("Calibrated seconds = steps to the level × the model's seconds per optimizer step from the timing "
-              "pass (min over repetitions, one device)." if "timing" not in a.missing else
+              f"pass (min over repetitions, one device). {clock_note(a.results.timing)}" if "timing" not in a.missing else
               f"No calibrated seconds: {a.missing['timing']}")
     parts = [
         head, "", f"Level: {o.level_text}. Per dataset: {levels}.", "",
@@ -464,6 +464,7 @@ def _sampling(a: Analysis, name: _Namer) -> str:
             "model (arms)": r["arm"], "γ": _gamma(r["gamma"]), "device": f"`{r['device']}`",
             "batch (sequences/step)": r["batch_size"], "reps": r["reps"],
             "s/step (min; median)": f"{num(r['min_s'])}; {num(r['median_s'])}",
+            "wall s/step (min)": num(r["wall_min_s"]),
             "s per 1k examples (min)": num(1000 * r["min_s"] / r["batch_size"]) if r["batch_size"] else NA,
         }
         for r in train.sort_values([*SCOPE_KEYS, "arm", "device"]).to_dict("records")
@@ -491,7 +492,8 @@ def _sampling(a: Analysis, name: _Namer) -> str:
         "baseline's DDPM with the most steps); `incl. MBR` compares outputs per second, charging each "
         "configuration for its MBR candidates (the paper's ~800x counts this way). The floor is NFE × one "
         "denoiser forward on the same batch: what the sampler would cost with nothing but the network. "
-        "Extrapolated: a long chain timed on fewer steps and scaled by steps. The cells' own `sentences_per_s` "
+        f"Extrapolated: a long chain timed on fewer steps and scaled by steps. {clock_note(a.results.timing)} "
+        "The cells' own `sentences_per_s` "
         "and wall times are kept in `summary.csv` as bookkeeping and never divided. BLEU: mean over seeds with "
         "its percentile-bootstrap CI.",
         "", md_table(rows), *other_text, "",
@@ -642,9 +644,12 @@ def _methods(a: Analysis) -> str:
         "**Speed.** Only from the timing pass (timing.parquet): configurations timed on the same batch, "
         "interleaved, after warm-up, on one device; min and median over repetitions. Per scope, ratios use one "
         "device (the one that timed the most configurations); results from different devices are never divided "
-        "by each other. Outputs per second = batch / (MBR × seconds per one-candidate batch); the floor is "
-        "NFE × one denoiser forward. Without a timing pass there is no speed claim; the cells' raw wall times "
-        "are never used instead.",
+        "by each other. A unit is read on two clocks: a 1-thread pass on a CPU divides the process's CPU seconds "
+        "(the work, not the waits while other processes ran: the ratios do not move with the machine's load), any "
+        "other pass wall seconds; timing.parquet keeps both. Outputs per second = batch / seconds for the batch "
+        "with all its MBR candidates, decoded as the cells decode them (stacked); the floor is NFE × one "
+        "denoiser forward. Without a timing pass there is no speed claim; the cells' raw wall times are never "
+        "used instead.",
         f"**Claims.** `{CLAIM_ARM}` config: DPM-Solver++ if present, γ nearest {PAPER_GAMMA:g}, most steps; the "
         "reference: the baseline's DDPM with the most steps and its largest MBR. Quality margin = "
         f"{o.equivalence_margin:.0%} of the reference's mean BLEU. (a) one-sided one-sample t on the per-seed log "

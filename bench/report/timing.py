@@ -50,6 +50,24 @@ def device_note(timing: pd.DataFrame | None) -> str | None:
             f"{ignored} timing row(s) from other devices are listed but enter no ratio.")
 
 
+CLOCKS = {
+    "cpu": "the timing process's CPU seconds (a 1-thread pass on a CPU: the work itself, not the time it waited "
+           "while other processes ran, so the load of a busy machine does not enter the ratios; the wall-clock "
+           "figures of the same units are in timing.parquet, `wall_min_s`)",
+    "wall": "wall-clock seconds, the device synchronised",
+}
+
+
+def clock_note(timing: pd.DataFrame | None) -> str:
+    """What the timing pass's seconds count, in words ("" without a pass)."""
+    if timing is None:
+        return ""
+    clocks = [f"{CLOCKS[c]}" + (f" on `{', '.join(sorted(g['device'].unique()))}`" if timing["clock"].nunique() > 1
+                                else "")
+              for c, g in timing.groupby("clock")]
+    return f"Timed seconds are {'; '.join(clocks)}."
+
+
 def _explode_arms(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per arm of rows whose ``arm`` names several arms joined by " / "."""
     return frame.assign(arm=frame["arm"].astype(str).str.split(ARM_SEPARATOR)).explode("arm")
