@@ -22,9 +22,10 @@ from diffuseq.cli import run_command
 
 
 def _plan_and_results(args: argparse.Namespace):
+    from bench.parallel import resolve
     from bench.plan import load_plan
 
-    plan = load_plan(args.suite)
+    plan = resolve(load_plan(args.suite), getattr(args, "workers", None))
     return plan, args.results or Path("results") / plan.suite.name
 
 

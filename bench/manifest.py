@@ -2,8 +2,8 @@
 rebuild it) and ``examples.md`` (what the outputs read like).
 
 ``MANIFEST.json`` holds the code version, the suite file's hash, the sha1 of every data file
-used, the hash of every tokenizer vocabulary, the machine (CPU model, cores, threads, torch and
-Python versions), the wall time of each phase summed over every run of the suite into this
+used, the hash of every tokenizer vocabulary, the machine (CPU model, cores, torch and Python
+versions), the executor (workers and torch threads each: bench/parallel.py), the wall time of each phase summed over every run of the suite into this
 directory, and the date of the last run. ``examples.md`` shows, for the first sources of the
 decoded split, the source, the reference and each configuration's seed-0 output (the MBR pick
 where there is one).
@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from bench.parallel import usable_cores
 from bench.plan import Cell, Plan, TrivialCell
 from bench.store import Store
 from diffuseq.data import SPLITS, load_split, resolve_folder
@@ -89,8 +90,9 @@ def write_manifest(store: Store, plan: Plan, phases: dict[str, float]) -> Path:
         "code_version": code_version(),
         "data_files_sha1": data_files(cells),
         "tokenizer_vocab_sha1": vocabularies(cells),
-        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": suite.threads or torch.get_num_threads(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable_cores(),
                     "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()},
+        "executor": {"kind": suite.executor.kind, "workers": suite.executor.workers, "threads": suite.threads},
         "wall_s": walls,
         "runs": old.get("runs", 0) + 1,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from bench.executors import Executor, LocalExecutor
 from bench.manifest import write_examples, write_manifest
+from bench.parallel import resolve
 from bench.plan import Plan, TrivialCell
 from bench.spec import Suite
 from bench.store import Store
@@ -80,6 +81,7 @@ def run_suite(plan: Plan, results: Path, only: str | None = None, executor: Exec
     """Run the unfinished part of ``plan`` (restricted by ``only``), then the timing pass (for a
     whole local run), and consolidate the tables, the manifest and the examples."""
     t0 = time.perf_counter()
+    plan = resolve(plan)  # workers and threads as numbers (a no-op for a resolved plan)
     store = Store(results)
     store.keep_suite(plan)
     part = plan.select(only)

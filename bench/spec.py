@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -93,7 +94,8 @@ class ExecutorSpec(_Strict):
     ``submitit_local`` engines (in-process / subprocesses, for testing the cluster path)."""
 
     kind: Literal["local", "slurm", "debug", "submitit_local"] = "local"
-    workers: int = Field(1, ge=1, description="local: training groups run N at a time")
+    workers: PositiveInt | Literal["auto"] = Field("auto", description="local: model groups run N at a time; auto: one per "
+                                           "core for small models, one for large ones or a GPU (bench/parallel.py)")
     procs_per_task: int = Field(1, ge=1, description="training processes per model under torchrun (DDP)")
     options: dict[str, Any] = Field(default_factory=dict, description="engine options (e.g. slurm partition, time)")
 
@@ -123,7 +125,8 @@ class Suite(_Strict):
                                        description="trivial outputs scored on every dataset (diffuseq.baselines)")
     timing: TimingSpec = TimingSpec()
     executor: ExecutorSpec = ExecutorSpec()
-    threads: int | None = Field(None, ge=1, description="torch threads per worker")
+    threads: PositiveInt | Literal["auto"] = Field("auto", description="torch threads per worker; auto: the cores divided "
+                                           "among the workers (bench/parallel.py)")
 
     @field_validator("preset")
     @classmethod

@@ -142,7 +142,8 @@ def cell_record(suite: Suite, **keys: Any) -> CellRecord:
     """A result row's keys: the suite's, then the cell's own."""
     bs = scorer(suite)
     return CellRecord(suite=suite.name, preset=suite.preset, batch_size=suite.decode.batch_size,
-                      code_version=code_version(), bertscore_model=bs.name if bs else "", **keys)
+                      code_version=code_version(), bertscore_model=bs.name if bs else "",
+                      threads=torch.get_num_threads(), **keys)
 
 
 def quality(suite: Suite, ev: Evaluation, run: str, mbr: bool) -> tuple[dict[str, float], pd.DataFrame]:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -16,9 +17,11 @@ import yaml
 
 import bench.worker as worker
 from bench.__main__ import main as bench_main
+from bench.parallel import LARGE_MODEL_PARAMS, model_size, resolve
 from bench.plan import Plan, load_plan
 from bench.runner import run_suite
 from bench.schema import CELL_KEYS, CellRecord
+from bench.spec import ExecutorSpec
 from bench.status import cell_status
 from bench.store import Store
 from bench.timing import _calls_per_unit, _seconds, config_groups, distinct_decoders
@@ -143,7 +146,7 @@ def test_a_plan_reads_each_arm_once_and_crosses_processes_as_json(tmp_path, monk
 def test_a_cell_record_is_checked_against_the_schema(tmp_path):
     keys = dict(suite="s", cell_id="c", train_key="k", arm="v2", arm_label="v2", kind="model", dataset="default",
                 seed=0, sampler="ddpm", steps=10, nfe=10, mbr=1, batch_size=4, preset="smoke", gamma=0.5,
-                code_version="x", device="cpu", bertscore_model="", wall_time_s=1.0, label="ddpm-10", sweep="{}")
+                code_version="x", device="cpu", threads=1, bertscore_model="", wall_time_s=1.0, label="ddpm-10", sweep="{}")
     assert list(keys) == CELL_KEYS
     with pytest.raises(TypeError, match=r"CellRecord\.seed must be int"):
         CellRecord(**{**keys, "seed": "0"})
@@ -381,6 +384,57 @@ def test_user_suite_folders_are_read_before_the_built_in_suites(tmp_path, monkey
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'mine' / 'smoke.yaml'}: ok — 3 cells")
     with pytest.raises(ConfigError, match=r"suite 'nope' not found: .*suites: \[.*'quick'.*'smoke'"):
         load_plan("nope")
+
+
+def chosen(plan: Plan) -> tuple[int, int]:
+    return plan.suite.executor.workers, plan.suite.threads
+
+
+def test_workers_and_threads_are_chosen_from_cores_and_model_size(monkeypatch):
+    """Small models: one 1-thread worker per core (at most one per model); a large model or a GPU:
+    one worker with every core; a suite's own numbers and --workers win; never more threads than
+    cores."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    quick = load_plan("quick")  # 15 smoke-size models
+    assert chosen(resolve(quick, cores=2)) == (2, 1)
+    assert chosen(resolve(quick, cores=32)) == (15, 2)
+    assert chosen(resolve(quick, workers=1, cores=2)) == (1, 2)  # `--workers 1`
+    assert chosen(resolve(quick, cores=2).select("v2-default-s0-*")) == (2, 1)  # `bench time --only`: the suite's choice
+    one = Plan(quick.suite, quick.source, quick.groups[:1], ())
+    assert chosen(resolve(one, cores=2)) == (1, 2)
+    paper = load_plan("paper_gpu")  # 12 layers, hidden 768: about 85M parameters without the vocabulary
+    assert model_size(paper.groups) > LARGE_MODEL_PARAMS > model_size(quick.groups)
+    assert chosen(resolve(paper)) == (1, 4)  # its SLURM task: 16 cpus_per_task shared by 4 torchrun ranks
+    local = replace(paper, suite=paper.suite.model_copy(update={"executor": ExecutorSpec()}))
+    assert chosen(resolve(local, cores=16)) == (1, 16)
+    fixed = replace(quick, suite=quick.suite.model_copy(update={"threads": 1}))
+    assert chosen(resolve(fixed, cores=8)) == (8, 1)
+    calibration = load_plan("qqp_calibration")  # executor: {workers: 2}, threads: 1
+    assert chosen(resolve(calibration, cores=16)) == (2, 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert chosen(resolve(quick, cores=2)) == (1, 2)
+
+
+def test_results_do_not_depend_on_workers_and_threads(tmp_path):
+    """The same suite run as one 2-thread worker and as two 1-thread workers gives the same
+    outputs and numbers (beyond wall times); the table and MANIFEST.json record the choice."""
+    tables, outputs = {}, {}
+    for workers, threads in ((1, 2), (2, 1)):
+        (tmp_path / f"w{workers}").mkdir()
+        path = write_suite(tmp_path / f"w{workers}", arms=["hard_mask", "v2"], threads=threads)
+        results = tmp_path / f"w{workers}" / "res"
+        assert bench_main(["run", str(path), "--results", str(results), "--workers", str(workers), "--no-progress"]) == 0
+        manifest = json.loads((results / "MANIFEST.json").read_text())
+        assert manifest["executor"] | {"kind": "local"} == {"kind": "local", "workers": workers, "threads": threads}
+        tables[workers] = pd.read_parquet(results / "table.parquet")
+        assert set(tables[workers].threads) == {threads}
+        outputs[workers] = {f.parent.name: [json.loads(line)["recover"] for line in f.read_text().splitlines()]
+                            for f in sorted((results / "samples").glob("*/samples.seed0.jsonl"))}
+    assert len(outputs[1]) == 2 and outputs[1] == outputs[2]  # every generated sentence
+    keep = ~tables[1].metric.isin(["sentences_per_s", "sample_wall_s", "train_wall_s"])
+    a, b = (t[keep].drop(columns=["threads", "wall_time_s"]).sort_values(["cell_id", "metric"]).reset_index(drop=True)
+            for t in (tables[1], tables[2]))
+    pd.testing.assert_frame_equal(a, b)
 
 
 def test_killing_the_runner_stops_its_workers(tmp_path):

@@ -357,7 +357,7 @@ def test_a_decorated_metric_is_evaluated_validated_and_stored(exact_match, tmp_p
     Suite(name="s", preset="smoke", arms=["v2"], seeds=[0], metrics=["bleu", "exact_match"])  # validates
     keys = dict(suite="s", cell_id="c", train_key="k", arm="v2", arm_label="v2", kind="model", dataset="d", seed=0,
                 sampler="ddpm", steps=1, nfe=1, mbr=1, batch_size=1, preset="smoke", gamma=0.5, code_version="x",
-                device="cpu", bertscore_model="", wall_time_s=0.0, label="ddpm-1", sweep="{}")
+                device="cpu", threads=1, bertscore_model="", wall_time_s=0.0, label="ddpm-1", sweep="{}")
     store = Store(tmp_path)
     store.write_cell(CellRecord(**keys), {"exact_match": 2 / 3}, pd.DataFrame(columns=["sentence", "metric", "value"]))
     assert store.consolidate().set_index("metric").loc["exact_match", "value"] == pytest.approx(2 / 3)

