@@ -78,7 +78,10 @@ class Store:
         return FileLock(self.models_dir / f"{train_key}.lock")
 
     def is_locked(self, train_key: str) -> bool:
-        """Whether some process holds the model's lock now (it is being trained or decoded)."""
+        """Whether some process holds the model's lock now (it is being trained or decoded). A
+        model never locked has no lock file, and asking creates none."""
+        if not (self.models_dir / f"{train_key}.lock").exists():
+            return False
         lock = self.model_lock(train_key)
         try:
             lock.acquire(timeout=0)

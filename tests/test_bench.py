@@ -437,6 +437,15 @@ def test_results_do_not_depend_on_workers_and_threads(tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_status_of_a_fresh_suite_writes_nothing(tmp_path, capsys):
+    """`bench status` only reads: before any run every cell is pending and the results directory
+    is left as it was (no models/ folder, no lock files)."""
+    path, results = write_suite(tmp_path), tmp_path / "res"
+    assert bench_main(["status", str(path), "--results", str(results)]) == 0
+    assert "0 done, 0 running, 0 submitted, 0 failed, 3 pending" in capsys.readouterr().out
+    assert not (results / "models").exists()
+
+
 def test_killing_the_runner_stops_its_workers(tmp_path):
     """SIGKILL of `bench run --workers 2` must not leave orphaned workers training on (they get
     SIGTERM from the kernel); SIGTERM stops the runner and its workers like Ctrl-C."""
