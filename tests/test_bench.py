@@ -42,6 +42,7 @@ TINY = {
     "decode": {"limit": 12, "batch_size": 8},
     "baselines": [],  # trivial rows and the timing pass have tests of their own
     "timing": {"enabled": False},
+    "executor": {"workers": 1},  # in this process, so that a test can patch the worker (auto would spawn 2 here)
 }
 
 
