@@ -273,16 +273,16 @@ def test_timed_units_repeat_short_calls_until_they_last_min_unit_s():
 
 def test_the_cpu_clock_counts_work_and_not_waiting():
     """A call that waits (as a process does while a busy machine runs others) costs wall time but
-    no CPU time; a call that computes costs both, about equally on one thread."""
+    no CPU time; a call that computes on one thread costs CPU time, at most its wall time."""
     waiting = _seconds(lambda: time.sleep(0.2))
     assert waiting.wall >= 0.2 and waiting.cpu < 0.05
     x, threads = torch.randn(256, 256), torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        working = _seconds(lambda: [x @ x for _ in range(200)], calls=2)
+        working = _seconds(lambda: [x @ x for _ in range(200)], calls=2)  # ~7 GFLOP per call
     finally:
         torch.set_num_threads(threads)
-    assert working.cpu > 0.5 * working.wall > 0
+    assert 0.02 < working.cpu <= 1.1 * working.wall
 
 
 def test_smoke_suite_end_to_end_with_report(tmp_path):
@@ -300,7 +300,9 @@ def test_smoke_suite_end_to_end_with_report(tmp_path):
     timing = pd.read_parquet(results / "timing.parquet")
     assert set(timing.kind) == {"train_step", "forward", "sample_batch"}
     assert (timing.min_s > 0).all() and (timing.min_s <= timing.median_s).all()
-    assert set(timing.clock) == {"wall"} and (timing.min_s == timing.wall_min_s).all()  # a 2-thread pass: wall
+    # A 1-thread pass on the CPU divides CPU seconds; any other, wall seconds (then the two columns agree).
+    assert ((timing.clock == "cpu") == (timing.threads == 1)).all()
+    assert (timing.min_s[timing.clock == "wall"] == timing.wall_min_s[timing.clock == "wall"]).all()
     rep = subprocess.run([sys.executable, "-m", "bench", "report", "--results", str(results), "--out", str(report)],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rep.returncode == 0, rep.stderr[-3000:]
