@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import subprocess
 from pathlib import Path
 
 from diffuseq import __version__
 
 
-@functools.cache
-def code_version() -> str:
-    """``<package version>+<git describe>`` when run from a git checkout, else the package version."""
+def _describe() -> str:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty"],
@@ -20,3 +17,13 @@ def code_version() -> str:
         return f"{__version__}+{out.stdout.strip()}"
     except (OSError, subprocess.SubprocessError):
         return __version__
+
+
+_AT_IMPORT = _describe()
+
+
+def code_version() -> str:
+    """``<package version>+<git describe>`` when run from a git checkout, else the package version;
+    read when this process imported the code, so that a checkout edited or moved while a long run
+    goes on does not change what the run records."""
+    return _AT_IMPORT
