@@ -316,6 +316,34 @@ def test_cpu_seconds_are_never_divided_by_wall_seconds(tmp_path: Path) -> None:
         load_results(results)
 
 
+def test_sweep_points_are_paired_with_the_base_point_and_tested_for_non_inferiority() -> None:
+    """BLEU at the base point {} is 0.5/0.6/0.7 on seeds 0-2. A point 0.01 better on average (diffs
+    .01, .02, .00) is non-inferior at a margin of 5% × 0.6 = 0.03: t = 0.04 / (0.01/√3) on 2 df,
+    p = 0.0101; a point 0.05 worse is not. A configuration without the base point is not compared."""
+    from bench.report.sweeps import sweep_contrasts
+
+    common = {"suite": "s", "preset": "smoke", "dataset": "d", "arm": "v2", "gamma": 0.5, "sampler": "dpm_solver++",
+              "label": "dpm_solver++-10", "steps": 10, "nfe": 10, "mbr": 1, "batch_size": 8}
+    rows = [common | {"sweep": sweep, "seed": seed, "bleu": bleu}
+            for sweep, values in [("{}", [0.5, 0.6, 0.7]), ('{"optim.bf16": true}', [0.51, 0.62, 0.70]),
+                                  ('{"optim.lr": 1}', [0.45, 0.56, 0.64])]
+            for seed, bleu in enumerate(values)]
+    rows += [common | {"arm": "hard_mask", "sweep": '{"optim.bf16": true}', "seed": 0, "bleu": 0.1}]
+    out = sweep_contrasts(pd.DataFrame(rows), {"bleu": True}, alpha=0.05, margin_fraction=0.05, correction="holm")
+    assert list(out["arm"]) == ["v2", "v2"] and list(out["n"]) == [3, 3]
+    bf16, lr = out.set_index("sweep").loc['{"optim.bf16": true}'], out.set_index("sweep").loc['{"optim.lr": 1}']
+    assert bf16["diff"] == pytest.approx(0.01) and bf16["margin"] == pytest.approx(0.03)
+    t = 0.04 / (0.01 / np.sqrt(3))
+    assert bf16["noninferior_p"] == pytest.approx(stats.t.sf(t, df=2)) and bool(bf16["noninferior"])
+    assert lr["diff"] == pytest.approx(-0.05) and not bool(lr["noninferior"])
+    assert bf16["noninferior_p_adj"] == pytest.approx(min(1.0, 2 * bf16["noninferior_p"]))  # Holm, 2 tests
+    # Where lower is better the test is Δ < +margin: the 0.05 drop passes, the 0.01 rise has t = −0.02 / (0.01/√3).
+    lower = sweep_contrasts(pd.DataFrame(rows).rename(columns={"bleu": "self_bleu"}), {"self_bleu": False},
+                            alpha=0.05, margin_fraction=0.05, correction="holm").set_index("sweep")
+    assert bool(lower.loc['{"optim.lr": 1}', "noninferior"])
+    assert lower.loc['{"optim.bf16": true}', "noninferior_p"] == pytest.approx(stats.t.cdf(-0.02 / (0.01 / np.sqrt(3)), df=2))
+
+
 def test_trivial_rows_margins_and_the_fails_sentence(tmp_path: Path) -> None:
     configs = [c for c in PAPER_LIKE if c.arm in ("baseline", "v2")]
     a = _analysis(tmp_path / "a", configs, trivial={"copy_source": -0.08, "nearest_train_target": -0.15})

@@ -23,6 +23,7 @@ from bench.report.speedups import (
     model_curves,
     own_decoders,
 )
+from bench.report.sweeps import sweep_contrasts
 from bench.report.timing import (
     NO_TIMING,
     config_speeds,
@@ -31,6 +32,7 @@ from bench.report.timing import (
     train_costs,
 )
 from bench.report.trivial import margins
+from diffuseq.metrics.registry import METRICS
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Analysis:
     norms: pd.DataFrame  # ‖m‖ and embedding norms per model, seed and step
     final_norms: pd.DataFrame  # per model over seeds
     questions: pd.DataFrame  # the absorbing-state questions, seed-paired
+    sweeps: pd.DataFrame  # each sweep point vs the base point {}, seed-paired, with non-inferiority
     claims: pd.DataFrame
     published: dict = field(default_factory=dict)  # convergence of the as-published reading, if run
     notes: list[str] = field(default_factory=list)  # sentences for the report's first lines
@@ -158,5 +161,9 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
         curve_check=_curve_check(cells), costs=costs, speeds=speeds, sampling=sampling, norms=norms,
         final_norms=final_norms(norms),
         questions=answer_questions(cells, curves, alpha=o.alpha, correction=o.correction),
+        sweeps=sweep_contrasts(models_only, {m: METRICS[m].higher_is_better for m in metrics
+                                             if METRICS[m].higher_is_better is not None},
+                               alpha=o.alpha, margin_fraction=o.equivalence_margin,
+                               correction=o.correction),
         claims=claims, published=published, notes=notes, missing=missing,
     )

@@ -32,6 +32,7 @@ def write_tables(a: Analysis, out_dir: Path) -> list[Path]:
         "curve_check": a.curve_check,
         "absorbing_norms": a.final_norms,
         "absorbing_questions": a.questions,
+        "sweep_points": a.sweeps,
         "sampling": a.sampling,
     }
     paths = []
