@@ -3,8 +3,8 @@ rebuild it) and ``examples.md`` (what the outputs read like).
 
 ``MANIFEST.json`` holds the code version, the suite file's hash, the sha1 of every data file
 used, the hash of every tokenizer vocabulary, the machine (CPU model, cores, torch and Python
-versions), the executor (workers and torch threads each: bench/parallel.py), the wall time of each phase summed over every run of the suite into this
-directory, and the date of the last run. ``examples.md`` shows, for the first sources of the
+versions), the executor (workers and torch threads each: bench/parallel.py), the wall time of
+each phase summed over every run of the suite into this directory, and the date of the last run. ``examples.md`` shows, for the first sources of the
 decoded split, the source, the reference and each configuration's seed-0 output (the MBR pick
 where there is one).
 """

@@ -8,9 +8,9 @@ choice reads the cores this process may use and the size of the largest model:
   so one worker per core, 1 thread each (at most one worker per model group);
 - larger models (the paper preset), a GPU, or a cluster task: one worker with every core.
 
-Threads never oversubscribe: workers × training processes × threads ≤ cores. The choice changes speed only: the numbers
-of a cell are the same for any of them (tests/test_bench.py), and MANIFEST.json and the results
-table record it.
+Threads never oversubscribe: workers × training processes × threads ≤ cores. The choice changes
+speed only: the numbers of a cell are the same for any of them (tests/test_bench.py), and
+MANIFEST.json and the results table record it.
 """
 
 from __future__ import annotations

@@ -75,12 +75,15 @@ class Store:
     def model_lock(self, train_key: str) -> FileLock:
         """The exclusive lock a worker holds on a model while it trains and decodes it."""
         self.models_dir.mkdir(parents=True, exist_ok=True)
-        return FileLock(self.models_dir / f"{train_key}.lock")
+        return FileLock(self._lock_file(train_key))
+
+    def _lock_file(self, train_key: str) -> Path:
+        return self.models_dir / f"{train_key}.lock"
 
     def is_locked(self, train_key: str) -> bool:
         """Whether some process holds the model's lock now (it is being trained or decoded). A
         model never locked has no lock file, and asking creates none."""
-        if not (self.models_dir / f"{train_key}.lock").exists():
+        if not self._lock_file(train_key).exists():
             return False
         lock = self.model_lock(train_key)
         try:

@@ -10,10 +10,10 @@ cost on an idle machine.
 Three kinds of figures (``bench.schema.TIMING_KINDS``):
 
 - ``train_step``: seconds per optimizer step of each model configuration (one seed's model
-  stands for the configuration), measured by running the real training loop
-  (:func:`diffuseq.train.train`) in a scratch directory: one repetition is one unit of at least
-  ``train_steps`` steps after a dropped first step, timed from the loop's own wall clock, and
-  gives the mean seconds per step of that unit;
+  stands for the configuration), measured on the real training step
+  (:func:`diffuseq.train.train_step`) of a fresh run in a scratch directory: one repetition is
+  one unit of at least ``train_steps`` steps after a dropped first step, and gives the mean
+  seconds per step of that unit;
 - ``forward``: seconds per denoiser call on one sampling batch: the floor of a sampler is
   NFE × forward;
 - ``sample_batch``: seconds to decode that batch with one candidate of a configuration. A chain
@@ -205,7 +205,7 @@ def time_suite(suite: Suite, groups: list[Group], models_dir: Path, progress: Ca
 
     rows = []
     threads = torch.get_num_threads()  # what the pass ran with
-    clock = "cpu" if next(iter(benches.values())).ids.device.type == "cpu" and threads == 1 else "wall"
+    clock = "cpu" if not torch.cuda.is_available() and threads == 1 else "wall"  # the benches' device rule
     for g in configs:
         c, bench = g.cells[0], benches[g.train_key]
         base = {"suite": suite.name, "preset": suite.preset, "dataset": c.dataset, "arm": ARM_SEPARATOR.join(g.arms),

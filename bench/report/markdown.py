@@ -414,7 +414,8 @@ def _sweep_points(a: Analysis, name: _Namer) -> str:
         "## Sweep points against the base point", "",
         "Each sweep point of an arm against the same arm at the base point `{}` (everything else equal), paired on "
         f"seeds: the mean difference with its {1 - o.alpha:.0%} Student-t interval, and the one-sided t-test of "
-        f"non-inferiority, Δ > −margin, with margin = {o.equivalence_margin:.0%} of the base point's mean "
+        f"non-inferiority, Δ > −margin (Δ < +margin for a metric where lower is better), with margin = "
+        f"{o.equivalence_margin:.0%} of the base point's mean "
         f"({o.correction}-corrected within each metric). 'Not shown' is not 'worse': it can be too few seeds.",
         "", md_table(rows),
     ])

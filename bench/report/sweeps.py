@@ -38,14 +38,15 @@ def sweep_contrasts(cells: pd.DataFrame, metrics: dict[str, bool], *, alpha: flo
             p = p.set_index("seed")
             seeds = p.index.intersection(base.index)
             for metric, higher in metrics.items():
-                diffs = (p.loc[seeds, metric] - base.loc[seeds, metric]).dropna().to_numpy(dtype=float)
+                at_point, at_base = p.loc[seeds, metric], base.loc[seeds, metric]
+                diffs = (at_point - at_base).dropna().to_numpy(dtype=float)
                 if diffs.size == 0:
                     continue
-                margin = margin_fraction * abs(float(base.loc[seeds, metric].mean()))
+                margin = margin_fraction * abs(float(at_base.mean()))
                 low, high = t_interval(diffs, alpha=alpha)
                 rows.append(dict(zip(_SAME_BUT_SWEEP, key, strict=True)) | {
                     "sweep": point, "metric": metric, "n": int(diffs.size),
-                    "mean_point": float(p.loc[seeds, metric].mean()), "mean_base": float(base.loc[seeds, metric].mean()),
+                    "mean_point": float(at_point.mean()), "mean_base": float(at_base.mean()),
                     "diff": float(diffs.mean()), "diff_low": low, "diff_high": high, "margin": margin,
                     "noninferior_p": one_sided_p(diffs, -margin, "greater") if higher else
                     one_sided_p(diffs, margin, "less"),

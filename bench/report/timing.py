@@ -62,10 +62,10 @@ def clock_note(timing: pd.DataFrame | None) -> str:
     """What the timing pass's seconds count, in words ("" without a pass)."""
     if timing is None:
         return ""
-    clocks = [f"{CLOCKS[c]}" + (f" on `{', '.join(sorted(g['device'].unique()))}`" if timing["clock"].nunique() > 1
-                                else "")
-              for c, g in timing.groupby("clock")]
-    return f"Timed seconds are {'; '.join(clocks)}."
+    by_clock = timing.groupby("clock")["device"].unique()
+    if len(by_clock) == 1:
+        return f"Timed seconds are {CLOCKS[by_clock.index[0]]}."
+    return "Timed seconds are " + "; ".join(f"{CLOCKS[c]} on `{', '.join(sorted(d))}`" for c, d in by_clock.items()) + "."
 
 
 def _explode_arms(frame: pd.DataFrame) -> pd.DataFrame:
