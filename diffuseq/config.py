@@ -183,6 +183,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"layers": 2, "hidden": 128, "heads": 2, "ffn": 512, "embed_dim": 128},
         "optim": {"steps": 6000, "batch_size": 64, "lr": 2e-3, "ema_rate": 0.995, "warmup_steps": 200},
     },
+    "gpu_mid": {  # scripts/gpu-probe.sh: half the paper's depth and width, a few GPU minutes per model
+        "data": {"tokenizer": "bert", "seq_len": 64},
+        "model": {"layers": 6, "hidden": 512, "heads": 8, "ffn": 2048, "embed_dim": 128},
+        "optim": {"steps": 4000, "batch_size": 256, "lr": 5e-4, "ema_rate": 0.999, "warmup_steps": 400,
+                  "grad_clip": 1.0, "bf16": True},
+    },
     "paper": {
         "data": {"tokenizer": "bert", "seq_len": 128},
         "model": {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072, "embed_dim": 128},
