@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("what", choices=["machine", "suite", "paper-step"])
     ap.add_argument("--out", type=Path, required=True, help="file to write (JSON, or the suite's YAML)")
     ap.add_argument("--dry-run", action="store_true", help="shrink every size (a CPU rehearsal)")
-    ap.add_argument("--train-budget-s", type=float, default=240.0,
-                    help="seconds both models may train together (suite; default 240)")
+    ap.add_argument("--train-budget-s", type=float, default=200.0,
+                    help="seconds both models may train together (suite; default 200)")
     args = ap.parse_args(argv)
     if args.what == "machine":
         out: Any = machine()

@@ -3,6 +3,7 @@
 #
 #   DIFFUSEQ_DATA_ROOT=../shared/data scripts/gpu-probe.sh            # on a CUDA machine
 #   scripts/gpu-probe.sh --dry-run [--out DIR]                        # the CPU rehearsal (CI)
+#   scripts/gpu-probe.sh --skip cuda-tests,paper-step                 # a second try of the rest
 #
 # Stages, each logged with its exit status and seconds in $OUT/stages.tsv:
 #   1. machine     the device and library versions (machine.json)
@@ -11,7 +12,7 @@
 #   3. paper-step  one training step of the `paper` preset (batch 2048, seq_len 128, bf16) as the
 #                  preset runs it (microbatch 64) and in microbatches of 512 (paper_step.json)
 #   4. suite       the gpu_probe suite: baseline and v2 on QQP at the gpu_mid preset, steps sized
-#                  so both train in $PROBE_TRAIN_BUDGET_S (default 240) s; DDPM-2000 (+MBR-3) and
+#                  so both train in $PROBE_TRAIN_BUDGET_S (default 200) s; DDPM-2000 and
 #                  DPM-Solver++ 10/20 decodes of 200 test pairs; the timing pass (suite.yaml,
 #                  suite.sizing.json, then the results directory's usual files)
 #   5. report      the Markdown report of the suite
@@ -21,12 +22,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-DRY=0 OUT=""
+DRY=0 OUT="" SKIP=""
 while [ $# -gt 0 ]; do
   case $1 in
     --dry-run) DRY=1 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --skip) SKIP=",$2,"; shift ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown argument $1; see scripts/gpu-probe.sh --help" >&2; exit 2 ;;
   esac
   shift
@@ -50,10 +52,11 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 : > "$OUT/stages.tsv"
 FAILED=0
 
-# stage NAME COMMAND...: run, tee into probe.log, record status and seconds.
+# stage NAME COMMAND...: run, tee into probe.log, record status and seconds (unless --skip names it).
 stage() {
   local name=$1 t0=$SECONDS rc
   shift
+  if [[ $SKIP == *",$name,"* ]]; then printf '%s\tskipped\t0\n' "$name" | tee -a "$OUT/stages.tsv"; return 0; fi
   echo "== $name: $*" | tee -a "$OUT/probe.log"
   "$@" 2>&1 | tee -a "$OUT/probe.log"
   rc=${PIPESTATUS[0]}
@@ -66,7 +69,7 @@ stage machine $PY -m bench.gpu_probe machine --out "$OUT/machine.json"
 stage cuda-tests $PY -m pytest -m cuda tests/test_cuda.py -p no:cacheprovider -q -rs --junitxml="$OUT/cuda_tests.xml"
 stage paper-step $PY -m bench.gpu_probe paper-step --out "$OUT/paper_step.json" "${DRYFLAG[@]}"
 if stage suite-size $PY -m bench.gpu_probe suite --out "$OUT/suite.yaml" \
-     --train-budget-s "${PROBE_TRAIN_BUDGET_S:-240}" "${DRYFLAG[@]}"; then
+     --train-budget-s "${PROBE_TRAIN_BUDGET_S:-200}" "${DRYFLAG[@]}"; then
   stage suite $PY -m bench run "$OUT/suite.yaml" --results "$OUT" --no-progress &&
     stage report $PY -m bench report --results "$OUT" --out "$OUT/report"
 fi
