@@ -183,6 +183,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"layers": 2, "hidden": 128, "heads": 2, "ffn": 512, "embed_dim": 128},
         "optim": {"steps": 6000, "batch_size": 64, "lr": 2e-3, "ema_rate": 0.995, "warmup_steps": 200},
     },
+    "qqp_small": {  # bench/suites/qqp_small.yaml: the calibration's lr 4e-3 point, cut to ~15 CPU minutes a model
+        "data": {"tokenizer": "wordpiece", "vocab_size": 4000, "seq_len": 48},
+        "model": {"layers": 2, "hidden": 128, "heads": 2, "ffn": 512, "embed_dim": 128},
+        "optim": {"steps": 1600, "batch_size": 64, "lr": 4e-3, "ema_rate": 0.995, "warmup_steps": 200},
+    },
     "gpu_mid": {  # scripts/gpu-probe.sh: half the paper's depth and width, a few GPU minutes per model
         "data": {"tokenizer": "bert", "seq_len": 64},
         "model": {"layers": 6, "hidden": 512, "heads": 8, "ffn": 2048, "embed_dim": 128},

@@ -100,6 +100,8 @@ def test_shipped_suites_validate(monkeypatch, tmp_path):
     assert counts["gamma_sweep"] == (6 * 3, 6 * 3)
     assert counts["precision"] == (2 * 2 * 3, 2 * 2 * 3)  # 2 arms × {fp32, bf16} × 3 seeds, no shared models
     assert counts["qqp_cpu"][1] == 5 * 3
+    # 5 seeds × (5 own-decoder arms + baseline MBR-3 + v2 at 10, 20 + MDLM K = 10, 50 + AR greedy, beam)
+    assert counts["qqp_small"] == (5 * 12, 5 * 7)
 
 
 def test_a_missing_test_split_is_reported_when_the_suite_is_validated(tmp_path, monkeypatch, capsys):
