@@ -169,6 +169,23 @@ def test_convergence_speedup_is_exact_on_linear_curves() -> None:
     assert _row(runs, arms="v2", seed=0)["speedup_steps"] == pytest.approx(2.0)
 
 
+def test_the_level_is_reached_by_every_seed_of_the_baseline_and_the_claim_arm() -> None:
+    """Seeds end at different BLEU: the level is 0.9 × the weakest final point of baseline and v2
+    (v2's seed 1 at 0.15), not of the mean; a γ-swept v2 model and other arms do not set it."""
+    curves = pd.concat([
+        _linear_curves({"baseline": (0.3e-4, 1.0)}, seeds=(0,)),
+        _linear_curves({"baseline": (0.2e-4, 1.0), "v2": (0.15e-4, 1.0), "slow": (0.01e-4, 1.0)}, seeds=(1,)),
+        _linear_curves({"v2": (0.25e-4, 1.0)}, seeds=(0,)),
+        _linear_curves({"v2": (0.05e-4, 1.0)}, seeds=(0,)).assign(gamma=0.0, sweep='{"diffusion.gamma": 0.0}'),
+    ], ignore_index=True)
+    levels = bleu_levels(curves, baseline="baseline", fraction=0.9, arm="v2")
+    assert levels["level"].item() == pytest.approx(0.9 * 0.15) and levels["weakest_runs"].item() == 4
+    runs = convergence(curves, levels, baseline="baseline")
+    both = runs[runs["arms"].isin(["baseline", "v2"]) & runs["sweep"].eq("{}")]
+    assert len(both) == 4 and both["reached"].all()
+    assert bleu_levels(curves, baseline="baseline", fraction=0.9)["level"].item() == pytest.approx(0.9 * 0.2)
+
+
 def test_speedup_comes_from_the_arms_own_curve_not_an_extra_decoder() -> None:
     """Each model also has a curve of a shared extra decoder that disagrees with its own: the
     baseline's is slow (it would make v2 look 6x faster), v2's is fast. Only own curves count."""

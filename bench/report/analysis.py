@@ -8,7 +8,7 @@ import pandas as pd
 
 from bench import schema
 from bench.report.absorbing import answer_questions, final_norms, norm_curves
-from bench.report.claims import PUBLISHED_BASELINE, judge_claims
+from bench.report.claims import CLAIM_ARM, PUBLISHED_ARM, PUBLISHED_BASELINE, judge_claims
 from bench.report.configs import CONFIG_KEYS, has_arm, is_trivial, reference_configs
 from bench.report.load import Results, ResultsError, wide_cells
 from bench.report.options import ReportOptions
@@ -82,15 +82,16 @@ def _curve_check(cells: pd.DataFrame) -> pd.DataFrame:
     return out[columns]
 
 
-def _convergence_tables(models: pd.DataFrame, baseline: str, costs: pd.DataFrame, o: ReportOptions,
-                        level_text: str) -> dict | None:
-    """Levels, per-curve runs and their summary against ``baseline``; None without its curve."""
-    levels = bleu_levels(models, baseline=baseline, fraction=o.level_fraction, absolute=o.level_bleu)
+def _convergence_tables(models: pd.DataFrame, baseline: str, arm: str, costs: pd.DataFrame,
+                        o: ReportOptions) -> dict | None:
+    """Levels (set by ``baseline`` and ``arm``), per-curve runs and their summary against
+    ``baseline``; None without its curve."""
+    levels = bleu_levels(models, baseline=baseline, fraction=o.level_fraction, absolute=o.level_bleu, arm=arm)
     runs = convergence(models, levels, baseline=baseline, costs=costs)
     if runs.empty or not runs["baseline"].any():
         return None
     return {"levels": levels, "runs": runs, "summary": convergence_summary(runs, alpha=o.alpha),
-            "level_text": level_text}
+            "level_text": o.level_text(baseline, arm)}
 
 
 def analyse(results: Results, options: ReportOptions) -> Analysis:
@@ -135,17 +136,17 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
         levels = runs = runs_summary = pd.DataFrame()
     else:
         models = calibrated_curves(model_curves(curves, cells), costs)
-        main = _convergence_tables(models, o.baseline, costs, o, o.level_text)
+        main = _convergence_tables(models, o.baseline, CLAIM_ARM, costs, o)
         if main is None:
             missing["convergence"] = f"no `{o.baseline}` curve to set the BLEU level (give an absolute level)."
-            levels = bleu_levels(models, baseline=o.baseline, fraction=o.level_fraction, absolute=o.level_bleu)
+            levels = bleu_levels(models, baseline=o.baseline, fraction=o.level_fraction, absolute=o.level_bleu,
+                                 arm=CLAIM_ARM)
             runs = runs_summary = pd.DataFrame()
         else:
             convergences[o.baseline] = main
             levels, runs, runs_summary = main["levels"], main["runs"], main["summary"]
         if o.baseline != PUBLISHED_BASELINE and has_arm(models["arms"], PUBLISHED_BASELINE).any():
-            published = _convergence_tables(models, PUBLISHED_BASELINE, costs, o,
-                                            o.level_text_for(PUBLISHED_BASELINE)) or {}
+            published = _convergence_tables(models, PUBLISHED_BASELINE, PUBLISHED_ARM, costs, o) or {}
             if published:
                 convergences[PUBLISHED_BASELINE] = published
     sampling = sampling_speedups(speeds, summary, references)

@@ -363,15 +363,15 @@ def _convergence(a: Analysis, name: _Namer) -> str:
     o = a.options
     levels = "; ".join(
         f"{r['dataset']}: **{r['level']:.4f}**" + ("" if o.level_bleu is not None else
-                                                 f" = {o.level_fraction:g} × {r['baseline_final']:.4f} "
-                                                 f"(n = {int(r['baseline_seeds'])} seeds)")
+                                                 f" = {o.level_fraction:g} × {r['weakest_final']:.4f} (the weakest "
+                                                 f"of {int(r['weakest_runs'])} final points)")
         for r in a.levels.to_dict("records")
     )
     timing = ("Calibrated seconds = steps to the level × the model's seconds per optimizer step from the timing "
               f"pass (min over repetitions, one device). {clock_note(a.results.timing)}" if "timing" not in a.missing else
               f"No calibrated seconds: {a.missing['timing']}")
     parts = [
-        head, "", f"Level: {o.level_text}. Per dataset: {levels}.", "",
+        head, "", f"Level: {o.level_text(o.baseline, CLAIM_ARM)}. Per dataset: {levels}.", "",
         "One row per own-decoder curve: each arm's validation BLEU is measured with its own decoder (named in "
         "the table); arms that share a trained model *and* a decoder share the curve and are named together. "
         "Steps, examples seen, calibrated and raw seconds to the level are interpolated linearly between the last "
@@ -663,7 +663,7 @@ def _methods(a: Analysis) -> str:
         f"**Multiple comparisons.** {correction}; one family per metric and kind of test (t-tests, Wilcoxon "
         f"tests, within-seed bootstraps), across configurations, datasets and seeds; the claims table is one "
         f"family per direction of test; the absorbing-state questions one family per metric. α = {o.alpha:g}.",
-        f"**Convergence.** Level: {o.level_text}, from the baseline's own-decoder curve. Only curves of each arm's "
+        f"**Convergence.** Level: {o.level_text(o.baseline, CLAIM_ARM)}, from their own-decoder curves. Only curves of each arm's "
         "own decoder enter (curves.parquet `own_decoder`); other decoders' curves are listed, never used. Crossing "
         "points are interpolated linearly between evaluations (a curve at the level at its first evaluation "
         "reports that evaluation, an upper bound); examples seen = step × global batch. Calibrated seconds = "

@@ -13,7 +13,7 @@ class ReportOptions:
     """Knobs of the report (the CLI flags of ``python -m bench report``)."""
 
     baseline: str = "baseline"  # the arm every other one is compared against
-    level_fraction: float = 0.9  # BLEU level = this × the baseline's final own-decoder validation BLEU ...
+    level_fraction: float = 0.9  # BLEU level = this × the weakest final own-decoder validation BLEU ...
     level_bleu: float | None = None  # ... unless an absolute level is given
     n_boot: int = 2000  # bootstrap resamples (across seeds and over sentences)
     alpha: float = 0.05  # test level; intervals are (1 − alpha)
@@ -27,11 +27,9 @@ class ReportOptions:
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), not {self.alpha}")
 
-    @property
-    def level_text(self) -> str:
-        return self.level_text_for(self.baseline)
-
-    def level_text_for(self, baseline: str) -> str:
+    def level_text(self, baseline: str, arm: str) -> str:
+        """The convergence level in words, for ``baseline`` compared with ``arm``."""
         if self.level_bleu is not None:
             return f"BLEU {self.level_bleu:g} (absolute level)"
-        return f"{self.level_fraction:g} × the {baseline} arm's final own-decoder validation BLEU (mean over seeds)"
+        return (f"{self.level_fraction:g} × the weakest final own-decoder validation BLEU among the seeds of the "
+                f"{baseline} and {arm} arms (so that both reach it on every seed)")

@@ -12,6 +12,7 @@ from bench.report.configs import (
     CURVE_KEYS,
     MODEL_KEYS,
     NO_SWEEP,
+    PAPER_GAMMA,
     SCOPE_KEYS,
     has_arm,
 )
@@ -118,19 +119,33 @@ def _is_baseline(frame: pd.DataFrame, baseline: str) -> pd.Series:
 
 
 def bleu_levels(
-    curves: pd.DataFrame, *, baseline: str, fraction: float, absolute: float | None = None
+    curves: pd.DataFrame, *, baseline: str, fraction: float, absolute: float | None = None, arm: str | None = None
 ) -> pd.DataFrame:
-    """The BLEU level per scope: ``absolute`` if given, else ``fraction`` × the baseline's final
-    own-decoder validation BLEU averaged over its seeds. Scopes without a baseline curve get no
-    level then."""
+    """The BLEU level per scope: ``absolute`` if given, else ``fraction`` × the weakest final
+    own-decoder validation BLEU among the seeds of the baseline's curve and of ``arm``'s (the arm
+    the claim compares with it; its model at γ nearest the paper's, unswept where there is one), so
+    that both reach the level on every seed. Scopes without a baseline curve get no level then."""
     bleu = model_curves(curves)
     final = bleu.groupby(CURVE_KEYS, dropna=False).tail(1)
-    base = final[_is_baseline(final, baseline)].groupby(SCOPE_KEYS)["value"].agg(
-        baseline_final="mean", baseline_seeds="size")
+    base = _is_baseline(final, baseline)
+    compared = (base | _headline_model(final, arm)) if arm else base
+    with_base = final[SCOPE_KEYS].merge(final.loc[base, SCOPE_KEYS].drop_duplicates(), how="left", indicator=True)
+    compared = compared & pd.Series(with_base["_merge"].eq("both").to_numpy(), index=final.index)
+    levels = final[compared].groupby(SCOPE_KEYS)["value"].agg(weakest_final="min", weakest_runs="size")
     if absolute is None:
-        return base.assign(level=fraction * base["baseline_final"]).reset_index()
-    scopes = bleu[SCOPE_KEYS].drop_duplicates().merge(base.reset_index(), on=SCOPE_KEYS, how="left")
+        return levels.assign(level=fraction * levels["weakest_final"]).reset_index()
+    scopes = bleu[SCOPE_KEYS].drop_duplicates().merge(levels.reset_index(), on=SCOPE_KEYS, how="left")
     return scopes.assign(level=float(absolute))
+
+
+def _headline_model(final: pd.DataFrame, arm: str) -> pd.Series:
+    """Rows of ``arm``'s curves from one model per scope: unswept where possible, γ nearest the paper's."""
+    own = final[has_arm(final["arms"], arm)]
+    ranked = own.assign(_swept=own["sweep"].ne(NO_SWEEP), _off=(own["gamma"] - PAPER_GAMMA).abs())
+    pick = ranked.sort_values(["_swept", "_off", "gamma"], kind="stable").drop_duplicates(SCOPE_KEYS)
+    keys = pick[MODEL_KEYS].assign(_pick=True)
+    marked = final[MODEL_KEYS].merge(keys, on=MODEL_KEYS, how="left")
+    return pd.Series(marked["_pick"].eq(True).to_numpy(), index=final.index)
 
 
 def _costs_per_curve(runs: pd.DataFrame, costs: pd.DataFrame | None) -> pd.DataFrame:
