@@ -262,6 +262,14 @@ def test_bertscore_names_model_and_layer(scorer: BertScorer, tmp_path) -> None:
         BertScorer(num_layers=0)
 
 
+def test_loading_the_bertscore_model_prints_no_progress_bar(no_network, capfd) -> None:
+    from transformers.utils import logging as hf_logging
+
+    BertScorer(batch_size=8)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # restored for everything else
+
+
 # --- evaluate ----------------------------------------------------------------------------------
 
 SOURCES = ["how do i learn python ?", "what is the best phone ?", "why is the sky blue ?"]

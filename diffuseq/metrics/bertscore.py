@@ -9,7 +9,8 @@ different models or layers do not compare, so every score carries :attr:`BertSco
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +55,15 @@ class BertScorer:
             raise ValueError(f"num_layers must be in 1..{available} for {path}, got {self.num_layers}")
         label = DEFAULT_MODEL_NAME if path.resolve() == default_model_path().resolve() else str(path)
         self.name = f"{label}:L{self.num_layers}"
-        self._scorer = BERTScorer(
-            model_type=str(path),
-            num_layers=self.num_layers,
-            batch_size=batch_size,
-            device=device,
-            idf=False,
-            rescale_with_baseline=False,
-        )
+        with _quiet_loading():
+            self._scorer = BERTScorer(
+                model_type=str(path),
+                num_layers=self.num_layers,
+                batch_size=batch_size,
+                device=device,
+                idf=False,
+                rescale_with_baseline=False,
+            )
 
     def f1(self, hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> np.ndarray:
         """(n,) F1 of ``hyps[i]`` against its best reference in ``refs[i]``.
@@ -88,3 +90,17 @@ def bertscore(scorer: BertScorer, refs: Sequence[Sequence[str]], hyps: Sequence[
 
 def _layer_count(path: Path) -> int:
     return int(json.loads((path / "config.json").read_text())["num_hidden_layers"])
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Without transformers' "Loading weights" bar, which would print over a suite's progress bar."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
