@@ -19,6 +19,7 @@ from bench.executors import Executor, LocalExecutor
 from bench.manifest import write_examples, write_manifest
 from bench.parallel import resolve
 from bench.plan import Plan, TrivialCell
+from bench.progress import ModelStatus
 from bench.spec import Suite
 from bench.store import Store
 from bench.timing import config_groups, time_suite
@@ -99,7 +100,8 @@ def run_suite(plan: Plan, results: Path, only: str | None = None, executor: Exec
     cells_of = {g.train_key: g.cells for g in groups}
     total = len(part.cells) + len(part.trivial)
     with tqdm(total=total, initial=total - len(todo) - len(trivial_todo) + done + len(failed), unit="cell",
-              desc=plan.suite.name, disable=not progress, dynamic_ncols=True) as bar:
+              desc=plan.suite.name, disable=not progress, dynamic_ncols=True) as bar, \
+            ModelStatus(bar, store, groups):
         for res in executor.map(replace(part, groups=groups), store.root, fail_fast):
             finished = len([c for c in res.done if c in todo])
             others = len([c for c in cells_of[res.train_key] if c.cell_id in todo and c.cell_id not in res.done
@@ -111,7 +113,8 @@ def run_suite(plan: Plan, results: Path, only: str | None = None, executor: Exec
                 if cell_id not in store.errors():
                     store.write_error(cell_id, {"train_key": res.train_key, "stage": "job"}, RuntimeError(err))
             bar.update(finished + others + len(res.failed))
-            bar.set_postfix(failed=len(failed))
+            if failed:
+                bar.set_description(f"{plan.suite.name} ({len(failed)} failed)")
     phases["models"] = time.perf_counter() - phases["models"]
     phases["timing"] = time.perf_counter()
     if plan.suite.timing.enabled and not only and not failed:

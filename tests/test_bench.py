@@ -479,3 +479,25 @@ def test_killing_the_runner_stops_its_workers(tmp_path):
         assert not alive, f"workers {alive} outlived the runner ({sig.name})"
         if sig == signal.SIGTERM:
             assert runner.returncode == 130 and "run the same command again to resume" in runner.stderr.read()
+
+
+def test_the_progress_line_names_each_model_in_flight_and_its_step(tmp_path):
+    """A locked model with a training log shows its step; one whose log reached the last step is
+    decoding; one locked without a log is starting; an unlocked one is not shown."""
+    from bench.progress import status_line
+
+    plan = load_plan("smoke")
+    store = Store(tmp_path)
+    base, v2 = (next(g for g in plan.groups if arm in g.arms and g.cells[0].seed == 0) for arm in ("baseline", "v2"))
+    steps = base.train.optim.steps
+    assert status_line(store, plan.groups) == ""
+    with store.model_lock(base.train_key), store.model_lock(v2.train_key):
+        assert status_line(store, [base, v2]) == "baseline s0 starting · absorb_train_only/official_v2_sampling/v2 s0 starting"
+        log = store.model_dir(base.train_key) / "log.jsonl"
+        log.parent.mkdir(parents=True)
+        log.write_text(json.dumps({"step": 40, "split": "train"}) + "\n")
+        assert status_line(store, [base]) == f"baseline s0 step 40/{steps}"
+        with log.open("a") as f:
+            f.write(json.dumps({"step": steps, "split": "valid"}) + "\n")
+        assert status_line(store, [base]) == "baseline s0 decoding"
+    assert status_line(store, [base, v2]) == ""
