@@ -292,8 +292,10 @@ def build_train_spec(
 # folders read first) with a `train` section (DiffusionSpec fields), an optional `model` section
 # (ModelSpec fields laid over the preset's, e.g. `family`), an optional `optim` section (a training
 # recipe: OptimSpec fields, and `batch_scale`, a factor on the preset's batch size), a `sample`
-# section (a sampler spec) and a one-line `label`. The library only needs the training parts.
-ARM_KEYS = ("label", "description", "model", "train", "optim", "sample")
+# section (a sampler spec) and a one-line `label`. `include: OTHER` (an arm name, or a path
+# relative to the file) starts from OTHER's sections and lays this file's over them, key by key,
+# as lm-evaluation-harness's task files do (the label and description are never inherited). The library only needs the training parts.
+ARM_KEYS = ("include", "label", "description", "model", "train", "optim", "sample")
 ARMS = Catalog("arm", "DIFFUSEQ_ARMS_DIR", "ablations/arms", "diffuseq", "arms")
 
 
@@ -309,16 +311,33 @@ def arm_path(arm: str | Path) -> Traversable:
     return found
 
 
-def load_arm(arm: str | Path) -> dict[str, Any]:
-    """Read an arm file; checks its shape (``train`` must validate as a DiffusionSpec, ``model``'s
-    keys must be ModelSpec fields)."""
-    path = arm_path(arm)
+def read_arm(arm: str | Path | Traversable, chain: tuple[str, ...] = ()) -> tuple[Traversable, dict[str, Any]]:
+    """An arm file's path and its document with its ``include`` resolved (the included arm's
+    document, this one's sections laid over it)."""
+    path = arm if not isinstance(arm, str | Path) else arm_path(arm)
     doc = read_yaml(path) or {}
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: an arm file must be a mapping with keys {', '.join(ARM_KEYS)}")
     unknown = set(doc) - set(ARM_KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(ARM_KEYS)}")
+    if (other := doc.pop("include", None)) is None:
+        return path, doc
+    if str(path) in chain:
+        raise ConfigError(f"{path}: include: the arms include each other ({' → '.join([*chain, str(path)])}); remove one include")
+    beside = Path(str(path)).parent / str(other)
+    try:
+        _, base = read_arm(beside if beside.suffix in (".yaml", ".yml") and beside.is_file() else str(other),
+                           (*chain, str(path)))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: include: {err}") from None
+    return path, merge({k: v for k, v in base.items() if k not in ("label", "description")}, doc)
+
+
+def load_arm(arm: str | Path) -> dict[str, Any]:
+    """Read an arm file (with its ``include``); checks its shape (``train`` must validate as a
+    DiffusionSpec, ``model``'s keys must be ModelSpec fields)."""
+    path, doc = read_arm(arm)
     train, optim, model = doc.get("train") or {}, doc.get("optim") or {}, doc.get("model") or {}
     if not isinstance(model, dict) or (bad := sorted(set(model) - set(ModelSpec.model_fields))):
         what = f"unknown key(s) {bad}" if isinstance(model, dict) else "not a mapping"

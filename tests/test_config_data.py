@@ -24,6 +24,26 @@ def test_arms_are_configurations_and_share_models():
     assert load_arm("hard_mask")["train"]["absorbing"] == "mask_token"
 
 
+def test_an_arm_includes_another_and_overrides_it_key_by_key(tmp_path):
+    """hard_mask decodes exactly as v2 through `include: v2`; a user arm (by path) changes one
+    sampler field and γ and keeps the rest, but not v2's label; a cycle is a one-line error."""
+    assert load_arm("hard_mask")["sample"] == load_arm("v2")["sample"]
+    assert load_arm("baseline_v1_recipe")["sample"] == load_arm("baseline")["sample"]
+    (tmp_path / "base.yaml").write_text("include: v2\nlabel: my base\n")
+    (tmp_path / "mine.yaml").write_text("include: base.yaml\ntrain: {gamma: 0.3}\nsample: {steps: 20}\n")
+    mine, v2 = load_arm(tmp_path / "mine.yaml"), load_arm("v2")
+    assert mine["train"] == {**v2["train"], "gamma": 0.3}
+    assert mine["sample"] == {**v2["sample"], "steps": 20}
+    assert mine["label"] == "mine" and mine["description"] == ""
+    (tmp_path / "a.yaml").write_text("include: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("include: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"include: the arms include each other \(.*a\.yaml → .*b\.yaml → .*a\.yaml\)"):
+        load_arm(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("include: nowhere\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: include: unknown arm 'nowhere'"):
+        load_arm(tmp_path / "c.yaml")
+
+
 def test_spec_errors_name_the_key():
     with pytest.raises(ConfigError, match=r"model\.layerz"):
         build_train_spec("smoke", "v2", {"model": {"layerz": 3}})
