@@ -18,8 +18,6 @@ finished batch.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -67,9 +65,8 @@ def spec_from_args(args: argparse.Namespace) -> SamplerSpec:
 
 
 def default_out(args: argparse.Namespace, spec: SamplerSpec) -> Path:
-    digest = hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:8]
     name = Path(args.arm).stem if args.arm else spec.sampler
-    return args.run_dir / "samples" / f"{args.split}-{name}-{digest}"
+    return args.run_dir / "samples" / f"{args.split}-{name}-{spec.key()}"
 
 
 def run(args: argparse.Namespace) -> int:
