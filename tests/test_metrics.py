@@ -32,8 +32,8 @@ from diffuseq.metrics import (
     rouge_l,
     self_bleu,
     sentence_bleu,
-    set_scores,
 )
+from diffuseq.metrics.registry import Metric
 
 
 def toks(text: str) -> list[str]:
@@ -197,12 +197,23 @@ def test_mbr_ties_go_to_the_lowest_index() -> None:
     assert mbr_select([toks("x"), toks("a b c d"), toks("a b c d")]) == 1
 
 
-def test_set_scores_agree_with_the_single_metrics() -> None:
+def test_set_metrics_and_mbr_agree_given_the_shared_pairwise_matrix() -> None:
     candidates = [toks("how can i learn python fast"), toks("how do i learn python"), toks("learn python how")]
-    scores = set_scores(candidates)
-    assert scores.self_bleu == pytest.approx(self_bleu(candidates))
-    assert scores.div4 == div4(candidates) and scores.mbr_index == mbr_select(candidates)
-    assert np.all(np.diag(pairwise_bleu(candidates)) == 0)
+    pairwise = pairwise_bleu(candidates)
+    assert self_bleu(candidates, pairwise) == self_bleu(candidates)
+    assert div4(candidates, pairwise) == div4(candidates) and mbr_select(candidates, pairwise) == mbr_select(candidates)
+    assert np.all(np.diag(pairwise) == 0)
+    assert metrics("set") == ["self_bleu", "div4"]
+
+
+def test_evaluate_applies_every_registered_set_metric(monkeypatch) -> None:
+    """A set metric registered by name reaches evaluate's set scores and summary, with no other wiring."""
+    longest = Metric("longest", lambda cands, pairwise: float(max(map(len, cands))), "set", None, "longest")
+    monkeypatch.setitem(METRICS, "longest", longest)
+    runs = {f"seed{s}": [Sample(i, "", ("a b c",), hyp) for i, hyp in enumerate(hyps)]
+            for s, hyps in enumerate([["a b", "x"], ["a b c d", "x y"]])}
+    result = evaluate(runs)
+    assert result.summary["longest"] == pytest.approx((4 + 2) / 2)
 
 
 # --- corpus BLEU -------------------------------------------------------------------------------

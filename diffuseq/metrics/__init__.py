@@ -10,12 +10,10 @@ registers the built-in ones.
 
 from diffuseq.metrics.bertscore import BertScorer, bertscore, default_model_path
 from diffuseq.metrics.diversity import (
-    SetScores,
     div4,
     mbr_select,
     pairwise_bleu,
     self_bleu,
-    set_scores,
 )
 from diffuseq.metrics.evaluation import Evaluation, evaluate
 from diffuseq.metrics.overlap import corpus_bleu, dist1, length, rouge_l, sentence_bleu
@@ -30,7 +28,6 @@ __all__ = [
     "Metric",
     "Sample",
     "SampleFileError",
-    "SetScores",
     "bertscore",
     "clean",
     "corpus_bleu",
@@ -48,5 +45,4 @@ __all__ = [
     "rouge_l",
     "self_bleu",
     "sentence_bleu",
-    "set_scores",
 ]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from diffuseq.metrics.bertscore import BertScorer
-from diffuseq.metrics.diversity import set_scores
+from diffuseq.metrics.diversity import mbr_select, pairwise_bleu
 from diffuseq.metrics.overlap import Tokens
 from diffuseq.metrics.registry import METRICS, Metric
 from diffuseq.metrics.samples import Sample, check_aligned
@@ -65,9 +65,9 @@ def evaluate(
     first = runs[labels[0]]
     refs = [[clean(r, detok=detok) for r in s.refs] for s in first]
     outputs = {label: [clean(s.hyp, detok=detok) for s in runs[label]] for label in labels}
-    sets = [set_scores(cands) for cands in zip(*outputs.values(), strict=True)] if len(labels) > 1 else []
+    sets = [(c, pairwise_bleu(c)) for c in zip(*outputs.values(), strict=True)] if len(labels) > 1 else []
     if sets:
-        outputs[MBR_RUN] = [outputs[labels[s.mbr_index]][i] for i, s in enumerate(sets)]
+        outputs[MBR_RUN] = [outputs[labels[mbr_select(c, p)]][i] for i, (c, p) in enumerate(sets)]
     tables = {run: _sentence_scores(refs, hyps) for run, hyps in outputs.items()}
     if scorer is not None:
         for m in _registered("model"):
@@ -77,8 +77,7 @@ def evaluate(
     per_run = {run: _means(tables[run]) | {name: c[run][0] for name, c in corpus.items()} for run in outputs}
     summary = {m: float(np.mean([per_run[run][m] for run in labels])) for m in per_run[labels[0]]}
     if sets:
-        tables[SET_RUN] = {"self_bleu": np.array([s.self_bleu for s in sets]),
-                           "div4": np.array([s.div4 for s in sets])}
+        tables[SET_RUN] = {m.name: np.array([m.fn(c, p) for c, p in sets]) for m in _registered("set")}
         summary |= _means(tables[SET_RUN]) | {f"mbr_{m}": v for m, v in per_run.pop(MBR_RUN).items()}
     meta = {
         "runs": labels,

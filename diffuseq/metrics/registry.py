@@ -6,7 +6,8 @@ Scopes say what a metric's function takes and where :func:`~diffuseq.metrics.eva
 - ``sentence``: ``fn(refs, hyp) -> float`` per output, against its references;
 - ``output``: ``fn(hyp) -> float`` per output, on the output alone;
 - ``corpus``: ``fn(refs_per_output, hyps) -> (float, signature)`` once per run;
-- ``set``: over the k candidates of one source (self-BLEU, div-4), with two runs or more;
+- ``set``: ``fn(candidates, pairwise) -> float`` over the k candidates of one source (self-BLEU,
+  div-4), with two runs or more; ``pairwise`` is their (k, k) BLEU matrix, computed once;
 - ``model``: needs a scoring model (BERTScore), per output, when the caller gives one.
 
 To add a metric: write the function in a module of this package, decorate it, and import that
