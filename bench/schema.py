@@ -101,9 +101,9 @@ CURVE_COLUMNS = [
     "own_decoder",  # True when `decoder` is the arm's own decoding family (the curve speedups use)
 ]
 # Curve metrics: "bleu" (validation BLEU of the EMA model on a fixed subset, one row per arm and
-# decoder), the validation loss and its terms, and the absorbing state's fate: ‖m‖ and the mean
-# word-embedding row norm, of the trained and of the EMA (decoded) weights, at every log step.
-CURVE_METRICS = ["bleu", "val_loss", "val_mse", "val_nll", "m_norm", "emb_norm", "m_norm_ema", "emb_norm_ema"]
+# decoder), then each model family's validation terms (``val_<term>``, Family.val_terms) and training
+# log figures (Family.log_terms: the continuous family's ‖m‖ and mean word-embedding row norm, of the
+# trained and of the EMA weights) at every log step.
 
 PER_SENTENCE_COLUMNS = ["cell_id", "sentence", "metric", "value"]
 

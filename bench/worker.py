@@ -27,7 +27,7 @@ from bench.store import Store, write_atomic
 from diffuseq.baselines import BASELINES, LABELS
 from diffuseq.config import LoopSpec, TrainSpec
 from diffuseq.data import Encoded, Pair, encode_pairs, load_split
-from diffuseq.family import decodes
+from diffuseq.family import decodes, make_family
 from diffuseq.metrics import BertScorer, Evaluation, clean, evaluate, load_runs, sentence_bleu
 from diffuseq.metrics.evaluation import MBR_RUN, SET_RUN
 from diffuseq.model import Denoiser
@@ -111,6 +111,7 @@ def curve_rows(suite: Suite, group: Group, run_dir: Path) -> list[dict]:
     base = {"suite": suite.name, "train_key": group.train_key, "dataset": c.dataset, "seed": c.seed,
             "preset": suite.preset, "gamma": group.train.diffusion.gamma, "sweep": json.dumps(dict(c.sweep))}
     own = {cell.arm: cell.curve_sampler for cell in group.cells}
+    family = make_family(group.train.model.family, group.train)
     rows = []
     for arm, own_spec in own.items():
         def row(step: int, src: dict, metric: str, value: float, decoder: str = "", is_own: bool = True,
@@ -122,9 +123,9 @@ def curve_rows(suite: Suite, group: Group, run_dir: Path) -> list[dict]:
             for spec in [own_spec, *(e for e in extra if e.key() != own_spec.key())]:
                 if (value := r.get(f"bleu/{spec.key()}")) is not None:
                     rows.append(row(step, r, "bleu", value, spec.short_name(), spec is own_spec))
-            rows += [row(step, r, m, r[m]) for m in ("val_loss", "val_mse", "val_nll") if m in r]
+            rows += [row(step, r, m, r[m]) for m in (f"val_{t}" for t in family.val_terms) if m in r]
         for step, r in sorted(train.items()):
-            rows += [row(step, r, m, r[m]) for m in ("m_norm", "emb_norm", "m_norm_ema", "emb_norm_ema") if m in r]
+            rows += [row(step, r, m, r[m]) for m in family.log_terms if m in r]
     return rows
 
 

@@ -46,8 +46,9 @@ sampler and weights the loss by its importance weights. That is meaningful only 
 global RNG (which the loop reseeds every step, so resume stays exact), and the loop must then
 weight every example by 1 (and leaves a loss-aware timestep sampler untouched).
 
-Validation logs the mean of each term named in ``val_terms`` as ``val_<term>``; ``logs_norms``
-adds ‖m‖ and the embedding norms to the training log (the absorbing-state report reads them).
+Validation logs the mean of each term named in ``val_terms`` as ``val_<term>``; ``log_state``
+adds the family's own figures (``log_terms``) to the training log's rows: the continuous family's
+‖m‖ and embedding norms, which the absorbing-state report reads.
 
 Families are registered by name in :data:`FAMILIES` and imported on first use, so a continuous
 run never imports ``transformers``.
@@ -64,7 +65,7 @@ from torch import Tensor, nn
 
 from diffuseq.config import ConfigError, TrainSpec
 from diffuseq.diffusion import ForwardProcess, training_losses
-from diffuseq.model import Denoiser
+from diffuseq.model import Denoiser, state_norms
 from diffuseq.sampling.base import build_sampler
 from diffuseq.sampling.generate import sample_batch
 from diffuseq.sampling.spec import is_continuous, sampler_names
@@ -91,7 +92,7 @@ class Family(ABC):
     samplers: ClassVar[tuple[str, ...]]  # the sampler names ``decode`` accepts
     uses_timesteps: ClassVar[bool] = False  # whether ``losses`` reads the loop's t (and its weights apply)
     val_terms: ClassVar[tuple[str, ...]] = ("loss",)  # the terms validation averages (``val_<term>``)
-    logs_norms: ClassVar[bool] = False  # whether the loop logs ‖m‖ and embedding norms (a Denoiser with m)
+    log_terms: ClassVar[tuple[str, ...]] = ()  # what ``log_state`` adds to the training log's rows
 
     def __init__(self, spec: TrainSpec):
         self.spec = spec
@@ -113,6 +114,10 @@ class Family(ABC):
     def forward(self, model: nn.Module, ids: Tensor, mask: Tensor) -> None:
         """One network evaluation on the batch, as one decoding step makes it (for timing)."""
 
+    def log_state(self, model: nn.Module, ema: dict[str, Tensor]) -> dict[str, float]:
+        """Figures of the model and its EMA weights for a training log row, named in ``log_terms``."""
+        return {}
+
     def check_sampler(self, sampler: str) -> None:
         """Raise a :class:`ConfigError` unless this family can decode with ``sampler``."""
         if family_of(sampler) != self.name:
@@ -127,7 +132,7 @@ class ContinuousFamily(Family):
     samplers = ()  # every registered diffuseq.sampling sampler (see family_of)
     uses_timesteps = True
     val_terms = ("loss", "mse", "nll")
-    logs_norms = True
+    log_terms = ("m_norm", "emb_norm", "m_norm_ema", "emb_norm_ema")
 
     def __init__(self, spec: TrainSpec):
         super().__init__(spec)
@@ -153,6 +158,9 @@ class ContinuousFamily(Family):
         T = self.process.schedule.T
         z = model.embed(ids)
         model(z, torch.full((z.shape[0],), T // 2, device=z.device), T)
+
+    def log_state(self, model: Denoiser, ema: dict[str, Tensor]) -> dict[str, float]:
+        return state_norms(model, ema)
 
 
 # name → "module:class"; imported on first use by make_family. Add a family here, to

@@ -90,6 +90,14 @@ class Denoiser(nn.Module):
             return self.word_emb.weight[self.mask_id]
         return self.word_emb.weight.new_zeros(self.spec.embed_dim)
 
+    def absorbing_state_in(self, weights: dict[str, torch.Tensor]) -> torch.Tensor:
+        """m, shape (d,), as held in a state dict of this model's weights (e.g. the EMA)."""
+        if self.absorbing == "learned":
+            return weights["m"]
+        if self.absorbing == "mask_token":
+            return weights["word_emb.weight"][self.mask_id]
+        return torch.zeros(self.spec.embed_dim)
+
     def time_embedding(self, t: torch.Tensor, num_steps: int, block: int | None = None) -> torch.Tensor:
         """Timesteps t (B,) → (B, H), rescaled to [0, 1000) before the sinusoidal embedding, as in
         DiffuSeq.
@@ -114,3 +122,15 @@ class Denoiser(nn.Module):
         for layer in self.layers:
             h = layer(h)
         return self.out_proj(h)
+
+
+@torch.no_grad()
+def state_norms(model: Denoiser, ema: dict[str, torch.Tensor]) -> dict[str, float]:
+    """‖m‖ and the mean norm of the word-embedding rows, of the trained and of the EMA weights
+    (the EMA ones are decoded): ``m_norm``, ``emb_norm``, ``m_norm_ema``, ``emb_norm_ema``."""
+    out = {}
+    for suffix, emb, m in (("", model.word_emb.weight, model.absorbing_state()),
+                           ("_ema", ema["word_emb.weight"], model.absorbing_state_in(ema))):
+        out[f"m_norm{suffix}"] = m.norm().item()
+        out[f"emb_norm{suffix}"] = emb.norm(dim=1).mean().item()
+    return out

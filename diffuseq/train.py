@@ -43,7 +43,6 @@ from diffuseq.data import BatchOrder, Encoded, check_batch_fits, encode_pairs, l
 from diffuseq.errors import UserError
 from diffuseq.family import Family, make_family
 from diffuseq.io import iter_jsonl, write_atomic
-from diffuseq.model import Denoiser
 from diffuseq.rundir import check_rerun, record_extension, run_spec
 from diffuseq.runtime import flush_denormals
 from diffuseq.timesteps import UniformTimesteps, make_timesteps
@@ -179,27 +178,6 @@ def validation_loss(objective: Objective, valid: Encoded, batch: int, batches: i
     torch.set_rng_state(state)
     objective.train(was_training)
     return {f"val_{k}": v / n for k, v in totals.items()}
-
-
-@torch.no_grad()
-def state_norms(model: Denoiser, ema: dict[str, torch.Tensor]) -> dict[str, float]:
-    """‖m‖ and the mean norm of the word-embedding rows, of the trained and of the EMA weights
-    (the EMA ones are decoded): ``m_norm``, ``emb_norm``, ``m_norm_ema``, ``emb_norm_ema``."""
-    out = {}
-    for suffix, emb, m in (("", model.word_emb.weight, model.absorbing_state()),
-                           ("_ema", ema["word_emb.weight"], absorbing_state_of(model, ema))):
-        out[f"m_norm{suffix}"] = m.norm().item()
-        out[f"emb_norm{suffix}"] = emb.norm(dim=1).mean().item()
-    return out
-
-
-def absorbing_state_of(model: Denoiser, weights: dict[str, torch.Tensor]) -> torch.Tensor:
-    """m (d,) as held in a state dict of ``model``'s weights (e.g. the EMA)."""
-    if model.absorbing == "learned":
-        return weights["m"]
-    if model.absorbing == "mask_token":
-        return weights["word_emb.weight"][model.mask_id]
-    return torch.zeros(model.spec.embed_dim)
 
 
 def _gather(x: torch.Tensor, d: Dist) -> torch.Tensor:
@@ -382,8 +360,7 @@ def train(spec: TrainSpec, run_dir: Path, loop: LoopSpec | None = None, eval_hoo
                        "grad_norm": grad_norm, "tokens_per_s": steps_since_log / (now - t_log) * tokens_per_step,
                        "wall_s": run.wall}
                 row.update({k: v.float().mean().item() for k, v in terms.items() if k != "loss"})
-                if run.family.logs_norms:
-                    row.update(state_norms(run.model, run.ema))
+                row.update(run.family.log_state(run.model, run.ema))
                 log_file.write(json.dumps(row) + "\n")
                 log_file.flush()
                 bar.set_postfix(loss=f"{row['loss']:.3f}")
