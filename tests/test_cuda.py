@@ -95,3 +95,16 @@ def test_timing_waits_for_the_gpu():
     events_s = start.elapsed_time(end) / 1000 / 20
     assert 0.5 * events_s < timed.wall < 2.0 * events_s
     assert device_name(a.device).startswith("cuda:")
+
+
+def test_rounding_on_cuda_takes_one_chunk_and_agrees_with_the_cpu():
+    """200 sources × 64 positions against a BERT-sized table: the GPU's chunk holds them all, and
+    its tokens are the CPU's (fp32, TF32 off; a near-tie may flip, so 99.9%)."""
+    from diffuseq.sampling import rounding
+
+    g = torch.Generator().manual_seed(0)
+    emb, z, bias = torch.randn(30522, 128, generator=g), torch.randn(200 * 64, 128, generator=g), torch.randn(30522, generator=g)
+    assert rounding._CHUNK_ELEMENTS["cuda"] // emb.shape[0] >= z.shape[0]
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cpu, gpu = rounding.logit_ids(z, emb, bias), rounding.logit_ids(z.cuda(), emb.cuda(), bias.cuda()).cpu()
+    assert (cpu == gpu).float().mean() > 0.999

@@ -271,7 +271,7 @@ def test_arm_sample_sections_validate(arm):
 def test_rounding_matches_brute_force(monkeypatch):
     g = torch.Generator().manual_seed(0)
     emb, z = torch.randn(50, 8, generator=g) * torch.rand(50, 1, generator=g) * 3, torch.randn(300, 8, generator=g)
-    monkeypatch.setattr(rounding_mod, "_CHUNK_ELEMENTS", 7 * 50)  # several chunks of 7 rows
+    monkeypatch.setattr(rounding_mod, "_CHUNK_ELEMENTS", {"cpu": 7 * 50})  # several chunks of 7 rows
     brute = ((z[:, None] - emb) ** 2).sum(-1).argmin(-1)
     assert torch.equal(nearest_ids(z, emb), brute)
     assert torch.equal(logit_ids(z, emb), (z @ emb.t()).argmax(-1))

@@ -20,7 +20,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-_CHUNK_ELEMENTS = 1 << 23  # score-matrix elements per chunk (32 MiB in float32; ~275 rows at V = 30522)
+# Score-matrix elements per chunk of rows: 32 MiB in float32 on a CPU (~275 rows at V = 30522, in
+# cache); 1 GiB on a GPU, where each chunk costs kernel launches (one chunk per DDPM step there
+# for 200 sources × 64 positions instead of 47).
+_CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 28}
 _BLOCK = 512  # words per block of :func:`argmax_rows`
 
 
@@ -46,7 +49,7 @@ def argmax_rows(scores: Tensor, block: int = _BLOCK) -> Tensor:
 
 def _best(z: Tensor, emb: Tensor, bias: Tensor | None) -> Tensor:
     """argmax_w (z·E_w + bias_w) for z (N, d), E (V, d) → (N,) int64, in chunks of rows."""
-    rows = max(1, _CHUNK_ELEMENTS // emb.shape[0])
+    rows = max(1, _CHUNK_ELEMENTS.get(z.device.type, _CHUNK_ELEMENTS["cpu"]) // emb.shape[0])
     out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
     emb_t = emb.t()
     for i in range(0, z.shape[0], rows):
