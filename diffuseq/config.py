@@ -166,7 +166,7 @@ class LoopSpec(Spec):
 
 
 # ---------------------------------------------------------------------------------------------
-# Presets: sizes that run the same code path at three scales (docs/design.md §5).
+# Presets: sizes that run the same code path, from CI to the paper (docs/design.md §5).
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {
         "data": {"tokenizer": "wordpiece", "vocab_size": 400, "seq_len": 32},
