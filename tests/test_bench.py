@@ -55,7 +55,10 @@ def write_suite(tmp_path: Path, **changes) -> Path:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"colour": "red"}, r"suite\.yaml: colour: Extra inputs are not permitted"),
+        ({"colour": "red"}, r"suite\.yaml: colour: unknown key 'colour'; valid keys: name, description, preset, arms,"),
+        ({"samplers": [{"step": 5}]}, r"suite\.yaml: samplers\.0\.step: unknown key 'step' \(did you mean 'steps'\?\); "
+                                      r"valid keys in samplers\.0: arms, label, steps, set$"),
+        ({"decode": {"limits": 5}}, r"decode\.limits: unknown key 'limits' \(did you mean 'limit'\?\); valid keys in decode: split,"),
         ({"seeds": "zero"}, r"suite\.yaml: seeds: Input should be a valid (tuple|array)"),
         ({"preset": "tiny"}, r"suite\.yaml: preset: .*unknown preset 'tiny'; choose one of \[.*'qqp_cpu'"),
         ({"arms": ["v2", "v3"]}, r"suite\.yaml: arms: .*unknown arm 'v3'.*known arms: \[.*'v2'"),
@@ -64,7 +67,8 @@ def write_suite(tmp_path: Path, **changes) -> Path:
         ({"samplers": [{"set": {"sampler": "unmask"}}]}, r"sampler 'unmask' cannot decode arm 'hard_mask' \(a continuous model\)"),
         ({"samplers": [{"arms": ["baseline"]}]}, r"samplers\.0\.arms names \['baseline'\], which are not in this suite's arms"),
         ({"samplers": [{"set": {"sampler": "ddpm", "order": 2}}]}, r"order applies only to sampler 'dpm_solver\+\+'"),
-        ({"overrides": {"model.layerz": 2}}, r"overrides/sweep \(arm hard_mask\): model\.layerz: Extra inputs"),
+        ({"overrides": {"model.layerz": 2}}, r"overrides/sweep \(arm hard_mask\): model\.layerz: unknown key 'layerz' "
+                                             r"\(did you mean 'layers'\?\); valid keys in model: family, layers, hidden,"),
         ({"metrics": ["bleu", "meteor"]}, r"metrics: .*unknown metric\(s\) \['meteor'\]"),
         ({"decode": {"limit": 0}}, r"decode\.limit: Input should be greater than or equal to 1"),
         ({"seeds": [0, -1]}, r"suite\.yaml: seeds: .*negative seed\(s\) \[-1\]; seeds must be 0 or more"),

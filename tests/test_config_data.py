@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from diffuseq import synthetic
+from diffuseq.cli import main as cli_main
 from diffuseq.config import ARMS, ConfigError, DataSpec, build_train_spec, load_arm, parse_overrides
 from diffuseq.data import BatchOrder, DataError, Pair, encode_pairs, load_split, read_jsonl
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
@@ -35,6 +36,25 @@ def test_spec_errors_name_the_key():
         build_train_spec("smoke", "nope")
     with pytest.raises(ConfigError, match="unknown preset"):
         build_train_spec("huge", "v2")
+
+
+def test_unknown_keys_are_named_with_the_valid_keys_at_their_level(tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"^command line: model\.layerz: unknown key 'layerz' \(did you mean 'layers'\?\); "
+                       r"valid keys in model: family, layers, hidden, heads, ffn, embed_dim, time_embed_dim, dropout, head_bias$"):
+        build_train_spec("smoke", "v2", parse_overrides(["model.layerz=3"]))
+    with pytest.raises(ConfigError, match=r"^command line: layers: unknown key 'layers'; valid keys: data, model, diffusion, optim$"):
+        build_train_spec("smoke", "v2", parse_overrides(["layers=3"]))
+    arm = tmp_path / "arm.yaml"
+    arm.write_text("train: {gama: 0.1}\n")
+    with pytest.raises(ConfigError, match=rf"^{arm}: train: gama: unknown key 'gama' \(did you mean 'gamma'\?\); valid keys: steps, "):
+        load_arm(arm)
+    arm.write_text("optim: {batch_scal: 2}\n")  # batch_scale is an arm's own optim key, not an OptimSpec field
+    with pytest.raises(ConfigError, match=r"optim: batch_scal: unknown key 'batch_scal' \(did you mean 'batch_scale'\?\); "
+                       r"valid keys: steps, .*, seed, batch_scale$"):
+        load_arm(arm)
+    assert cli_main(["train", "--set", "diffusion.schedul=cosine", "--run-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == ("error: command line: diffusion.schedul: unknown key 'schedul' (did you mean 'schedule'?); "
+                                       "valid keys in diffusion: steps, schedule, absorbing, gamma, reg_rate, timestep_sampler\n")
 
 
 @pytest.mark.parametrize(
