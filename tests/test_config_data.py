@@ -185,6 +185,14 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
     assert read_jsonl(path) == [Pair("a", "b"), Pair("c", "d")]
 
 
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_byte_that_is_not_utf8_is_reported_by_line(tmp_path, bom):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(bom + b'{"src": "a", "trg": "b"}\r\n\n{"src": "caf\xe9", "trg": "d"}\n')
+    with pytest.raises(DataError, match=rf"^{path}:3: not UTF-8 \(byte 0xe9 at column 13\); save the file as UTF-8$"):
+        read_jsonl(path)
+
+
 def test_empty_sources_and_targets_are_counted_in_one_warning(tmp_path, caplog):
     path = tmp_path / "train.jsonl"
     rows = [{"src": "a", "trg": "b"}, {"src": "", "trg": "b"}, {"src": "a", "trg": "  "}, {"src": "c", "trg": "d"}]
