@@ -10,11 +10,14 @@ from __future__ import annotations
 import ctypes
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Protocol
+
+from tqdm import tqdm
 
 from bench.plan import Plan
 from bench.worker import GroupResult, run_group
@@ -37,7 +40,7 @@ class LocalExecutor:
                 yield run_group(suite, g, results, fail_fast, progress=self.progress)
             return
         # spawn, not fork: forking after torch has started threads can hang the children
-        with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_die_with_parent) as pool:
+        with ProcessPoolExecutor(self.workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
             futures = [pool.submit(run_group, suite, g, results, fail_fast) for g in groups]
             try:
                 for fut in as_completed(futures):
@@ -50,8 +53,14 @@ class LocalExecutor:
                 raise
 
 
-def _die_with_parent() -> None:
-    """Worker initializer: on Linux, have the kernel send SIGTERM to the worker when the runner
-    dies, even by SIGKILL, so no orphan keeps training (a rerun resumes from its checkpoint)."""
+def _init_worker() -> None:
+    """Worker initializer. On Linux, have the kernel send SIGTERM to the worker when the runner
+    dies, even by SIGKILL, so no orphan keeps training (a rerun resumes from its checkpoint).
+
+    It also gives tqdm a thread lock instead of its default multiprocessing lock: that lock is a
+    named semaphore, which a worker stopped by SIGTERM never unlinks, so the runner's resource
+    tracker would end an interrupted run with "There appear to be N leaked semaphore objects".
+    A worker's progress bars are its own (and off), so a thread lock is all they need."""
+    tqdm.set_lock(threading.RLock())
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1

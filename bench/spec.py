@@ -254,6 +254,6 @@ def load_suite(path: str | Path) -> Suite:
     try:
         suite = Suite.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, str(path))) from None
+        raise ConfigError(format_validation_error(err, str(path), Suite)) from None
     check_datasets(suite, str(path))
     return suite

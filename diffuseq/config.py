@@ -5,13 +5,16 @@ lives in it, so ``TrainSpec.key()`` (a content hash) identifies a model: two arm
 in how they sample share one key and therefore one trained model.
 
 Specs are pydantic models with ``extra="forbid"``: an unknown or mistyped key is an error that
-names the key path. Overrides are dotted ``key=value`` strings (``model.layers=2``).
+names the key path and the valid keys at its level. Overrides are dotted ``key=value`` strings
+(``model.layers=2``).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -250,13 +253,53 @@ def read_yaml(path: Path | Traversable) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}; fix the file") from None
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per problem: ``source: key.path: message``."""
+def format_validation_error(err: ValidationError, source: str, spec: type[BaseModel],
+                            extra_keys: Sequence[str] = ()) -> str:
+    """One line per problem: ``source: key.path: message``. ``spec`` is the model that was
+    validated: an unknown key (pydantic's ``extra_forbidden``) is named with the valid keys at its
+    level, ``extra_keys`` added to those of the top level (keys the caller took out beforehand)."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"{source}: {loc}: {e['msg']}")
+        msg = _unknown_key(spec, e["loc"], extra_keys) if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"{source}: {loc}: {msg}")
     return "\n".join(lines)
+
+
+def _unknown_key(spec: type[BaseModel], loc: tuple[int | str, ...], extra_keys: Sequence[str]) -> str:
+    """``unknown key 'k' (did you mean ...?); valid keys in <parent>: ...`` for an error at ``loc``."""
+    *parents, key = loc
+    fields = _fields_at(spec, parents)
+    if fields is None:
+        return f"unknown key {key!r}; remove it"
+    if not parents:
+        fields += extra_keys
+    close = difflib.get_close_matches(str(key), fields, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    where = f" in {'.'.join(map(str, parents))}" if parents else ""
+    return f"unknown key {key!r}{hint}; valid keys{where}: {', '.join(fields)}"
+
+
+def _fields_at(spec: type[BaseModel], path: Sequence[int | str]) -> list[str] | None:
+    """Field names of the model that ``path`` leads to from ``spec`` (an integer is an item of a
+    tuple of models); None when it leads to anything else."""
+    model = spec
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        sub = _model_in(field.annotation) if field is not None else None
+        if sub is None:
+            return None
+        model = sub
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model in a field's annotation (``X``, ``X | None``, ``tuple[X, ...]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for a in get_args(annotation) if (m := _model_in(a)) is not None), None)
 
 
 class ConfigError(UserError, ValueError):
@@ -284,7 +327,7 @@ def build_train_spec(
     try:
         return TrainSpec.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source, TrainSpec)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,12 +390,13 @@ def load_arm(arm: str | Path) -> dict[str, Any]:
             known_family(model["family"])
         except ValueError as err:
             raise ConfigError(f"{path}: model.family: {err}") from None
-    for section, spec, raw in (("train", DiffusionSpec, train),
-                               ("optim", OptimSpec, {k: v for k, v in optim.items() if k != "batch_scale"})):
+    for section, spec, raw, extra in (("train", DiffusionSpec, train, ()),
+                                      ("optim", OptimSpec, {k: v for k, v in optim.items() if k != "batch_scale"},
+                                       ("batch_scale",))):
         try:
             spec.model_validate(raw)
         except ValidationError as err:
-            raise ConfigError(format_validation_error(err, f"{path}: {section}")) from None
+            raise ConfigError(format_validation_error(err, f"{path}: {section}", spec, extra)) from None
     scale = optim.get("batch_scale", 1.0)
     if not isinstance(scale, int | float) or scale <= 0:
         raise ConfigError(f"{path}: optim.batch_scale must be a positive number, got {scale!r}")

@@ -8,8 +8,8 @@ Sources, by ``DataSpec.dataset``:
 - with ``hf=True``: anything ``datasets.load_dataset`` accepts (a hub name or a local path),
   with ``src_column`` / ``trg_column`` naming the fields.
 
-Every jsonl line is checked: malformed JSON, a missing field, a non-string value or an empty
-split is a :class:`DataError` naming the file and line. A UTF-8 byte-order mark is accepted;
+Every jsonl line is checked: a byte that is not UTF-8, malformed JSON, a missing field, a
+non-string value or an empty split is a :class:`DataError` naming the file and line. A UTF-8 byte-order mark is accepted;
 pairs with an empty source or target are kept and counted in one warning per file.
 
 Layout of one example (as the official code builds it), with mask 0 on the source part:

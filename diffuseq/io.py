@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections.abc import Iterator
@@ -13,16 +14,20 @@ from typing import Any
 def iter_jsonl(path: Path, error: type[Exception] = ValueError, torn_ok: bool = False
                ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(1-based line number, object) for each non-blank line; raises ``error`` naming file:line
-    for an unreadable file, malformed JSON or a line that is not an object. A UTF-8 byte-order
-    mark at the start is skipped (as Python's ``utf-8-sig`` does). With ``torn_ok`` (files this
-    code appends to, such as a training log), a line that is not JSON, a write cut short by a
-    crash, is skipped instead."""
+    for an unreadable file, a byte that is not UTF-8, malformed JSON or a line that is not an
+    object. A UTF-8 byte-order mark at the start is skipped (as Python's ``utf-8-sig`` does).
+    With ``torn_ok`` (files this code appends to, such as a training log), a line that is not
+    JSON, a write cut short by a crash, is skipped instead."""
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     except FileNotFoundError:
         raise error(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise error(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}") from None
+    except OSError as err:
+        raise error(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise error(_not_utf8(path, raw, err.start)) from None
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -35,6 +40,13 @@ def iter_jsonl(path: Path, error: type[Exception] = ValueError, torn_ok: bool = 
         if not isinstance(row, dict):
             raise error(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
         yield lineno, row
+
+
+def _not_utf8(path: Path, raw: bytes, offset: int) -> str:
+    """The message for the byte at ``offset`` of ``raw`` that is not UTF-8: file, line, column."""
+    lineno = raw.count(b"\n", 0, offset) + 1
+    column = offset - raw.rfind(b"\n", 0, offset)
+    return f"{path}:{lineno}: not UTF-8 (byte 0x{raw[offset]:02x} at column {column}); save the file as UTF-8"
 
 
 @contextmanager

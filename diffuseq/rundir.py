@@ -41,7 +41,7 @@ def run_spec(run_dir: Path) -> TrainSpec:
     try:
         return TrainSpec.model_validate(read_run_config(run_dir)["train"])
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, str(run_dir / CONFIG))) from None
+        raise ConfigError(format_validation_error(err, str(run_dir / CONFIG), TrainSpec)) from None
 
 
 def spec_diff(old: TrainSpec, new: TrainSpec) -> dict[str, tuple[Any, Any]]:

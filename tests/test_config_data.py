@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from diffuseq import synthetic
+from diffuseq.cli import main as cli_main
 from diffuseq.config import ARMS, ConfigError, DataSpec, build_train_spec, load_arm, parse_overrides
 from diffuseq.data import BatchOrder, DataError, Pair, encode_pairs, load_split, read_jsonl
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
@@ -55,6 +56,25 @@ def test_spec_errors_name_the_key():
         build_train_spec("smoke", "nope")
     with pytest.raises(ConfigError, match="unknown preset"):
         build_train_spec("huge", "v2")
+
+
+def test_unknown_keys_are_named_with_the_valid_keys_at_their_level(tmp_path, capsys):
+    with pytest.raises(ConfigError, match=r"^command line: model\.layerz: unknown key 'layerz' \(did you mean 'layers'\?\); "
+                       r"valid keys in model: family, layers, hidden, heads, ffn, embed_dim, time_embed_dim, dropout, head_bias$"):
+        build_train_spec("smoke", "v2", parse_overrides(["model.layerz=3"]))
+    with pytest.raises(ConfigError, match=r"^command line: layers: unknown key 'layers'; valid keys: data, model, diffusion, optim$"):
+        build_train_spec("smoke", "v2", parse_overrides(["layers=3"]))
+    arm = tmp_path / "arm.yaml"
+    arm.write_text("train: {gama: 0.1}\n")
+    with pytest.raises(ConfigError, match=rf"^{arm}: train: gama: unknown key 'gama' \(did you mean 'gamma'\?\); valid keys: steps, "):
+        load_arm(arm)
+    arm.write_text("optim: {batch_scal: 2}\n")  # batch_scale is an arm's own optim key, not an OptimSpec field
+    with pytest.raises(ConfigError, match=r"optim: batch_scal: unknown key 'batch_scal' \(did you mean 'batch_scale'\?\); "
+                       r"valid keys: steps, .*, seed, batch_scale$"):
+        load_arm(arm)
+    assert cli_main(["train", "--set", "diffusion.schedul=cosine", "--run-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == ("error: command line: diffusion.schedul: unknown key 'schedul' (did you mean 'schedule'?); "
+                                       "valid keys in diffusion: steps, schedule, absorbing, gamma, reg_rate, timestep_sampler\n")
 
 
 @pytest.mark.parametrize(
@@ -183,6 +203,14 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + b'{"src": "a", "trg": "b"}\n{"src": "c", "trg": "d"}\n')
     assert read_jsonl(path) == [Pair("a", "b"), Pair("c", "d")]
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_byte_that_is_not_utf8_is_reported_by_line(tmp_path, bom):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(bom + b'{"src": "a", "trg": "b"}\r\n\n{"src": "caf\xe9", "trg": "d"}\n')
+    with pytest.raises(DataError, match=rf"^{path}:3: not UTF-8 \(byte 0xe9 at column 13\); save the file as UTF-8$"):
+        read_jsonl(path)
 
 
 def test_empty_sources_and_targets_are_counted_in_one_warning(tmp_path, caplog):

@@ -97,6 +97,26 @@ def test_multi_reference_source_mismatch_is_refused(tmp_path: Path, capsys) -> N
     assert "refs.jsonl:2: source 'Something else?' does not match sample index 1" in capsys.readouterr().err
 
 
+def test_samples_shorter_than_the_references_need_an_explicit_limit(tmp_path: Path, capsys) -> None:
+    """3 samples against 4 reference lines are refused, naming both counts; --limit N scores the
+    first N lines on purpose and says so (stderr note, ``meta.limit``)."""
+    samples = write_rows(tmp_path / "s.jsonl", rows_of(OUTPUTS["seed1"]))
+    refs = write_rows(tmp_path / "refs.jsonl", [{"src": s, "refs": [r]} for s, r in
+                                                zip([*SOURCES, "one more ?"], [*REFERENCES, "x"], strict=True)])
+    assert run_eval(samples, "--refs", refs, "--no-bertscore") == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {samples}: 3 lines, but {refs} has 4; sample the whole split, or pass --limit 3 to score only the first 3\n"
+    assert run_eval(samples, "--refs", refs, "--no-bertscore", "--limit", "2") == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert result["meta"]["limit"] == 2 and result["meta"]["n_sentences"] == 2
+    assert "--limit 2: scored only the first 2 lines of each file" in err
+    assert run_eval(samples, "--refs", refs, "--no-bertscore", "--limit", "4") == 2
+    assert f"error: {samples}: 3 lines, fewer than --limit 4; lower --limit" in capsys.readouterr().err
+    assert run_eval(samples, "--no-bertscore", "--limit", "0") == 2
+    assert "error: --limit: must be ≥ 1, got 0" in capsys.readouterr().err
+
+
 def test_mismatched_sources_are_refused_naming_the_first_mismatch(sample_files: list[Path], tmp_path: Path, capsys) -> None:
     other = write_rows(tmp_path / "seed9.jsonl", rows_of(OUTPUTS["seed1"], [SOURCES[0], SOURCES[1], "another question ?"]))
     assert run_eval(*sample_files, other, "--no-bertscore") == 2

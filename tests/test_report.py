@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 from bench import schema
+from bench.__main__ import main as bench_main
 from bench.report import ReportOptions, ResultsError, analyse, build_report, load_results
 from bench.report.claims import CLAIMS
 from bench.report.cli import add_arguments, run
@@ -637,6 +638,17 @@ def test_cli_runs_and_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFi
     assert run(parser.parse_args(["--results", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no results table" in err
+
+
+def test_report_without_a_table_says_to_run_the_suite_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m bench report` on a folder with no table.parquet: one error line that names the
+    file and the command that writes it, exit code 2, and no empty output folder."""
+    (tmp_path / "results").mkdir()
+    assert bench_main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'results' / schema.TABLE}: no results table (missing or empty); run "
+        "`python -m bench run SUITE` first, or pass --results the folder it wrote (results/SUITE)\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_load_rejects_tables_that_break_the_schema(tmp_path: Path) -> None:

@@ -133,7 +133,7 @@ def test_seeds_decoded_together_equal_seeds_decoded_alone(run_dir, tmp_path, mon
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "sampler=euler"], "sampler: Input should be 'ddim', 'ddpm', 'dpm_solver++', 'unmask', 'greedy' or 'beam'"),
-    (["--set", "stepz=3"], "stepz: Extra inputs are not permitted"),
+    (["--set", "stepz=3"], "stepz: unknown key 'stepz' (did you mean 'steps'?); valid keys: sampler, steps, grid,"),
     (["--arm", "nope"], "unknown arm 'nope'"),
     (["--steps", "500"], "steps = 500 exceeds the model's T = 100"),
     (["--set", "mbr=3", "--num-samples", "2"], "mbr = 3 needs at least 3 samples per source"),

@@ -134,21 +134,40 @@ def test_order3_converges_at_third_order():
     assert e3[40] / e3[80] > 6, e3
 
 
-def test_continuous_grid_converges_at_the_solver_order():
+DOUBLINGS = (80, 160, 320)
+
+
+def observed_orders(errors: list[float]) -> list[float]:
+    """log2 of the ratios of successive errors, for steps that double each time."""
+    return [math.log2(a / b) for a, b in itertools.pairwise(errors)]
+
+
+def test_continuous_time_on_the_logsnr_grid_converges_at_the_solver_order():
     """Fractional timesteps (log α interpolated), logSNR grid: doubling the steps divides the
-    error by ~2^order. Measured 40→80→160 steps: order 1 ×1.99, ×2.00; order 2 ×3.99, ×4.02;
-    order 3 ×10.5, ×8.5. The integer grid stalls: order 2 at all T = 2000 steps errs 4.2e-4,
-    more than the continuous grid at 160 steps (2.4e-4)."""
+    error by ~2^order. Measured 80→160→320 steps: observed orders 1.00, 1.00; 2.01, 2.00; 3.08,
+    3.01. The integer grid floors: order 2 errs 2.2e-4 at 160 steps, 3.6e-4 at 320 and 4.2e-4
+    at all T = 2000 steps, more than the continuous grid at 320 steps (6.0e-5)."""
     g = Gaussian(SQRT, MU, S, M_VALUES["m≠0"])
     z_T = start_point(g, B=64)
-    errors = {k: [ode_error(g, z_T, sampler="dpm_solver++", order=k, steps=n, grid="logSNR", time="continuous")
-                  for n in (40, 80, 160)] for k in (1, 2, 3)}
-    ratios = {k: [a / b for a, b in itertools.pairwise(e)] for k, e in errors.items()}
-    assert all(1.8 < r < 2.2 for r in ratios[1]), ratios
-    assert all(3.5 < r < 4.5 for r in ratios[2]), ratios
-    assert all(r > 6.5 for r in ratios[3]), ratios
+    errors = {p: [ode_error(g, z_T, sampler="dpm_solver++", order=p, steps=n, grid="logSNR", time="continuous")
+                  for n in DOUBLINGS] for p in (1, 2, 3)}
+    orders = {p: observed_orders(e) for p, e in errors.items()}
+    assert all(o >= 0.9 * p for p, os in orders.items() for o in os), orders
+    assert all(o < p + 0.2 for p in (1, 2) for o in orders[p]), orders
     discrete = ode_error(g, z_T, sampler="dpm_solver++", order=2, steps=2000, grid="logSNR")
-    assert errors[2][-1] < discrete, (errors[2], discrete)
+    assert errors[2][-1] < discrete / 5, (errors[2], discrete)
+
+
+def test_time_uniform_grid_holds_orders_2_and_3_to_first_order():
+    """On the default grid the first step spans the clipped last β (Δλ ≈ 3.45) at any number of
+    steps, so continuous time does not buy the solver's order there: orders 2 and 3 both err
+    1.1e-2, 6.0e-3, 3.0e-3 at 80, 160, 320 steps (observed orders 0.93-0.97)."""
+    g = Gaussian(SQRT, MU, S, M_VALUES["m≠0"])
+    z_T = start_point(g, B=64)
+    for p in (2, 3):
+        errors = [ode_error(g, z_T, sampler="dpm_solver++", order=p, steps=n, time="continuous") for n in DOUBLINGS]
+        assert all(0.8 < o < 1.2 for o in observed_orders(errors)), (p, errors)
+        assert 2e-3 < errors[-1] < 4e-3, (p, errors)
 
 
 @pytest.mark.parametrize("kind", ["time_uniform", "logSNR"])
@@ -253,7 +272,7 @@ def test_spec_errors_name_the_field_and_the_choices():
         build_sampler_spec({"sampler": "euler"})
     with pytest.raises(ConfigError, match="discrete_noise: Input should be 'train_matched', 'official' or 'none'"):
         build_sampler_spec({"discrete_noise": "sometimes"})
-    with pytest.raises(ConfigError, match="stepz: Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match=r"stepz: unknown key 'stepz' \(did you mean 'steps'\?\); valid keys: sampler, steps,"):
         build_sampler_spec({"stepz": 10})
     with pytest.raises(ConfigError, match="eta applies only to sampler 'ddim', not 'ddpm'"):
         build_sampler_spec({"sampler": "ddpm", "eta": 0.5})

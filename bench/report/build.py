@@ -49,9 +49,10 @@ def build_report(results_dir: str | Path, out_dir: str | Path, **options: object
     ``options`` are the fields of ``ReportOptions`` (baseline, level_fraction, level_bleu, n_boot,
     alpha, correction, equivalence_margin, seed).
     """
+    results = load_results(results_dir)  # before making out_dir: bad results leave no empty folder
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    a = analyse(load_results(results_dir), ReportOptions(**options))
+    a = analyse(results, ReportOptions(**options))
     tables = write_tables(a, out_dir)
     plots = [
         *training_curves(a.models, a.levels, out_dir),

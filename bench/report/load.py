@@ -47,7 +47,8 @@ def load_results(directory: str | Path) -> Results:
     directory = Path(directory)
     table = _read(directory / schema.TABLE, schema.TABLE_COLUMNS)
     if table is None:
-        raise ResultsError(f"{directory / schema.TABLE}: no results table (missing or empty)")
+        raise ResultsError(f"{directory / schema.TABLE}: no results table (missing or empty); run "
+                           "`python -m bench run SUITE` first, or pass --results the folder it wrote (results/SUITE)")
     duplicated = table.duplicated(["cell_id", "metric"])
     if duplicated.any():
         first = table.loc[duplicated, ["cell_id", "metric"]].iloc[0].tolist()

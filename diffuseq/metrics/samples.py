@@ -48,14 +48,44 @@ def read_samples(path: Path) -> list[Sample]:
     return samples
 
 
-def load_runs(paths: Iterable[Path], refs_path: Path | None = None) -> dict[str, list[Sample]]:
-    """Sample files by path (each file once, sorted), with ``refs_path``'s references if given."""
+def load_runs(
+    paths: Iterable[Path], refs_path: Path | None = None, limit: int | None = None
+) -> dict[str, list[Sample]]:
+    """Sample files by path (each file once, sorted), with ``refs_path``'s references if given.
+
+    A sample file must cover the whole reference file, unless ``limit`` (``--limit``) asks for a
+    prefix: then only the first ``limit`` lines of every file are scored.
+    """
     runs = {str(p): read_samples(p) for p in sorted(set(map(Path, paths)), key=_natural)}
+    if limit is not None:
+        runs = {label: _prefix(label, samples, limit) for label, samples in runs.items()}
     if refs_path is not None:
         refs = read_refs(refs_path)
+        _check_covers(runs, refs, refs_path, limit)
         runs = {label: attach_refs(samples, refs, refs_path) for label, samples in runs.items()}
     check_aligned(runs)
     return runs
+
+
+def _prefix(label: str, samples: list[Sample], limit: int) -> list[Sample]:
+    if len(samples) < limit:
+        raise SampleFileError(f"{label}: {len(samples)} lines, fewer than --limit {limit}; lower --limit")
+    return samples[:limit]
+
+
+def _check_covers(runs: Mapping[str, Sequence[Sample]], refs: Sequence[References], refs_path: Path,
+                  limit: int | None) -> None:
+    """Refuse to score a silent prefix: each run covers every reference line, or ``limit`` of them."""
+    if limit is not None:
+        if len(refs) < limit:
+            raise SampleFileError(f"{refs_path}: {len(refs)} lines, fewer than --limit {limit}; lower --limit")
+        return
+    for label, samples in runs.items():
+        if len(samples) < len(refs):
+            raise SampleFileError(
+                f"{label}: {len(samples)} lines, but {refs_path} has {len(refs)}; sample the whole split, "
+                f"or pass --limit {len(samples)} to score only the first {len(samples)}"
+            )
 
 
 def check_aligned(runs: Mapping[str, Sequence[Sample]]) -> None:

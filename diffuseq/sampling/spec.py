@@ -153,4 +153,4 @@ def build_sampler_spec(raw: dict[str, Any], source: str = "command line") -> Sam
     try:
         return SamplerSpec.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source, SamplerSpec)) from None
