@@ -195,12 +195,19 @@ def make_plan(suite: Suite, source: str = "suite") -> Plan:
                 spec = build_sampler_spec(overlay(arms[a]["sample"], over), source=f"{source}: samplers.{i} (arm {a})")
                 samplers[a].append((entry.label, spec))
     groups: dict[str, list[Cell]] = {}
-    for point in suite.sweep_points():
+    for index in range(len(suite.sweep_points())):
         for dataset in suite.datasets:
+            where = f"dataset_overrides.{dataset}/" if dataset in suite.dataset_overrides else ""
             for seed in suite.seeds:
                 for a, doc in arms.items():
-                    over = nested({**suite.overrides, **point, "data.dataset": dataset, "optim.seed": seed})
-                    train = build_train_spec(suite.preset, doc, over, source=f"{source}: overrides/sweep (arm {a})")
+                    points = suite.arm_points(a)
+                    if index >= len(points):
+                        continue  # an arm outside sweep_arms: its one point, {}, came at index 0
+                    point = points[index]
+                    over = nested({**suite.overrides, **suite.dataset_overrides.get(dataset, {}), **point,
+                                   "data.dataset": dataset, "optim.seed": seed})
+                    train = build_train_spec(suite.preset, doc, over,
+                                             source=f"{source}: {where}overrides/sweep (arm {a})")
                     for _, spec in samplers[a]:
                         if not decodes(train, spec.sampler):
                             raise ConfigError(f"{source}: samplers: sampler {spec.sampler!r} cannot decode arm {a!r} "

@@ -116,9 +116,14 @@ class Suite(_Strict):
     metrics: tuple[str, ...] = Field(default_factory=lambda: tuple(metrics()), description="metric names "
                                      "(diffuseq.metrics.registry); default: every registered metric")
     overrides: dict[str, Any] = Field(default_factory=dict, description="TrainSpec fields for every model, dotted keys")
+    dataset_overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="per dataset, TrainSpec fields (dotted keys) laid over `overrides` for its "
+        "models and trivial rows, e.g. {iwslt14_small: {data.seq_len: 96}}; a sweep point is laid over them")
     sweep: dict[str, tuple[Any, ...]] | tuple[dict[str, Any], ...] = Field(
         default_factory=dict, description="dotted TrainSpec key → values (every combination), or a list of "
         "points, each a mapping of dotted keys (one model per point: a one-knob-at-a-time sweep)")
+    sweep_arms: tuple[str, ...] | None = Field(None, description="the arms the sweep applies to; the others train once, "
+                                               "at no sweep point; default: every arm")
     curves: CurveSpec = CurveSpec()
     decode: DecodeSpec = DecodeSpec()
     baselines: tuple[str, ...] = Field(("copy_source", "nearest_train_target"),
@@ -183,12 +188,21 @@ class Suite(_Strict):
         keys = sorted(self.sweep)
         return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*(self.sweep[k] for k in keys))]
 
+    def arm_points(self, arm: str) -> list[dict[str, Any]]:
+        """The sweep points ``arm`` trains at: every point, or ``[{}]`` for an arm outside ``sweep_arms``."""
+        return self.sweep_points() if self.sweep_arms is None or arm in self.sweep_arms else [{}]
+
     @model_validator(mode="after")
     def _entries_name_suite_arms(self) -> Suite:
         for i, e in enumerate(self.samplers):
             extra = sorted(set(e.arms or ()) - set(self.arms))
             if extra:
                 raise ValueError(f"samplers.{i}.arms names {extra}, which are not in this suite's arms {list(self.arms)}")
+        if extra := sorted(set(self.sweep_arms or ()) - set(self.arms)):
+            raise ValueError(f"sweep_arms names {extra}, which are not in this suite's arms {list(self.arms)}")
+        if extra := sorted(set(self.dataset_overrides) - set(self.datasets)):
+            raise ValueError(f"dataset_overrides names {extra}, which are not in this suite's datasets "
+                             f"{list(self.datasets)}")
         return self
 
 
@@ -207,9 +221,9 @@ def nested(d: dict[str, Any]) -> dict[str, Any]:
 def check_datasets(suite: Suite, source: str) -> None:
     """Named datasets need a data root that holds them (the embedded ``default`` needs none), and
     every jsonl dataset the files the suite reads: train, valid and the decoded split."""
-    data = nested(suite.overrides).get("data", {})
-    root = data.get("data_root") or os.environ.get(DATA_ROOT_ENV)
     for i, name in enumerate(suite.datasets):
+        data = nested({**suite.overrides, **suite.dataset_overrides.get(name, {})}).get("data", {})
+        root = data.get("data_root") or os.environ.get(DATA_ROOT_ENV)
         if name == "default" or data.get("hf"):
             continue
         folder = Path(name)

@@ -82,7 +82,9 @@ def test_bad_suites_name_file_key_and_choices(tmp_path, monkeypatch, changes, me
         load_plan(write_suite(tmp_path, **changes))
 
 
-def test_shipped_suites_validate(monkeypatch, tmp_path):
+@pytest.fixture
+def data_root(monkeypatch, tmp_path) -> Path:
+    """$DIFFUSEQ_DATA_ROOT with the real sets the shipped suites name (stand-in folders in a fresh clone)."""
     names = ("qqp", "commonsense_conversation_resplit", "iwslt14_small", "asset", "squad_qg", "mrpc")
     root = Path(os.environ.get("DIFFUSEQ_DATA_ROOT", tmp_path))
     if not all((root / n).is_dir() for n in names):  # a fresh clone: validate against stand-in folders
@@ -92,6 +94,10 @@ def test_shipped_suites_validate(monkeypatch, tmp_path):
             for split in ("train", "valid", "test"):
                 (root / n / f"{split}.jsonl").write_text('{"src": "a", "trg": "b"}\n')
     monkeypatch.setenv("DIFFUSEQ_DATA_ROOT", str(root))
+    return root
+
+
+def test_shipped_suites_validate(data_root):
     counts = {}
     for path in sorted(SUITES.glob("*.yaml")):
         plan = load_plan(path)
@@ -106,6 +112,65 @@ def test_shipped_suites_validate(monkeypatch, tmp_path):
     assert counts["qqp_cpu"][1] == 5 * 3
     # 5 seeds × (5 own-decoder arms + baseline MBR-3 + v2 at 10, 20 + MDLM K = 10, 50 + AR greedy, beam)
     assert counts["qqp_small"] == (5 * 12, 5 * 7)
+    assert counts["cross_dataset_small"] == (4 * 3 * 3, 4 * 3 * 3)  # 4 sets × 3 seeds × 3 arms, one decoder each
+    assert counts["gamma_small"] == (3 * (2 + 5), 3 * (2 + 5))  # baseline, zero_absorb and v2 at 5 γ; 3 seeds
+
+
+def _keys(plan: Plan, arms: set[str], seeds: set[int], dataset: str = "qqp", **sweep: float) -> dict[tuple, str]:
+    """(arm, seed) → training key of the plan's cells of ``arms`` and ``seeds`` on ``dataset`` at ``sweep``."""
+    point = tuple(sorted(sweep.items()))
+    return {(c.arm, c.seed): c.train_key for c in plan.cells
+            if c.arm in arms and c.seed in seeds and c.dataset == dataset and c.sweep == point}
+
+
+def test_small_suites_reuse_qqp_small_models(data_root):
+    """The suites' descriptions say that linking qqp_small's models reuses them: the keys agree."""
+    qqp_small = load_plan(SUITES / "qqp_small.yaml")
+    gamma = load_plan(SUITES / "gamma_small.yaml")
+    cross = load_plan(SUITES / "cross_dataset_small.yaml")
+    seeds = {0, 1, 2}
+    fixed = _keys(gamma, {"baseline", "zero_absorb"}, seeds)
+    assert len(fixed) == 6 and fixed == _keys(qqp_small, {"baseline", "zero_absorb"}, seeds)
+    at_half = _keys(gamma, {"v2"}, seeds, **{"diffusion.gamma": 0.5})
+    assert len(at_half) == 3 and at_half == _keys(qqp_small, {"v2"}, seeds)
+    assert not set(_keys(gamma, {"v2"}, seeds, **{"diffusion.gamma": 0.25}).values()) & set(at_half.values())
+    arms = {"baseline", "v2", "ar_transformer"}
+    assert len(_keys(cross, arms, seeds)) == 9 and _keys(cross, arms, seeds) == _keys(qqp_small, arms, seeds)
+    assert {c.train.data.seq_len for c in cross.cells if c.dataset != "qqp"} == {64}
+
+
+def test_dataset_overrides_change_only_their_dataset(tmp_path, data_root):
+    plain = load_plan(write_suite(tmp_path, datasets=["qqp", "mrpc"], arms=["v2"], seeds=[0, 1],
+                                  baselines=["copy_source"]))
+    path = write_suite(tmp_path, datasets=["qqp", "mrpc"], arms=["v2"], seeds=[0, 1], baselines=["copy_source"],
+                       dataset_overrides={"mrpc": {"data.seq_len": 40}})
+    plan = load_plan(path)
+    qqp = [c for c in plan.cells if c.dataset == "qqp"]
+    assert [c.cell_id for c in qqp] == [c.cell_id for c in plain.cells if c.dataset == "qqp"]
+    assert {c.train.data.seq_len for c in qqp} == {32}  # the smoke preset's
+    mrpc = [c for c in plan.cells if c.dataset == "mrpc"]
+    assert {c.train.data.seq_len for c in mrpc} == {40} and len(mrpc) == 2
+    assert {t.dataset: t.train.data.seq_len for t in plan.trivial} == {"qqp": 32, "mrpc": 40}
+    with pytest.raises(ConfigError, match=r"suite\.yaml: .*dataset_overrides names \['asset'\], which are not in "
+                                          r"this suite's datasets \['qqp', 'mrpc'\]"):
+        load_plan(write_suite(tmp_path, datasets=["qqp", "mrpc"], dataset_overrides={"asset": {"data.seq_len": 40}}))
+    with pytest.raises(ConfigError, match=r"dataset_overrides\.mrpc/overrides/sweep \(arm hard_mask\): "
+                                          r"data\.seq_len: Input should be greater than or equal to 8"):
+        load_plan(write_suite(tmp_path, datasets=["qqp", "mrpc"], dataset_overrides={"mrpc": {"data.seq_len": 4}}))
+
+
+def test_sweep_arms_train_the_other_arms_once(tmp_path):
+    sweep = {"diffusion.gamma": [0.25, 0.5]}
+    plan = load_plan(write_suite(tmp_path, arms=["hard_mask", "v2"], seeds=[0, 1], sweep=sweep, sweep_arms=["v2"]))
+    points = {(c.arm, c.seed): [] for c in plan.cells}
+    for c in plan.cells:
+        points[(c.arm, c.seed)].append(dict(c.sweep))
+    assert points == {("hard_mask", s): [{}] for s in (0, 1)} | {
+        ("v2", s): [{"diffusion.gamma": 0.25}, {"diffusion.gamma": 0.5}] for s in (0, 1)}
+    everywhere = load_plan(write_suite(tmp_path, arms=["hard_mask", "v2"], seeds=[0], sweep=sweep))
+    assert len(everywhere.groups) == 4  # without sweep_arms, every arm at every point
+    with pytest.raises(ConfigError, match=r"sweep_arms names \['baseline'\], which are not in this suite's arms"):
+        load_plan(write_suite(tmp_path, sweep=sweep, sweep_arms=["baseline"]))
 
 
 def test_a_missing_test_split_is_reported_when_the_suite_is_validated(tmp_path, monkeypatch, capsys):

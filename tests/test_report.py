@@ -20,6 +20,7 @@ from bench.report.claims import CLAIMS
 from bench.report.cli import add_arguments, run
 from bench.report.configs import is_reference
 from bench.report.markdown import render
+from bench.report.plots import bleu_vs_gamma
 from bench.report.speedups import (
     bleu_levels,
     convergence,
@@ -459,6 +460,35 @@ def test_claims_table_paper_figures_verdicts_and_seeds_to_decide(tmp_path: Path)
     assert report.split("## Paper claims at this scale")[1].lstrip().startswith("| claim | reading |")
     assert "v2 dpm_solver++-10 γ=0.5 (lr" not in report  # γ sweep points name γ, not the sweep JSON
     assert "v2 as the paper describes it" in report.split("## Setup")[0]  # introduced in the claims table
+
+
+def test_a_gamma_small_table_gets_a_gamma_verdict_and_the_bleu_vs_gamma_figure(tmp_path: Path) -> None:
+    """Shaped like bench/suites/gamma_small.yaml: v2 swept over γ (``sweep_arms: [v2]``), baseline
+    and zero_absorb at no sweep point, one dataset."""
+    configs = [
+        ConfigSpec("baseline", "ddpm", 2000, mbr=3, sentences_per_s=0.5, tau=3000),
+        ConfigSpec("zero_absorb", "dpm_solver++", 10, sentences_per_s=420.0, gamma=0.5, bleu_shift=-0.005),
+        *(ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=420.0, gamma=g, sweep=f'{{"diffusion.gamma": {g}}}',
+                     bleu_shift=shift, tau=1000)
+          for g, shift in [(0.0, -0.04), (0.25, -0.02), (0.5, 0.0), (0.75, -0.035), (1.0, -0.04)]),
+    ]
+    a = _analysis(tmp_path / "results", configs, seeds=range(4), seed_sd=0.0, cell_sd=0.003)
+    gamma = _row(a.claims, claim=CLAIMS["gamma"].text)
+    assert gamma["verdict"] == "confirmed" and gamma["n"] == 4
+    assert "γ = 0.5 (best in [0.5, 0.6]) vs γ = 0.25 (best outside)" in gamma["compared"]
+    assert "test BLEU of `v2 dpm_solver++-10`" in gamma["evidence"]
+    (plot,) = bleu_vs_gamma(a.summary, tmp_path)
+    assert plot.png.is_file() and plot.title.startswith("Fig. 4: final test BLEU vs γ")
+    data = pd.read_csv(plot.csv)
+    swept = data[data["line"] == "swept"]
+    assert swept["gamma"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0] and set(swept["arm"]) == {"v2"}
+    assert (swept["n"] == 4).all()
+    at_half = a.cells.loc[(a.cells["arm"] == "v2") & (a.cells["gamma"] == 0.5), "bleu"]
+    row = swept[swept["gamma"] == 0.5].iloc[0]
+    assert (row["t_low"], row["t_high"]) == pytest.approx(t_interval(at_half, alpha=0.05))
+    assert set(data.loc[data["line"] == "other", "arm"]) == {"baseline", "zero_absorb", *TRIVIAL}
+    one_gamma = a.summary[a.summary["arm"].ne("v2") | a.summary["gamma"].eq(0.5)]
+    assert bleu_vs_gamma(one_gamma, tmp_path / "none") == []  # one γ per arm: no figure, and no notice either
 
 
 def test_inconclusive_claims_state_the_seeds_that_would_decide(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from bench import schema
 from bench.report.absorbing import answer_questions, final_norms, norm_curves
 from bench.report.claims import CLAIM_ARM, PUBLISHED_ARM, PUBLISHED_BASELINE, judge_claims
 from bench.report.configs import CONFIG_KEYS, has_arm, is_trivial, reference_configs
+from bench.report.crossdata import CrossData, cross_datasets
 from bench.report.load import Results, ResultsError, wide_cells
 from bench.report.options import ReportOptions
 from bench.report.significance import seed_tests, sentence_tests, summarize_seeds
@@ -63,6 +64,7 @@ class Analysis:
     questions: pd.DataFrame  # the absorbing-state questions, seed-paired
     sweeps: pd.DataFrame  # each sweep point vs the base point {}, seed-paired, with non-inferiority
     claims: pd.DataFrame
+    crossdata: CrossData  # each arm's effect over the reference per dataset, and its heterogeneity
     published: dict = field(default_factory=dict)  # convergence of the as-published reading, if run
     notes: list[str] = field(default_factory=list)  # sentences for the report's first lines
     missing: dict[str, str] = field(default_factory=dict)
@@ -166,5 +168,9 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
                                              if METRICS[m].higher_is_better is not None},
                                alpha=o.alpha, margin_fraction=o.equivalence_margin,
                                correction=o.correction),
-        claims=claims, published=published, notes=notes, missing=missing,
+        claims=claims,
+        crossdata=cross_datasets(cells, [m for m in metrics if m in schema.quality_metrics()
+                                         and METRICS[m].higher_is_better is not None],
+                                 baseline=o.baseline, alpha=o.alpha),
+        published=published, notes=notes, missing=missing,
     )

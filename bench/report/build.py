@@ -9,6 +9,7 @@ from bench.report.load import load_results
 from bench.report.markdown import render
 from bench.report.plots import (
     absorbing_norms,
+    bleu_vs_gamma,
     dataset_bars,
     gamma_sweep,
     speed_quality,
@@ -33,6 +34,8 @@ def write_tables(a: Analysis, out_dir: Path) -> list[Path]:
         "absorbing_norms": a.final_norms,
         "absorbing_questions": a.questions,
         "sweep_points": a.sweeps,
+        "dataset_effects": a.crossdata.effects,
+        "heterogeneity": a.crossdata.pooled,
         "sampling": a.sampling,
     }
     paths = []
@@ -58,6 +61,7 @@ def build_report(results_dir: str | Path, out_dir: str | Path, **options: object
         *training_curves(a.models, a.levels, out_dir),
         *speed_quality(a.sampling, out_dir),
         *gamma_sweep(a.models, out_dir),
+        *bleu_vs_gamma(a.summary, out_dir),
         *absorbing_norms(a.norms, out_dir),
         *dataset_bars(a.summary, out_dir),
     ]

@@ -14,7 +14,6 @@ ratio, 8192 vs 850 sequences per step).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +22,6 @@ import pandas as pd
 
 from bench.report.configs import (
     CONFIG_KEYS,
-    NO_SWEEP,
     PAPER_GAMMA,
     SCOPE_KEYS,
     arm_label,
@@ -32,6 +30,7 @@ from bench.report.configs import (
     headline_configs,
     is_trivial,
     reference_configs,
+    sweep_without_gamma,
 )
 from bench.report.fmt import NA, num, seeds, signed, speedup, with_ci
 from bench.report.stats import adjust, one_sided_p, paired_test, seeds_needed
@@ -266,25 +265,13 @@ def _either(pick: Callable[[float, float], float], p: float, q: float) -> float:
     return np.nan if np.isnan(p) or np.isnan(q) else float(pick(p, q))
 
 
-def _without_gamma(sweep: object) -> str:
-    """A sweep point's overrides without γ, as JSON ("{}" when γ was the only one)."""
-    try:
-        point = json.loads(sweep) if isinstance(sweep, str) else {}
-    except ValueError:
-        return str(sweep)
-    if not isinstance(point, dict):
-        return str(sweep)
-    rest = {k: v for k, v in point.items() if k.split(".")[-1] != "gamma"}
-    return json.dumps(rest, sort_keys=True) if rest else NO_SWEEP
-
-
 def _gamma_values(cells: pd.DataFrame, finals: pd.DataFrame, arm: str) -> tuple[pd.DataFrame, str, dict | None]:
     """Per (γ, seed) the BLEU the γ claim is judged on: test BLEU of the arm's γ-swept
     configuration with the most γ values (else the final own-curve validation BLEU of its
     γ-swept models), the source in words, and one configuration (for the copy_source margin)."""
     own = cells[(cells["arm"] == arm) & ~is_trivial(cells)]
     if len(own) and "bleu" in own:
-        own = own.assign(rest=own["sweep"].map(_without_gamma))
+        own = own.assign(rest=own["sweep"].map(sweep_without_gamma))
         keys = ["sampler", "label", "steps", "nfe", "mbr", "batch_size", "rest"]
         counts = own.groupby(keys, dropna=False)["gamma"].nunique().rename("n_gamma").reset_index()
         counts = counts.assign(solver=counts["sampler"].eq("dpm_solver++")).sort_values(
@@ -296,7 +283,7 @@ def _gamma_values(cells: pd.DataFrame, finals: pd.DataFrame, arm: str) -> tuple[
             return values, f"test BLEU of `{label}` across γ", best.iloc[0].to_dict()
     if len(finals):
         curves = finals[has_arm(finals["arms"], arm)]
-        curves = curves.assign(rest=curves["sweep"].map(_without_gamma))
+        curves = curves.assign(rest=curves["sweep"].map(sweep_without_gamma))
         if curves["gamma"].nunique() >= 2:
             rest = curves.groupby("rest")["gamma"].nunique().sort_values(ascending=False, kind="stable").index[0]
             chosen = curves[curves["rest"] == rest]

@@ -78,6 +78,18 @@ def sweep_text(sweep: object) -> str:
     return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in point.items() if k.split(".")[-1] != "gamma")
 
 
+def sweep_without_gamma(sweep: object) -> str:
+    """A sweep point's overrides without γ, as JSON ("{}" when γ was the only one)."""
+    try:
+        point = json.loads(sweep) if isinstance(sweep, str) else {}
+    except ValueError:
+        return str(sweep)
+    if not isinstance(point, dict):
+        return str(sweep)
+    rest = {k: v for k, v in point.items() if k.split(".")[-1] != "gamma"}
+    return json.dumps(rest, sort_keys=True) if rest else NO_SWEEP
+
+
 def has_arm(arms: pd.Series, arm: str) -> pd.Series:
     """Rows whose ``arms`` (arms joined by " / ") include ``arm``."""
     return arms.map(lambda a: arm in str(a).split(ARM_SEPARATOR))

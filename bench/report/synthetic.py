@@ -40,6 +40,7 @@ class ConfigSpec:
     mbr: int = 1
     sentences_per_s: float = 100.0  # sampled sequences per second (timing pass: per candidate)
     bleu_shift: float = 0.0  # planted difference in mean BLEU
+    dataset_shift: tuple[tuple[str, float], ...] = ()  # (dataset, extra BLEU shift on it) pairs
     gamma: float = 0.0
     model: str | None = None  # configs naming one model (and γ, sweep) share a training run; default: arm
     label: str | None = None  # sampler variant label; default: "sampler-steps", as the runner writes
@@ -166,7 +167,8 @@ def write_results(
             rows, finals = _curves(configs, models, dataset, seed, base_bleu + seed_effect, train_steps, eval_every, rng)
             curve_rows += rows
             for spec in configs:
-                bleu = difficulty + base_bleu + spec.bleu_shift + seed_effect + rng.normal(0.0, cell_sd)
+                shift = spec.bleu_shift + dict(spec.dataset_shift).get(dataset, 0.0)
+                bleu = difficulty + base_bleu + shift + seed_effect + rng.normal(0.0, cell_sd)
                 per_sentence = _per_sentence(bleu + rng.normal(0.0, sentence_sd, n_sentences), rng)
                 speed = spec.sentences_per_s * np.exp(rng.normal(0.0, 0.02))
                 model = models[spec.model_key]
