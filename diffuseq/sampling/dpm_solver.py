@@ -93,7 +93,8 @@ class DPMSolverPP(Sampler):
             history = [*history, (ctx.log_snr(t), u0)][-spec.order :]
             if spec.overwrite_state:
                 u = u0
-            order = min(spec.order, i + 1, n - i if spec.lower_order_final else spec.order)
+            left = n - i - (spec.readout == "state")  # transitions left, and the x̂0 readout's first-order step
+            order = min(spec.order, i + 1, left if spec.lower_order_final else spec.order)
             h = ctx.log_snr(t_next) - ctx.log_snr(t)
             u = _update(u, history[-order:], ctx.sigma(t_next) / ctx.sigma(t), ctx.alpha(t_next), h)
             u = ctx.finish_step(u, t, t_next)

@@ -1,0 +1,172 @@
+"""Check a prepared official DiffuSeq checkout and reproduce the import fixture with it.
+
+    python benchmarks/parity/make_fixture.py check --checkout /work/official-v2
+    python benchmarks/parity/make_fixture.py make --checkout /work/official-v2 \
+        --python /work/official-venv/bin/python --work /work/official-work/v2 \
+        --out tests/fixtures/official/v2
+
+Run it with this project's Python (it reads the embedded synthetic data from ``diffuseq``); the
+official scripts run as subprocesses under ``--python``, the official code's own virtualenv.
+``make`` writes the data, the vocabulary file, a BERT ``config.json`` and a no-op ``wandb``
+module under ``--work``, trains the tiny v2 model with the official ``train.py``, decodes the test
+pairs with the official ``sample_seq2seq_dpmSolver.py`` and copies what the tests read into
+``--out``. See benchmarks/parity/README.md for the checkout, the virtualenv and each edit.
+Nothing from the official repository is copied into this project: only what its code wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from diffuseq import synthetic
+
+# The fixture: a v2 model (learned absorbing state, discrete noise γ = 0.5) small enough to commit.
+SIZES = {"train": 400, "valid": 64, "test": 16}
+BERT_CONFIG = {
+    "model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+    "intermediate_size": 64, "max_position_embeddings": 32, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+    "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "type_vocab_size": 2,
+    "vocab_size": 30522, "initializer_range": 0.02, "pad_token_id": 0,
+}
+TRAIN_ARGS = {  # train.py's flags, as scripts/run_train.py would compose them
+    "diffusion_steps": 2000, "noise_schedule": "sqrt", "schedule_sampler": "lossaware", "seq_len": 32,
+    "hidden_dim": 16, "hidden_t_dim": 16, "lr": 2e-3, "batch_size": 64, "microbatch": 64, "learning_steps": 300,
+    "save_interval": 300, "log_interval": 50, "eval_interval": 1000, "ema_rate": "0.99", "seed": 102,
+    "use_plm_init": "no", "learned_mean_embed": True, "denoise": True, "denoise_rate": 0.5, "reg_rate": 0.0,
+    "use_fp16": False, "dataset": "synthetic", "data_split_num": 0, "notes": "fixture",
+}
+DECODE_ARGS = {"step": 10, "batch_size": 8, "seed2": 110, "split": "test", "top_p": -1, "clamp_step": 0,
+               "start_n": 0, "rejection_rate": 0.0, "note": "fixture"}
+
+# The compatibility edits of branch diffuseq-v2 (README.md says each in words): file → [(what,
+# pattern that must match, pattern that must not)].
+EDITS = {
+    "train_util.py": [
+        ("wrap the model in DistributedDataParallel on CPU too (the loss reads model.module)",
+         r"self\.ddp_model = DDP\(", r"if th\.cuda\.is_available\(\):[^\n]*\n\s*self\.use_ddp = True"),
+        ("DDP's device_ids and output_device None on CPU", r"device_ids=[^\n]*else None", r"device_ids=\[dist_util\.dev\(\)\],"),
+    ],
+    "sample_seq2seq_dpmSolver.py": [
+        ("load the checkpoint with only map_location (no positional arguments)",
+         r"dist_util\.load_state_dict\(\s*args\.model_path\s*,\s*map_location", r"load_state_dict\(args\.model_path,\s*False"),
+        ("move the solver's output with .to(dist_util.dev()), not .cuda()", r"\.to\(dist_util\.dev\(\)\)", r"\.cuda\(\)"),
+    ],
+}
+WANDB_STUB = '''"""No-op stand-in for wandb: the official train.py imports it and logs to it."""
+
+
+class _Config:
+    def update(self, *args, **kwargs):
+        pass
+
+
+config = _Config()
+
+
+def init(*args, **kwargs):
+    return None
+
+
+def log(*args, **kwargs):
+    pass
+'''
+
+
+def check(checkout: Path) -> list[str]:
+    """The compatibility edits missing from ``checkout`` (empty: all present)."""
+    problems = []
+    for name, edits in EDITS.items():
+        path = checkout / name
+        if not path.is_file():
+            return [f"{path}: missing; is {checkout} a checkout of branch diffuseq-v2?"]
+        text = path.read_text()
+        for what, must, must_not in edits:
+            if not re.search(must, text) or re.search(must_not, text):
+                problems.append(f"{path}: edit missing: {what}")
+    return problems
+
+
+def write_inputs(work: Path) -> dict[str, Path]:
+    """Data splits, the vocabulary file, the BERT config folder and the wandb stand-in."""
+    data, config, stubs = work / "data", work / "bert-config", work / "stubs" / "wandb"
+    for d in (data, config, stubs):
+        d.mkdir(parents=True, exist_ok=True)
+    pairs = synthetic.generate()
+    for split, n in SIZES.items():
+        rows = pairs[split][:n]
+        (data / f"{split}.jsonl").write_text("".join(json.dumps({"src": s, "trg": t}) + "\n" for s, t in rows))
+    counts = Counter(w for s, t in pairs["train"][: SIZES["train"]] for w in f"{s} {t}".split())
+    words = sorted(counts, key=lambda w: (-counts[w], w))
+    (work / "vocab.txt").write_text("".join(f"{w}\n" for w in words))
+    (config / "config.json").write_text(json.dumps(BERT_CONFIG, indent=2))
+    (stubs / "__init__.py").write_text(WANDB_STUB)
+    return {"data": data, "config": config, "vocab": work / "vocab.txt", "stubs": stubs.parent}
+
+
+def _flags(args: dict) -> list[str]:
+    return [x for k, v in args.items() for x in (f"--{k}", str(v))]
+
+
+def _run(cmd: list[str], checkout: Path, env: dict[str, str], log: Path) -> None:
+    with log.open("w") as f:
+        done = subprocess.run(cmd, cwd=checkout, env=env, stdout=f, stderr=subprocess.STDOUT, check=False)
+    if done.returncode:
+        sys.exit(f"{' '.join(cmd[:2])} failed (exit {done.returncode}); see {log}")
+
+
+def make(checkout: Path, python: str, work: Path, out: Path) -> None:
+    """Train and decode with the official code, then copy the fixture files into ``out``."""
+    if problems := check(checkout):
+        sys.exit("\n".join(problems))
+    shutil.rmtree(work, ignore_errors=True)
+    inputs = write_inputs(work)
+    model_dir, gen_dir = work / "model", work / "generation"
+    model_dir.mkdir()
+    gen_dir.mkdir()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{inputs['stubs']}:{checkout}", "OPENAI_LOGDIR": str(model_dir),
+           "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "HOME": str(work)}
+    train = {**TRAIN_ARGS, "checkpoint_path": model_dir, "data_dir": inputs["data"], "vocab": inputs["vocab"],
+             "config_name": inputs["config"]}
+    _run([python, "train.py", *_flags(train)], checkout, env, work / "train.log")
+    (ckpt,) = model_dir.glob("ema_*.pt")
+    decode = {**DECODE_ARGS, "model_path": ckpt, "out_dir": gen_dir}
+    _run([python, "sample_seq2seq_dpmSolver.py", *_flags(decode)], checkout, env, work / "decode.log")
+    (samples,) = gen_dir.glob("*/*.samples/*.json")
+    out.mkdir(parents=True, exist_ok=True)
+    for src, name in ((ckpt, ckpt.name), (model_dir / "training_args.json", "training_args.json"),
+                      (model_dir / "vocab.json", "vocab.json"), (inputs["vocab"], "vocab.txt"),
+                      (samples, "official_samples.jsonl")):
+        shutil.copyfile(src, out / name)
+    (out / "data").mkdir(exist_ok=True)
+    shutil.copyfile(inputs["data"] / "test.jsonl", out / "data" / "test.jsonl")
+    (out / "decode_args.json").write_text(json.dumps(decode | {"model_path": ckpt.name, "out_dir": "."}, indent=2, default=str) + "\n")
+    print(f"fixture written to {out}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("check", help="check that a checkout of branch diffuseq-v2 has the compatibility edits")
+    c.add_argument("--checkout", type=Path, required=True)
+    m = sub.add_parser("make", help="train and decode with the official code; write the fixture")
+    m.add_argument("--checkout", type=Path, required=True)
+    m.add_argument("--python", required=True, help="the official code's virtualenv python")
+    m.add_argument("--work", type=Path, required=True, help="scratch folder (emptied first)")
+    m.add_argument("--out", type=Path, default=Path("tests/fixtures/official/v2"))
+    args = p.parse_args()
+    if args.cmd == "check":
+        problems = check(args.checkout)
+        print("\n".join(problems) or f"{args.checkout}: all compatibility edits present")
+        sys.exit(1 if problems else 0)
+    make(args.checkout, args.python, args.work, args.out)
+
+
+if __name__ == "__main__":
+    main()
