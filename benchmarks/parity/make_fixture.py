@@ -142,6 +142,7 @@ def make(checkout: Path, python: str, work: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for src, name in ((ckpt, ckpt.name), (model_dir / "training_args.json", "training_args.json"),
                       (model_dir / "vocab.json", "vocab.json"), (inputs["vocab"], "vocab.txt"),
+                      (inputs["config"] / "config.json", "bert_config.json"),
                       (samples, "official_samples.jsonl")):
         shutil.copyfile(src, out / name)
     (out / "data").mkdir(exist_ok=True)

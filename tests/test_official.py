@@ -1,0 +1,176 @@
+"""Importing an official DiffuSeq-v2 checkpoint (tests/fixtures/official/v2, README.md there):
+every tensor mapped, the run directory usable like ours, the official decoder's tokens
+reproduced, and each unsupported option refused in one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffuseq.cli import main as cli_main
+from diffuseq.config import load_arm
+from diffuseq.data import encode_pairs, read_jsonl
+from diffuseq.official import CHECKED, LAYER, QKV, TOP_LEVEL, load_official_state, map_state_dict
+from diffuseq.sampling.base import build_sampler
+from diffuseq.sampling.generate import sample_batch
+from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec
+from diffuseq.schedule import NoiseSchedule
+from diffuseq.train import load_model
+
+FIXTURE = Path(__file__).parent / "fixtures" / "official" / "v2"
+CKPT = FIXTURE / "ema_0.99_000300.pt"
+IMPORT = ["import-official", str(CKPT), "--bert-config", str(FIXTURE / "bert_config.json"),
+          "--dataset", str(FIXTURE / "data")]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("imported") / "run"
+    assert cli_main([*IMPORT, "--out", str(out)]) == 0
+    return out
+
+
+def test_the_fixture_imports_with_the_official_config(run_dir):
+    meta = json.loads((run_dir / "config.json").read_text())
+    train = meta["train"]
+    assert train["model"] == {"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "embed_dim": 16,
+                              "time_embed_dim": 16, "dropout": 0.1, "head_bias": True}
+    assert train["data"]["seq_len"] == 32 and train["data"]["tokenizer"] == "imported"
+    assert train["diffusion"] == {"steps": 2000, "schedule": "sqrt", "absorbing": "learned", "gamma": 0.5,
+                                  "reg_rate": 0.01, "timestep_sampler": "loss_aware"}
+    assert (train["optim"]["steps"], train["optim"]["ema_rate"], train["optim"]["lr"]) == (300, 0.99, 2e-3)
+    assert meta["vocab_size"] == 144 and meta["imported_from"]["official_branch"] == "diffuseq-v2"
+    assert (run_dir / "checkpoints" / "step_0000300" / "ema.safetensors").is_file()
+
+
+def test_every_official_tensor_is_used_and_every_one_of_ours_filled(run_dir):
+    sd = load_official_state(CKPT)
+    used = {k for k in sd if k in TOP_LEVEL or k in CHECKED}
+    layer_keys = {f"input_transformers.layer.0.{name}.{kind}" for name in [*LAYER, *(f"attention.self.{p}" for p in QKV)]
+                  for kind in ("weight", "bias")}
+    assert set(sd) == used | layer_keys
+    model, _, _ = load_model(run_dir)
+    ours = model.state_dict()
+    mapped = map_state_dict(sd, 32, "fixture")
+    assert set(mapped) == set(ours)
+    for key, value in mapped.items():
+        assert torch.equal(ours[key], value), key
+    q, k, v = (sd[f"input_transformers.layer.0.attention.self.{p}.weight"] for p in QKV)
+    assert torch.equal(ours["layers.0.qkv.weight"], torch.cat([q, k, v]))
+    assert torch.equal(ours["word_emb.weight"], sd["lm_head.weight"])  # what the official decoder loads
+    assert torch.equal(ours["pos_emb.weight"], sd["position_embeddings.weight"][:32])
+    assert torch.equal(ours["m"], sd["mean_embed"])
+
+
+def official_ids(text: str, vocab: dict[str, int], length: int) -> list[int]:
+    """The official decoder's target tokens from its text (a word vocabulary: one word per id,
+    trailing [PAD] dropped by the official writer)."""
+    ids = [vocab[w] for w in text.split()]
+    return ids + [vocab["[PAD]"]] * (length - len(ids))
+
+
+def official_generator(seed2: int) -> torch.Generator:
+    """Torch's CPU generator as the official DPM script has it at its first ``randn_like``:
+    ``set_seed(seed2)``, then one int64 draw for the test DataLoader's worker base seed."""
+    g = torch.Generator().manual_seed(seed2)
+    torch.empty((), dtype=torch.int64).random_(generator=g)
+    return g
+
+
+def test_decoding_the_import_reproduces_the_official_decoder(run_dir):
+    """Same layout, same starting noise (the official RNG order), the official_v2_exact arm:
+    the official script's tokens on at least 99% of target positions."""
+    args = json.loads((FIXTURE / "decode_args.json").read_text())
+    vocab = json.loads((FIXTURE / "vocab.json").read_text())
+    official = [json.loads(line) for line in (FIXTURE / "official_samples.jsonl").open()]
+    model, tok, spec = load_model(run_dir)
+    enc = encode_pairs(tok, read_jsonl(FIXTURE / "data" / "test.jsonl"), spec.data.seq_len)
+    sample = build_sampler_spec(load_arm("official_v2_exact")["sample"])
+    assert sample.steps == args["step"]
+    sampler = build_sampler(sample, NoiseSchedule(spec.diffusion.schedule, spec.diffusion.steps))
+    gen, b = official_generator(args["seed2"]), args["batch_size"]
+    agree = total = 0
+    for start in range(0, len(official), b):
+        ids, mask = enc.input_ids[start : start + b], enc.input_mask[start : start + b]
+        out, nfe = sample_batch(model, sampler, ids, mask, spec.diffusion.gamma, gen)
+        assert nfe == args["step"]
+        for row, inp, m, off in zip(out, ids, mask.bool(), official[start : start + b], strict=True):
+            n = int(m.sum())
+            assert inp[~m].tolist() == official_ids(off["source"], vocab, len(inp) - n)
+            assert inp[m].tolist() == official_ids(off["reference"], vocab, n)
+            agree += int((row[m] == torch.tensor(official_ids(off["recover"], vocab, n))).sum())
+            total += n
+    assert total == int(enc.input_mask.sum())
+    assert agree / total >= 0.99, f"{agree}/{total} target tokens agree"
+
+
+def test_the_imported_run_samples_like_ours(run_dir, tmp_path):
+    assert cli_main(["sample", "--run-dir", str(run_dir), "--arm", "official_v2_exact", "--out", str(tmp_path),
+                     "--no-progress"]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "samples.seed0.jsonl").open()]
+    assert len(rows) == 16 and rows[0]["source"].startswith("[CLS] should i paint")
+
+
+def test_new_sampler_fields_keep_earlier_keys():
+    assert "readout" not in SamplerSpec().model_dump() and "model_time_offset" not in SamplerSpec().model_dump()
+    assert SamplerSpec().key() == "0978c435"  # as before the fields existed
+    exact = build_sampler_spec(load_arm("official_v2_exact")["sample"]).model_dump()
+    assert (exact["readout"], exact["model_time_offset"]) == ("state", 1)
+
+
+def _import_with(tmp_path: Path, capsys, args_update: dict | None = None, state_update: dict | None = None,
+                 drop: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> tuple[int, str]:
+    """Import the fixture with changed flags / tensors; (exit code, stderr)."""
+    args = json.loads((FIXTURE / "training_args.json").read_text()) | (args_update or {})
+    (tmp_path / "training_args.json").write_text(json.dumps(args))
+    sd = {k: v for k, v in load_official_state(CKPT).items() if k not in drop} | (state_update or {})
+    ckpt = tmp_path / CKPT.name
+    torch.save(sd, ckpt)
+    capsys.readouterr()
+    code = cli_main([*IMPORT[:1], str(ckpt), *IMPORT[2:], "--args", str(tmp_path / "training_args.json"),
+                     "--vocab", str(FIXTURE / "vocab.json"), "--out", str(tmp_path / "run"), *extra])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value"), [
+    ("noise_schedule", "trunc_lin"), ("learn_sigma", True), ("use_plm_init", "bert"), ("timestep_respacing", "100"),
+    ("predict_xstart", False), ("rescale_timesteps", False), ("use_kl", True), ("schedule_sampler", "fixstep"),
+    ("hidden_dim", 32),
+])
+def test_each_unsupported_option_is_one_line_naming_it(tmp_path, capsys, option, value):
+    code, err = _import_with(tmp_path, capsys, {option: value})
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("error: ") and f"{option} = {value!r} is not supported" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_denoise_without_a_learned_state_is_refused(tmp_path, capsys):
+    code, err = _import_with(tmp_path, capsys, {"learned_mean_embed": False})
+    assert code == 2 and "denoise = True is not supported" in err
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"state_update": {"extra.weight": torch.zeros(2)}}, "tensor 'extra.weight' has no counterpart"),
+    ({"drop": ("mean_embed",)}, "no tensor for ['m']"),
+    ({"drop": ("input_transformers.layer.0.attention.self.key.bias",)}, "lacks attention.self ['key'] bias"),
+    ({"state_update": {"position_ids": torch.zeros(1, 32, dtype=torch.long)}}, "position_ids is not 0..31"),
+])
+def test_no_tensor_is_left_over_either_way(tmp_path, capsys, change, message):
+    code, err = _import_with(tmp_path, capsys, **change)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_a_vocabulary_of_another_size_is_refused(tmp_path, capsys):
+    words = tmp_path / "words.txt"
+    words.write_text("a\nb\n")
+    code, err = _import_with(tmp_path, capsys, extra=("--vocab", str(words)))
+    assert code == 2 and "6 tokens, but" in err and "144 embedding rows" in err
+
+
+def test_the_heads_come_from_the_bert_config(tmp_path, capsys):
+    code, err = _import_with(tmp_path, capsys, {"config_name": str(tmp_path / "nowhere")},
+                             extra=("--bert-config", str(tmp_path / "nowhere" / "config.json")))
+    assert code == 2 and "--bert-config" in err
