@@ -1,6 +1,6 @@
-"""Importing an official DiffuSeq-v2 checkpoint (tests/fixtures/official/v2, README.md there):
-every tensor mapped, the run directory usable like ours, the official decoder's tokens
-reproduced, and each unsupported option refused in one line with exit code 2."""
+"""Importing official DiffuSeq checkpoints (tests/fixtures/official, README.md there): every
+tensor mapped, the run directory usable like ours, the official decoders' tokens reproduced, and
+each unsupported option refused in one line with exit code 2."""
 
 from __future__ import annotations
 
@@ -20,39 +20,66 @@ from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec
 from diffuseq.schedule import NoiseSchedule
 from diffuseq.train import load_model
 
-FIXTURE = Path(__file__).parent / "fixtures" / "official" / "v2"
-CKPT = FIXTURE / "ema_0.99_000300.pt"
-IMPORT = ["import-official", str(CKPT), "--bert-config", str(FIXTURE / "bert_config.json"),
-          "--dataset", str(FIXTURE / "data")]
+FIXTURES = Path(__file__).parent / "fixtures" / "official"
+FIXTURE = FIXTURES / "v2"
+CKPT_NAME = "ema_0.99_000300.pt"
+CKPT = FIXTURE / CKPT_NAME
+BRANCHES = ("v1", "v2")
+
+
+def import_args(branch: str) -> list[str]:
+    fx = FIXTURES / branch
+    return ["import-official", str(fx / CKPT_NAME), "--bert-config", str(fx / "bert_config.json"),
+            "--dataset", str(fx / "data")]
+
+
+IMPORT = import_args("v2")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("imported") / "run"
-    assert cli_main([*IMPORT, "--out", str(out)]) == 0
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Each fixture imported once: branch → run directory."""
+    out = {b: tmp_path_factory.mktemp("imported") / b for b in BRANCHES}
+    for branch, run in out.items():
+        assert cli_main([*import_args(branch), "--out", str(run)]) == 0
     return out
 
 
-def test_the_fixture_imports_with_the_official_config(run_dir):
-    meta = json.loads((run_dir / "config.json").read_text())
+@pytest.fixture
+def one_thread():
+    """Decode on one thread: the tiny model's 2000-step chains are 10x slower when 2 threads
+    share 2 busy cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("branch", BRANCHES)
+def test_the_fixture_imports_with_the_official_config(runs, branch):
+    meta = json.loads((runs[branch] / "config.json").read_text())
     train = meta["train"]
     assert train["model"] == {"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "embed_dim": 16,
                               "time_embed_dim": 16, "dropout": 0.1, "head_bias": True}
     assert train["data"]["seq_len"] == 32 and train["data"]["tokenizer"] == "imported"
-    assert train["diffusion"] == {"steps": 2000, "schedule": "sqrt", "absorbing": "learned", "gamma": 0.5,
+    absorbing, gamma = ("learned", 0.5) if branch == "v2" else ("none", 0.0)
+    assert train["diffusion"] == {"steps": 2000, "schedule": "sqrt", "absorbing": absorbing, "gamma": gamma,
                                   "reg_rate": 0.01, "timestep_sampler": "loss_aware"}
     assert (train["optim"]["steps"], train["optim"]["ema_rate"], train["optim"]["lr"]) == (300, 0.99, 2e-3)
-    assert meta["vocab_size"] == 144 and meta["imported_from"]["official_branch"] == "diffuseq-v2"
-    assert (run_dir / "checkpoints" / "step_0000300" / "ema.safetensors").is_file()
+    assert meta["vocab_size"] == 144
+    assert meta["imported_from"]["official_branch"] == {"v1": "main", "v2": "diffuseq-v2"}[branch]
+    assert (runs[branch] / "checkpoints" / "step_0000300" / "ema.safetensors").is_file()
 
 
-def test_every_official_tensor_is_used_and_every_one_of_ours_filled(run_dir):
-    sd = load_official_state(CKPT)
+@pytest.mark.parametrize("branch", BRANCHES)
+def test_every_official_tensor_is_used_and_every_one_of_ours_filled(runs, branch):
+    sd = load_official_state(FIXTURES / branch / CKPT_NAME)
     used = {k for k in sd if k in TOP_LEVEL or k in CHECKED}
     layer_keys = {f"input_transformers.layer.0.{name}.{kind}" for name in [*LAYER, *(f"attention.self.{p}" for p in QKV)]
                   for kind in ("weight", "bias")}
     assert set(sd) == used | layer_keys
-    model, _, _ = load_model(run_dir)
+    assert ("mean_embed" in sd) == (branch == "v2")
+    model, _, _ = load_model(runs[branch])
     ours = model.state_dict()
     mapped = map_state_dict(sd, 32, "fixture")
     assert set(mapped) == set(ours)
@@ -60,9 +87,9 @@ def test_every_official_tensor_is_used_and_every_one_of_ours_filled(run_dir):
         assert torch.equal(ours[key], value), key
     q, k, v = (sd[f"input_transformers.layer.0.attention.self.{p}.weight"] for p in QKV)
     assert torch.equal(ours["layers.0.qkv.weight"], torch.cat([q, k, v]))
-    assert torch.equal(ours["word_emb.weight"], sd["lm_head.weight"])  # what the official decoder loads
+    assert torch.equal(ours["word_emb.weight"], sd["lm_head.weight"])  # what the official decoders load
+    assert not torch.equal(sd["word_embedding.weight"], sd["lm_head.weight"])  # the EMA table, not loaded
     assert torch.equal(ours["pos_emb.weight"], sd["position_embeddings.weight"][:32])
-    assert torch.equal(ours["m"], sd["mean_embed"])
 
 
 def official_ids(text: str, vocab: dict[str, int], length: int) -> list[int]:
@@ -72,29 +99,43 @@ def official_ids(text: str, vocab: dict[str, int], length: int) -> list[int]:
     return ids + [vocab["[PAD]"]] * (length - len(ids))
 
 
-def official_generator(seed2: int) -> torch.Generator:
-    """Torch's CPU generator as the official DPM script has it at its first ``randn_like``:
-    ``set_seed(seed2)``, then one int64 draw for the test DataLoader's worker base seed."""
+def official_generator(seed2: int, draws: int, shape: tuple[int, ...]) -> torch.Generator:
+    """Torch's CPU generator as an official decoder has it at a batch's first ``randn_like``:
+    ``set_seed(seed2)``, one int64 draw for the test DataLoader's worker base seed, then ``draws``
+    ``randn`` of the batch's ``shape`` for the batches before."""
     g = torch.Generator().manual_seed(seed2)
     torch.empty((), dtype=torch.int64).random_(generator=g)
+    for _ in range(draws):
+        torch.randn(shape, generator=g)
     return g
 
 
-def test_decoding_the_import_reproduces_the_official_decoder(run_dir):
-    """Same layout, same starting noise (the official RNG order), the official_v2_exact arm:
-    the official script's tokens on at least 99% of target positions."""
-    args = json.loads((FIXTURE / "decode_args.json").read_text())
-    vocab = json.loads((FIXTURE / "vocab.json").read_text())
-    official = [json.loads(line) for line in (FIXTURE / "official_samples.jsonl").open()]
-    model, tok, spec = load_model(run_dir)
-    enc = encode_pairs(tok, read_jsonl(FIXTURE / "data" / "test.jsonl"), spec.data.seq_len)
-    sample = build_sampler_spec(load_arm("official_v2_exact")["sample"])
+# branch → (our arm, sample-section overrides, randn draws the official decoder makes per batch):
+# v2's DPM-Solver script draws the start noise only; v1's DDPM draws it and one at every t,
+# t = 0 included (unused there), 1 + T.
+DECODERS = {"v2": ("official_v2_exact", {}, 1), "v1": ("baseline", {"mbr": 1}, 2001)}
+
+
+@pytest.mark.parametrize("branch", BRANCHES)
+def test_decoding_the_import_reproduces_the_official_decoder(runs, branch, one_thread):
+    """Same layout, same starting noise (the official RNG order), our matching decoder
+    (v2: official_v2_exact; v1: baseline, DDPM over 2000 steps with clamp, MBR off): the
+    official decoder's tokens on at least 99% of target positions."""
+    fx = FIXTURES / branch
+    args = json.loads((fx / "decode_args.json").read_text())
+    vocab = json.loads((fx / "vocab.json").read_text())
+    official = [json.loads(line) for line in (fx / "official_samples.jsonl").open()]
+    model, tok, spec = load_model(runs[branch])
+    enc = encode_pairs(tok, read_jsonl(fx / "data" / "test.jsonl"), spec.data.seq_len)
+    arm, over, draws = DECODERS[branch]
+    sample = build_sampler_spec(load_arm(arm)["sample"] | over)
     assert sample.steps == args["step"]
     sampler = build_sampler(sample, NoiseSchedule(spec.diffusion.schedule, spec.diffusion.steps))
-    gen, b = official_generator(args["seed2"]), args["batch_size"]
+    b = args["batch_size"]
     agree = total = 0
-    for start in range(0, len(official), b):
+    for batch, start in enumerate(range(0, len(official), b)):
         ids, mask = enc.input_ids[start : start + b], enc.input_mask[start : start + b]
+        gen = official_generator(args["seed2"], batch * draws, (len(ids), spec.data.seq_len, spec.model.embed_dim))
         out, nfe = sample_batch(model, sampler, ids, mask, spec.diffusion.gamma, gen)
         assert nfe == args["step"]
         for row, inp, m, off in zip(out, ids, mask.bool(), official[start : start + b], strict=True):
@@ -107,8 +148,8 @@ def test_decoding_the_import_reproduces_the_official_decoder(run_dir):
     assert agree / total >= 0.99, f"{agree}/{total} target tokens agree"
 
 
-def test_the_imported_run_samples_like_ours(run_dir, tmp_path):
-    assert cli_main(["sample", "--run-dir", str(run_dir), "--arm", "official_v2_exact", "--out", str(tmp_path),
+def test_the_imported_run_samples_like_ours(runs, tmp_path):
+    assert cli_main(["sample", "--run-dir", str(runs["v2"]), "--arm", "official_v2_exact", "--out", str(tmp_path),
                      "--no-progress"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "samples.seed0.jsonl").open()]
     assert len(rows) == 16 and rows[0]["source"].startswith("[CLS] should i paint")
