@@ -5,14 +5,16 @@ Examples::
     diffuseq import-official diffusion_models/RUN/ema_0.9999_050000.pt --out runs/official-qqp
     diffuseq import-official RUN/ema_0.99_000300.pt --args RUN/training_args.json \\
         --bert-config bert-config/config.json --vocab RUN/vocab.json --dataset data/qqp --out runs/x
-    diffuseq sample --run-dir runs/x --arm official_v2_sampling
+    diffuseq sample --run-dir runs/x --arm official_v2_exact     # as the official v2 script decodes
+    diffuseq sample --run-dir runs/x --arm baseline --set mbr=1  # as the official v1 script decodes
 
 The official code (Shark-NLP/DiffuSeq: branch ``main`` is DiffuSeq, ``diffuseq-v2`` is v2) saves
 ``ema_<rate>_<step>.pt``, a torch state dict of its ``TransformerNetModel``, and beside it
 ``training_args.json`` (its flags) and, for a ``--vocab FILE`` run, ``vocab.json``. This command
 maps every tensor into :class:`~diffuseq.model.Denoiser` (docs/design.md §7 has the table), the
 flags into a :class:`~diffuseq.config.TrainSpec`, the vocabulary into ``tokenizer.json``, and
-writes a run directory that ``diffuseq sample``/``eval`` and the harness read like one of ours.
+writes a run directory that ``diffuseq sample`` (and ``diffuseq.train.load_model``, which the
+harness's worker and timing pass use) reads like one of ours.
 
 Two facts of the official checkpoints it follows:
 

@@ -215,3 +215,18 @@ def test_the_heads_come_from_the_bert_config(tmp_path, capsys):
     code, err = _import_with(tmp_path, capsys, {"config_name": str(tmp_path / "nowhere")},
                              extra=("--bert-config", str(tmp_path / "nowhere" / "config.json")))
     assert code == 2 and "--bert-config" in err
+
+
+def test_an_imported_vocabulary_has_no_mask_and_is_never_rebuilt(runs):
+    from diffuseq.config import ConfigError, build_train_spec
+    from diffuseq.errors import UserError
+    from diffuseq.family import make_family
+    from diffuseq.tokenizer import TextTokenizer, build_tokenizer
+
+    tok = TextTokenizer.load(runs["v2"] / "tokenizer.json")
+    assert (tok.cls_id, tok.sep_id, tok.unk_id, tok.pad_id, tok.mask_id) == (0, 1, 2, 3, None)
+    assert tok.encode_batch(["should i paint a zebra ?"]) == [[24, 10, 82, 4, 2, 5]]
+    with pytest.raises(ConfigError, match="lacks"):
+        make_family("masked_diffusion", build_train_spec("smoke", "masked_diffusion")).build(tok)
+    with pytest.raises(UserError, match="import-official"):
+        build_tokenizer("imported", 100, ["a b"])
