@@ -41,8 +41,9 @@ from typing import Any
 
 import torch
 from pydantic import ValidationError
+from safetensors.torch import save_file
 
-from diffuseq.checkpoint import EMA, MODEL, STATE
+from diffuseq.checkpoint import EMA, MODEL, STATE, verify_checkpoint
 from diffuseq.config import TrainSpec, format_validation_error
 from diffuseq.errors import UserError
 from diffuseq.family import ContinuousFamily
@@ -76,9 +77,11 @@ LAYER = {
 }
 QKV = ("query", "key", "value")
 LAYER_KEY = re.compile(r"input_transformers\.layer\.(\d+)\.(.+)\.(weight|bias)")
+REQUIRED_FLAGS = ("seq_len", "hidden_dim", "hidden_t_dim", "diffusion_steps", "learning_steps", "batch_size", "lr")
 SCHEDULES = ("sqrt", "cosine", "linear")  # the official names diffuseq implements with the same formulas
 BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
              "max_position_embeddings": 512, "hidden_act": "gelu", "layer_norm_eps": 1e-12}
+BERT_SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
 KNOWN_CONFIGS = {"bert-base-uncased": BERT_BASE, "google-bert/bert-base-uncased": BERT_BASE}
 OFFICIAL_SPECIALS = {"[START]": "[CLS]", "[END]": "[SEP]", "[UNK]": "[UNK]", "[PAD]": "[PAD]"}
 
@@ -123,12 +126,15 @@ def bert_config(args: dict[str, Any], explicit: Path | None) -> tuple[dict[str, 
     path = explicit or Path(name)
     if path.is_dir():
         path = path / "config.json"
-    if explicit is not None or path.is_file():
-        return read_json(path, "BERT config.json (--bert-config)"), str(path)
-    if name in KNOWN_CONFIGS:
-        return KNOWN_CONFIGS[name], name
-    raise OfficialImportError(f"config_name {name!r}: no such folder here and not a known config; "
-                              "pass --bert-config with the config.json the official run used")
+    if explicit is None and not path.is_file():
+        if name in KNOWN_CONFIGS:
+            return KNOWN_CONFIGS[name], name
+        raise OfficialImportError(f"config_name {name!r}: no such folder here and not a known config; "
+                                  "pass --bert-config with the config.json the official run used")
+    cfg = read_json(path, "BERT config.json (--bert-config)")
+    if missing := [k for k in BERT_SIZES if not isinstance(cfg.get(k), int)]:
+        raise OfficialImportError(f"{path}: no integer {', '.join(missing)}; give the BERT config.json the official run used")
+    return cfg, str(path)
 
 
 def official_vocab(args: dict[str, Any], ckpt: Path, explicit: Path | None) -> tuple[TextTokenizer, str, str]:
@@ -142,14 +148,13 @@ def official_vocab(args: dict[str, Any], ckpt: Path, explicit: Path | None) -> t
     if str(args.get("vocab", "bert")) == "bert":
         folder = Path(str(args.get("config_name", "")))
         for path in [explicit] if explicit else [folder / "tokenizer.json", folder / "vocab.txt"]:
-            if path is not None and path.is_file():
+            if path.is_file():
                 return _bert_vocab(path), "imported", str(path)
         if explicit:
             raise OfficialImportError(f"{explicit}: --vocab not found; give a tokenizer.json or vocab.txt")
         return TextTokenizer.bert(), "bert", "bundled BERT uncased"
-    candidates = [explicit] if explicit else [ckpt.parent / "vocab.json", Path(str(args["vocab"]))]
-    for path in candidates:
-        if path is not None and path.is_file():
+    for path in [explicit] if explicit else [ckpt.parent / "vocab.json", Path(str(args["vocab"]))]:
+        if path.is_file():
             return TextTokenizer.from_word_vocab(_renamed(_word_vocab(path), path)), "imported", str(path)
     raise OfficialImportError(f"vocab {args['vocab']!r}: no vocab.json beside the checkpoint and no such file here; "
                               "pass --vocab with the official run's vocab.json or vocabulary file")
@@ -187,37 +192,33 @@ def _renamed(vocab: dict[str, int], path: Path) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------------------------
 # Flags → TrainSpec
-def _flag(args: dict[str, Any], key: str, default: Any) -> Any:
-    return args.get(key, default)
-
-
 def unsupported(args: dict[str, Any], cfg: dict[str, Any]) -> list[tuple[str, Any, str]]:
     """(option, value, why and what to do) for every official option the import cannot represent."""
     checks = [
-        ("noise_schedule", _flag(args, "noise_schedule", "sqrt") not in SCHEDULES,
+        ("noise_schedule", args.get("noise_schedule", "sqrt") not in SCHEDULES,
          f"diffuseq implements the schedules {', '.join(SCHEDULES)}"),
-        ("timestep_respacing", bool(_flag(args, "timestep_respacing", "")),
+        ("timestep_respacing", bool(args.get("timestep_respacing", "")),
          "a respaced model is fed remapped timesteps; import a run trained without respacing"),
-        ("learn_sigma", bool(_flag(args, "learn_sigma", False)),
+        ("learn_sigma", bool(args.get("learn_sigma", False)),
          "its model outputs learned variances (2·hidden_dim channels), which the Denoiser does not have"),
-        ("predict_xstart", not _flag(args, "predict_xstart", True), "the Denoiser predicts x0 (predict_xstart True)"),
-        ("rescale_timesteps", not _flag(args, "rescale_timesteps", True), "the Denoiser is fed t·1000/T (rescale_timesteps True)"),
-        ("use_kl", bool(_flag(args, "use_kl", False)), "diffuseq trains with DiffuSeq's MSE objective, not the KL bound"),
-        ("use_plm_init", _flag(args, "use_plm_init", "no") != "no",
+        ("predict_xstart", not args.get("predict_xstart", True), "the Denoiser predicts x0 (predict_xstart True)"),
+        ("rescale_timesteps", not args.get("rescale_timesteps", True), "the Denoiser is fed t·1000/T (rescale_timesteps True)"),
+        ("use_kl", bool(args.get("use_kl", False)), "diffuseq trains with DiffuSeq's MSE objective, not the KL bound"),
+        ("use_plm_init", args.get("use_plm_init", "no") != "no",
          "a PLM-initialised model has no input/output projections (hidden_dim = the BERT hidden size), "
          "which the Denoiser always has"),
-        ("denoise", bool(_flag(args, "denoise", False)) and not _flag(args, "learned_mean_embed", False),
+        ("denoise", bool(args.get("denoise", False)) and not args.get("learned_mean_embed", False),
          "discrete noise replaces tokens by mean_embed, which exists only with learned_mean_embed True"),
-        ("schedule_sampler", _flag(args, "schedule_sampler", "uniform") not in ("uniform", "lossaware"),
+        ("schedule_sampler", args.get("schedule_sampler", "uniform") not in ("uniform", "lossaware"),
          "diffuseq samples training timesteps uniformly or loss-aware"),
-        ("hidden_dim", int(_flag(args, "hidden_dim", 128)) == int(cfg.get("hidden_size", -1)),
+        ("hidden_dim", int(args.get("hidden_dim", 128)) == int(cfg.get("hidden_size", -1)),
          "with hidden_dim equal to the BERT hidden size the official model has no input/output projections, "
          "which the Denoiser always has"),
         ("hidden_act", cfg.get("hidden_act", "gelu") != "gelu", "the Denoiser's BERT layers use the exact (erf) GELU"),
         ("layer_norm_eps", cfg.get("layer_norm_eps", 1e-12) != 1e-12, "the Denoiser's LayerNorms use eps 1e-12"),
         ("position_embedding_type", cfg.get("position_embedding_type", "absolute") != "absolute",
          "the Denoiser has absolute position embeddings"),
-        ("seq_len", int(_flag(args, "seq_len", 128)) > int(cfg.get("max_position_embeddings", 512)),
+        ("seq_len", int(args.get("seq_len", 128)) > int(cfg.get("max_position_embeddings", 512)),
          "seq_len exceeds the BERT config's max_position_embeddings"),
     ]
     return [(key, args.get(key, cfg.get(key)), why) for key, bad, why in checks if bad]
@@ -226,31 +227,32 @@ def unsupported(args: dict[str, Any], cfg: dict[str, Any]) -> list[tuple[str, An
 def train_spec(args: dict[str, Any], cfg: dict[str, Any], rate: float, vocab_size: int, tokenizer: str,
                dataset: str, source: str) -> TrainSpec:
     """The :class:`TrainSpec` of an official run (the mapping table of docs/design.md §7)."""
+    if missing := [k for k in REQUIRED_FLAGS if k not in args]:
+        raise OfficialImportError(f"{source}: no flag {', '.join(missing)}; give the training_args.json the official run saved")
     if problems := unsupported(args, cfg):
         key, value, why = problems[0]
         raise OfficialImportError(f"{source}: {key} = {value!r} is not supported: {why}")
-    learned = bool(_flag(args, "learned_mean_embed", False))
-    clip = float(_flag(args, "gradient_clipping", -1.0))
+    learned = bool(args.get("learned_mean_embed", False))
+    clip, micro = float(args.get("gradient_clipping", -1.0)), int(args.get("microbatch") or 0)
     raw = {
         "data": {"dataset": dataset, "tokenizer": tokenizer, "vocab_size": vocab_size, "seq_len": args["seq_len"]},
         "model": {"layers": cfg["num_hidden_layers"], "hidden": cfg["hidden_size"], "heads": cfg["num_attention_heads"],
                   "ffn": cfg["intermediate_size"], "embed_dim": args["hidden_dim"], "time_embed_dim": args["hidden_t_dim"],
-                  "dropout": _flag(args, "dropout", 0.1)},
-        "diffusion": {"steps": args["diffusion_steps"], "schedule": _flag(args, "noise_schedule", "sqrt"),
+                  "dropout": args.get("dropout", 0.1)},
+        "diffusion": {"steps": args["diffusion_steps"], "schedule": args.get("noise_schedule", "sqrt"),
                       "absorbing": "learned" if learned else "none",
-                      "gamma": float(args["denoise_rate"]) if _flag(args, "denoise", False) else 0.0,
+                      "gamma": float(args.get("denoise_rate", 0.2)) if args.get("denoise", False) else 0.0,
                       "reg_rate": 0.01,  # the diffusion's default: the flag is not passed on (module docstring)
                       "timestep_sampler": "loss_aware" if args.get("schedule_sampler") == "lossaware" else "uniform"},
         "optim": {"steps": args["learning_steps"], "batch_size": args["batch_size"],
-                  "microbatch": _flag(args, "microbatch", None) or None, "lr": args["lr"],
-                  "weight_decay": _flag(args, "weight_decay", 0.0), "grad_clip": max(clip, 0.0), "ema_rate": rate,
-                  "seed": _flag(args, "seed", 0)},
+                  "microbatch": micro if micro > 0 else None, "lr": args["lr"],
+                  "weight_decay": args.get("weight_decay", 0.0), "grad_clip": max(clip, 0.0), "ema_rate": rate,
+                  "seed": args.get("seed", 0)},
     }
     try:
         return TrainSpec.model_validate(raw)
-    except (ValidationError, KeyError) as err:
-        msg = format_validation_error(err, source) if isinstance(err, ValidationError) else f"{source}: missing flag {err}"
-        raise OfficialImportError(msg.splitlines()[0]) from None
+    except ValidationError as err:
+        raise OfficialImportError(format_validation_error(err, source).splitlines()[0]) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,10 +340,6 @@ def import_official(ckpt: Path, out: Path, args_path: Path | None = None, vocab:
 def _write_run(out: Path, spec: TrainSpec, tok: TextTokenizer, tensors: dict[str, torch.Tensor], step: int,
                origin: dict[str, Any], model: torch.nn.Module) -> Path:
     """config.json, tokenizer.json and checkpoints/step_<step>/ (model, EMA, a fresh optimizer state)."""
-    from safetensors.torch import save_file
-
-    from diffuseq.checkpoint import verify_checkpoint
-
     ckpt_dir = out / "checkpoints" / f"step_{step:07d}"
     ckpt_dir.mkdir(parents=True)
     tok.save(out / "tokenizer.json")

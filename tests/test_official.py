@@ -163,9 +163,10 @@ def test_new_sampler_fields_keep_earlier_keys():
 
 
 def _import_with(tmp_path: Path, capsys, args_update: dict | None = None, state_update: dict | None = None,
-                 drop: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> tuple[int, str]:
+                 drop: tuple[str, ...] = (), extra: tuple[str, ...] = (), drop_args: tuple[str, ...] = ()) -> tuple[int, str]:
     """Import the fixture with changed flags / tensors; (exit code, stderr)."""
     args = json.loads((FIXTURE / "training_args.json").read_text()) | (args_update or {})
+    args = {k: v for k, v in args.items() if k not in drop_args}
     (tmp_path / "training_args.json").write_text(json.dumps(args))
     sd = {k: v for k, v in load_official_state(CKPT).items() if k not in drop} | (state_update or {})
     ckpt = tmp_path / CKPT.name
@@ -230,3 +231,11 @@ def test_an_imported_vocabulary_has_no_mask_and_is_never_rebuilt(runs):
         make_family("masked_diffusion", build_train_spec("smoke", "masked_diffusion")).build(tok)
     with pytest.raises(UserError, match="import-official"):
         build_tokenizer("imported", 100, ["a b"])
+
+
+def test_a_missing_flag_is_one_line_and_a_whole_batch_microbatch_is_none(tmp_path, capsys):
+    code, err = _import_with(tmp_path, capsys, drop_args=("hidden_t_dim",))
+    assert code == 2 and "no flag hidden_t_dim" in err and err.count("\n") == 1
+    code, _ = _import_with(tmp_path, capsys, {"microbatch": -1})
+    assert code == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["optim"]["microbatch"] is None
