@@ -163,8 +163,10 @@ def test_new_sampler_fields_keep_earlier_keys():
 
 
 def _import_with(tmp_path: Path, capsys, args_update: dict | None = None, state_update: dict | None = None,
-                 drop: tuple[str, ...] = (), extra: tuple[str, ...] = (), drop_args: tuple[str, ...] = ()) -> tuple[int, str]:
+                 drop: tuple[str, ...] = (), extra: tuple[str, ...] = (), drop_args: tuple[str, ...] = (),
+                 vocab: Path | None = FIXTURE / "vocab.json") -> tuple[int, str]:
     """Import the fixture with changed flags / tensors; (exit code, stderr)."""
+    tmp_path.mkdir(exist_ok=True)
     args = json.loads((FIXTURE / "training_args.json").read_text()) | (args_update or {})
     args = {k: v for k, v in args.items() if k not in drop_args}
     (tmp_path / "training_args.json").write_text(json.dumps(args))
@@ -173,7 +175,7 @@ def _import_with(tmp_path: Path, capsys, args_update: dict | None = None, state_
     torch.save(sd, ckpt)
     capsys.readouterr()
     code = cli_main([*IMPORT[:1], str(ckpt), *IMPORT[2:], "--args", str(tmp_path / "training_args.json"),
-                     "--vocab", str(FIXTURE / "vocab.json"), "--out", str(tmp_path / "run"), *extra])
+                     *(["--vocab", str(vocab)] if vocab else []), "--out", str(tmp_path / "run"), *extra])
     return code, capsys.readouterr().err
 
 
@@ -239,3 +241,18 @@ def test_a_missing_flag_is_one_line_and_a_whole_batch_microbatch_is_none(tmp_pat
     code, _ = _import_with(tmp_path, capsys, {"microbatch": -1})
     assert code == 0
     assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["optim"]["microbatch"] is None
+
+
+def test_a_bert_vocabulary_run_takes_a_wordpiece_vocab_or_the_bundled_one(tmp_path, capsys):
+    words = [w for w in json.loads((FIXTURE / "vocab.json").read_text()) if not w.startswith("[")][:139]
+    vocab_txt = tmp_path / "vocab.txt"
+    vocab_txt.write_text("".join(f"{w}\n" for w in ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]))
+    code, _ = _import_with(tmp_path, capsys, {"vocab": "bert"}, extra=("--vocab", str(vocab_txt)))
+    assert code == 0
+    from diffuseq.tokenizer import TextTokenizer
+
+    tok = TextTokenizer.load(tmp_path / "run" / "tokenizer.json")
+    assert (tok.vocab_size, tok.pad_id, tok.mask_id) == (144, 0, 4)
+    assert tok.encode_batch(["Should I paint?"]) == [[5 + words.index(w) for w in ("should", "i", "paint", "?")]]
+    code, err = _import_with(tmp_path / "b", capsys, {"vocab": "bert", "config_name": str(tmp_path / "nowhere")}, vocab=None)
+    assert code == 2 and "bundled BERT uncased: 30522 tokens, but" in err
