@@ -94,6 +94,7 @@ class OfficialImportError(UserError):
 # ---------------------------------------------------------------------------------------------
 # Reading the official files
 def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; a missing or malformed file is an error naming ``what`` it should be."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -161,6 +162,7 @@ def official_vocab(args: dict[str, Any], ckpt: Path, explicit: Path | None) -> t
 
 
 def _bert_vocab(path: Path) -> TextTokenizer:
+    """A BERT tokenizer from a ``tokenizer.json``, or an uncased WordPiece over a ``vocab.txt`` (line i is id i)."""
     if path.suffix == ".json":
         return TextTokenizer.load(path)
     return TextTokenizer.from_wordpiece_vocab({line.rstrip("\n"): i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines())})
