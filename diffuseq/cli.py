@@ -1,4 +1,4 @@
-"""``diffuseq`` command line: ``train``, ``sample`` and ``eval``.
+"""``diffuseq`` command line: ``train``, ``sample``, ``eval`` and ``import-official``.
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     torchrun --standalone --nproc_per_node 2 -m diffuseq train --preset smoke --arm v2   # DDP
     diffuseq sample --run-dir runs/RUN --arm v2 --split test --out samples/
     diffuseq eval samples/samples.seed*.jsonl --out scores/
+    diffuseq import-official RUN/ema_0.9999_050000.pt --out runs/official      # an official checkpoint
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from diffuseq import evaluate, sample
+from diffuseq import evaluate, official, sample
 from diffuseq.config import (
     PRESETS,
     ConfigError,
@@ -99,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description=evaluate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_arguments(p)
     p.set_defaults(func=evaluate.run)
+    p = sub.add_parser("import-official", help="turn an official DiffuSeq / DiffuSeq-v2 checkpoint into a run directory",
+                       description=official.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    official.add_arguments(p)
+    p.set_defaults(func=official.run)
     return parser
 
 

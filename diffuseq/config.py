@@ -49,7 +49,9 @@ class DataSpec(Spec):
     hf: bool = Field(False, description="load `dataset` with datasets.load_dataset instead of jsonl")
     src_column: str = "src"
     trg_column: str = "trg"
-    tokenizer: Literal["bert", "wordpiece"] = "bert"
+    tokenizer: Literal["bert", "wordpiece", "imported"] = Field(
+        "bert", description="bert (uncased WordPiece), wordpiece (trained on the data), or imported (the run "
+        "directory's tokenizer.json, written by `diffuseq import-official`)")
     vocab_size: int = Field(30522, gt=16, description="vocabulary size of a trained wordpiece tokenizer")
     seq_len: int = Field(128, ge=8, description="length of z = x ⊕ y in tokens")
     max_train_examples: int | None = Field(None, gt=0, description="use only the first N training pairs")

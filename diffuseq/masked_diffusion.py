@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from diffuseq.config import ConfigError
 from diffuseq.family import DecodeOptions, Family
 from diffuseq.model import Denoiser
 from diffuseq.tokenizer import TextTokenizer
@@ -97,6 +98,9 @@ class MaskedDiffusionFamily(Family):
     samplers = ("unmask",)
 
     def build(self, tok: TextTokenizer) -> Denoiser:
+        if tok.mask_id is None:
+            raise ConfigError("family masked_diffusion masks target tokens with [MASK], which this vocabulary lacks; "
+                              "use a bert or wordpiece tokenizer")
         return Denoiser(self.spec.model, tok.vocab_size, self.spec.data.seq_len, "none", tok.mask_id)
 
     def losses(self, model: Denoiser, ids: Tensor, mask: Tensor, t: Tensor) -> dict[str, Tensor]:

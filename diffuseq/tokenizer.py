@@ -32,14 +32,18 @@ def bert_tokenizer_path() -> Path:
 
 
 class TextTokenizer:
-    """Thin wrapper giving ids of the special tokens and raw (special-free) batch encoding."""
+    """Thin wrapper giving ids of the special tokens and raw (special-free) batch encoding.
+
+    ``[MASK]`` may be absent (an imported official word vocabulary has none): ``mask_id`` is then
+    None, and the uses that need it (``absorbing: mask_token``, ``masked_diffusion``) refuse it.
+    """
 
     def __init__(self, tok: Tokenizer):
         tok.no_truncation()
         tok.no_padding()
         self.tok = tok
         ids = {s: tok.token_to_id(s) for s in SPECIALS}
-        missing = [s for s, i in ids.items() if i is None]
+        missing = [s for s, i in ids.items() if i is None and s != "[MASK]"]
         if missing:
             raise ValueError(f"tokenizer lacks special tokens {missing}")
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (ids[s] for s in SPECIALS)
@@ -75,6 +79,22 @@ class TextTokenizer:
     @classmethod
     def bert(cls) -> TextTokenizer:
         return cls.load(bert_tokenizer_path())
+
+    @classmethod
+    def from_wordpiece_vocab(cls, vocab: dict[str, int]) -> TextTokenizer:
+        """An uncased BERT WordPiece tokenizer over ``vocab`` (token → id, e.g. a ``vocab.txt``)."""
+        tok = _bert_pipeline(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix=CONTINUATION))
+        tok.add_special_tokens([s for s in SPECIALS if s in vocab])
+        return cls(tok)
+
+    @classmethod
+    def from_word_vocab(cls, vocab: dict[str, int]) -> TextTokenizer:
+        """A word-level tokenizer: text split on whitespace, case kept, each word its id or [UNK]'s
+        (the official DiffuSeq ``--vocab FILE`` tokenizer); ``vocab`` must hold the specials but [MASK]."""
+        tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        tok.add_special_tokens([s for s in SPECIALS if s in vocab])
+        return cls(tok)
 
     @classmethod
     def train_wordpiece(cls, texts: list[str], vocab_size: int) -> TextTokenizer:
@@ -125,6 +145,9 @@ def build_tokenizer(kind: str, vocab_size: int, train_texts: list[str]) -> TextT
     """
     if kind == "bert":
         return TextTokenizer.bert()
+    if kind == "imported":
+        raise UserError("data.tokenizer 'imported' is the tokenizer.json that `diffuseq import-official` writes into "
+                        "a run directory, and this run has none; import the checkpoint again with --out")
     digest = hashlib.sha256("\n".join([WORDPIECE_VERSION, *train_texts]).encode()).hexdigest()[:16]
     path = cache_root() / "tokenizers" / f"wordpiece-{vocab_size}-{digest}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

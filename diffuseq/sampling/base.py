@@ -88,7 +88,8 @@ class SamplingContext:
             raise ValueError(f"{cond.x0.shape[0]} rows cannot be split into {len(self.generators)} candidates")
         self.spec, self.schedule, self.cond = spec, schedule, cond
         self.predict = predict
-        self.grid = time_grid(schedule, spec.steps, spec.grid, continuous=spec.time == "continuous")
+        points = spec.steps + (spec.readout == "state")  # a state readout makes the last model call's step too
+        self.grid = time_grid(schedule, points, spec.grid, continuous=spec.time == "continuous")
         self.target = cond.mask.bool()[..., None]  # (B, L, 1)
         m = cond.m.to(cond.x0)
         self.offset = (m * self.target) if spec.shift else torch.zeros_like(cond.x0)  # (B, L, d)
@@ -156,7 +157,8 @@ class SamplingContext:
     def denoise(self, u: Tensor, t: float) -> Tensor:
         """û0 at timestep t: one model call, clamped if asked, with the clean source."""
         z = self.to_z(u)
-        time = torch.full(z.shape[:1], t, dtype=torch.float32 if self.continuous else torch.long, device=z.device)
+        time = torch.full(z.shape[:1], t + self.spec.model_time_offset,
+                          dtype=torch.float32 if self.continuous else torch.long, device=z.device)
         z0 = self.predict(z, time)
         if self.spec.clamp and (self.spec.clamp_from is None or t <= self.spec.clamp_from):
             z0 = self.clamp(z0)
@@ -224,7 +226,7 @@ class Sampler(ABC):
         ctx = SamplingContext(self.spec, self.schedule, cond, counter, generator)
         u = ctx.start() if z_T is None else ctx.reimpose(ctx.to_u(z_T))
         u = self.run(ctx, u)
-        z = ctx.to_z(ctx.denoise(u, ctx.grid[-1]))
+        z = ctx.to_z(u if self.spec.readout == "state" else ctx.denoise(u, ctx.grid[-1]))
         return SamplerOutput(z, counter.calls)
 
     @abstractmethod

@@ -43,14 +43,18 @@ copy of ``dpm_solver_pytorch.py``, branch diffuseq-v2), each checked in that cod
    ``train_matched``.
 5. It wraps the x0 model as a noise predictor (ε = (x - α·x̂0)/σ) and converts back
    (x̂0 = (x - σ·ε)/α) under fp16 autocast, dividing by α_T ≈ 4.5e-4; here x̂0 is used as is.
-6. Its time grid is continuous (t ∈ [1/N, 1], log α interpolated between table entries) and
-   feeds the model t·1000, one table step later than the noise level used; it returns the
-   solver state at t = 1/N. Here timesteps are the integer training timesteps by default
-   (``time: continuous`` interpolates log α the same way, but feeds the model the t of the
-   noise level used), and the output is the x̂0 read out at t = 0, as for DDPM and DDIM.
+6. Its time grid is continuous: steps + 1 points t ∈ [1/N, 1] (log α interpolated between
+   table entries), so ``steps`` model calls and a last update that ends at table step 0; it feeds
+   the model t·1000, one table step later than the noise level used, and returns that solver
+   state. Here timesteps are the integer training timesteps by default, the model is fed the t of
+   the noise level used, and the output is the x̂0 read out at t = 0, as for DDPM and DDIM; the
+   official choices are ``time: continuous``, ``model_time_offset: 1`` and ``readout: state``.
 7. It applies lower-order final steps only when steps < 10; here whenever
-   ``lower_order_final`` is set (default), which matters only for order 3.
-Not reproduced: item 5 and the off-by-one of item 6 (numerical artefacts, not modelling choices). Also noted, in the
+   ``lower_order_final`` is set (default). With ``readout: state`` the last update is then first
+   order, so the official script at 10 or more steps is ``lower_order_final: false``.
+The arm ``official_v2_sampling`` takes the modelling choices 1-3; ``official_v2_exact`` also the
+numerical details 6-7, and decodes an imported official checkpoint to the official tokens
+(tests/test_official.py). Not reproduced: item 5 (a numerical artefact). Also noted, in the
 official DDPM decode of v2: ``ddim_sample_loop`` is called but no longer defined, and
 ``dist_util.load_state_dict(path, False, "model", ...)`` passes positional arguments to a
 ``(path, **kwargs)`` function, so decoding crashes before sampling.
@@ -96,7 +100,8 @@ class DPMSolverPP(Sampler):
             history = [*history, (ctx.log_snr(t), u0)][-spec.order :]
             if spec.overwrite_state:
                 u = u0
-            order = min(spec.order, i + 1, n - i if spec.lower_order_final else spec.order)
+            left = n - i - (spec.readout == "state")  # transitions left, and the x̂0 readout's first-order step
+            order = min(spec.order, i + 1, left if spec.lower_order_final else spec.order)
             h = ctx.log_snr(t_next) - ctx.log_snr(t)
             u = _update(u, history[-order:], ctx.sigma(t_next) / ctx.sigma(t), ctx.alpha(t_next), h)
             u = ctx.finish_step(u, t, t_next)

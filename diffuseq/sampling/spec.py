@@ -10,7 +10,14 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from diffuseq.config import ConfigError, Spec, format_validation_error
@@ -20,6 +27,9 @@ if TYPE_CHECKING:
 
 # The fields every decoder reads; the others configure only the continuous samplers.
 COMMON_FIELDS = ("sampler", "steps", "mbr")
+# Fields added after results were published, with their defaults: left out of dumps at the
+# default, so every earlier spec keeps its key (and every cell its id).
+LATER_DEFAULTS: dict[str, Any] = {"readout": "x0", "model_time_offset": 0}
 
 
 def samplers() -> dict[str, type[Sampler]]:
@@ -88,6 +98,21 @@ class SamplerSpec(Spec):
     )
     rounding: Literal["logits", "nearest"] = Field("logits", description="final embeddings → tokens: argmax of tied logits, or nearest embedding")
     mbr: int = Field(1, ge=1, description="MBR over this many samples (seeds) per source; 1 = no MBR")
+    readout: Literal["x0", "state"] = Field(
+        "x0", description="the output: x̂0 read out at t = 0 after the last grid point (x0), or, on a grid of steps + 1 "
+        "points, the state the sampler reaches at t = 0 (state: the official DPM-Solver script)")
+    model_time_offset: int = Field(
+        0, ge=0, le=1, description="added to the timestep the model is fed, not to the noise level used: 1 is the "
+        "official DPM-Solver script's off-by-one (it feeds t·1000 for t ∈ [1/T, 1])")
+
+    @model_serializer(mode="wrap")
+    def _omit_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Fields of :data:`LATER_DEFAULTS` at their default are left out of dumps."""
+        out = handler(self)
+        for name, default in LATER_DEFAULTS.items():
+            if out.get(name) == default:
+                del out[name]
+        return out
 
     def key(self) -> str:
         """Content hash (8 hex chars): equal keys ⇒ the same decoding."""
@@ -99,6 +124,7 @@ class SamplerSpec(Spec):
         parts = [f"{self.sampler}-{self.steps}"]
         parts += ["clamp"] * self.clamp + ["continuous"] * (self.time == "continuous") + ["overwrite"] * self.overwrite_state
         parts += [] if self.start == "absorbing" else ["gaussian start"]
+        parts += ["state readout"] * (self.readout == "state") + ["t+1"] * self.model_time_offset
         return " ".join(parts)
 
     @field_validator("sampler")
