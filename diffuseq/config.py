@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from diffuseq.errors import UserError
+from diffuseq.registry import FAMILIES
 from diffuseq.resources import Catalog
 
 if TYPE_CHECKING:
@@ -58,23 +59,19 @@ class DataSpec(Spec):
     extra_train_files: tuple[str, ...] = Field((), description="more jsonl files appended to train")
 
 
-# The model families (diffuseq.family.FAMILIES has their classes; a test keeps the two equal).
-FamilyName = Literal["continuous", "masked_diffusion", "ar_transformer"]
 DEFAULT_FAMILY = "continuous"
 
 
 def known_family(name: object) -> str:
-    """``name`` if it is a model family, else a ValueError naming the families."""
-    if name not in get_args(FamilyName):
-        raise ValueError(f"unknown model family {name!r}; choose one of {sorted(get_args(FamilyName))}")
-    return str(name)
+    """``name`` if it is a model family (diffuseq.registry.FAMILIES), else a ValueError naming them."""
+    return FAMILIES.check(name)
 
 
 class ModelSpec(Spec):
     """The network (docs/design.md §1): the transformer denoiser of the continuous family, and the
     size every other family matches (diffuseq.family)."""
 
-    family: FamilyName = Field(DEFAULT_FAMILY, description="model family, a name in diffuseq.family.FAMILIES: continuous "
+    family: str = Field(DEFAULT_FAMILY, description="model family, a name in diffuseq.registry.FAMILIES: continuous "
                         "(DiffuSeq), masked_diffusion (MDLM on token ids), ar_transformer (BART, autoregressive)")
     layers: int = Field(12, ge=1)
     hidden: int = Field(768, ge=8)
@@ -88,7 +85,7 @@ class ModelSpec(Spec):
     @field_validator("family", mode="before")
     @classmethod
     def _known_family(cls, name: object) -> str:
-        return known_family(name)  # one message naming the families, not pydantic's literal error
+        return known_family(name)
 
     @model_serializer(mode="wrap")
     def _omit_default_family(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

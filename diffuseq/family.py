@@ -20,7 +20,7 @@ and answers four questions:
 
 A family is chosen by ``model.family`` of the :class:`~diffuseq.config.TrainSpec`, part of its
 hash; the default ``continuous`` is left out of dumps, so every older key stands. A sampler name
-belongs to exactly one family (:data:`SAMPLER_FAMILIES`), and decoding dispatches on it
+belongs to exactly one family (:data:`~diffuseq.registry.SAMPLER_FAMILIES`), and decoding dispatches on it
 (:func:`diffuseq.sampling.generate.batch_decoder`).
 
 The three families:
@@ -50,13 +50,12 @@ Validation logs the mean of each term named in ``val_terms`` as ``val_<term>``; 
 adds the family's own figures (``log_terms``) to the training log's rows: the continuous family's
 ‖m‖ and embedding norms, which the absorbing-state report reads.
 
-Families are registered by name in :data:`FAMILIES` and imported on first use, so a continuous
-run never imports ``transformers``.
+Families are registered by name in :data:`diffuseq.registry.FAMILIES` and imported on first use,
+so a continuous run never imports ``transformers``.
 """
 
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from typing import ClassVar, Protocol
 
@@ -66,6 +65,7 @@ from torch import Tensor, nn
 from diffuseq.config import ConfigError, TrainSpec
 from diffuseq.diffusion import ForwardProcess, training_losses
 from diffuseq.model import Denoiser, state_norms
+from diffuseq.registry import FAMILIES, SAMPLER_FAMILIES
 from diffuseq.sampling.base import build_sampler
 from diffuseq.sampling.generate import sample_batch
 from diffuseq.sampling.spec import is_continuous, sampler_names
@@ -163,22 +163,6 @@ class ContinuousFamily(Family):
         return state_norms(model, ema)
 
 
-# name → "module:class"; imported on first use by make_family. Add a family here, to
-# config.FamilyName, and its samplers to SAMPLER_FAMILIES (a test checks all against the classes;
-# the continuous family's samplers are the diffuseq.sampling registry, listed nowhere else).
-FAMILIES: dict[str, str] = {
-    "continuous": "diffuseq.family:ContinuousFamily",
-    "masked_diffusion": "diffuseq.masked_diffusion:MaskedDiffusionFamily",
-    "ar_transformer": "diffuseq.ar_transformer:ARTransformerFamily",
-}
-# sampler name → the family that decodes with it, for the families other than the continuous one
-# (the union of their ``samplers``; listed here so that naming one does not import its module).
-SAMPLER_FAMILIES: dict[str, str] = {
-    "unmask": "masked_diffusion",
-    "greedy": "ar_transformer", "beam": "ar_transformer",
-}
-
-
 def family_of(sampler: str) -> str | None:
     """The family that decodes with ``sampler``: a registered continuous sampler, or one of
     :data:`SAMPLER_FAMILIES`; None for an unknown name."""
@@ -187,17 +171,15 @@ def family_of(sampler: str) -> str | None:
 
 def make_family(name: str, spec: TrainSpec) -> Family:
     """The family registered as ``name``, for ``spec``."""
-    if name not in FAMILIES:
-        raise ConfigError(f"unknown model family {name!r}; choose one of {sorted(FAMILIES)}")
     return family_class(name)(spec)
 
 
 def family_class(name: str) -> type[Family]:
-    """The class registered as ``name`` (imported now)."""
-    if name not in FAMILIES:
-        raise ConfigError(f"unknown model family {name!r}; choose one of {sorted(FAMILIES)}")
-    module, cls = FAMILIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+    """The class registered as ``name`` in :data:`~diffuseq.registry.FAMILIES` (imported now)."""
+    try:
+        return FAMILIES.load(name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_decodes(spec: TrainSpec, sampler: str) -> None:

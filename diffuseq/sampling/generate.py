@@ -108,10 +108,11 @@ BatchDecoder = Callable[[Tensor, Tensor, Generators], tuple[Tensor, int]]
 def batch_decoder(model: torch.nn.Module, diffusion: DiffusionSpec, spec: SamplerSpec) -> BatchDecoder:
     """(ids, mask, generator(s)) → (generated ids, NFE) for one batch: :func:`sample_batch` with a
     continuous sampler (k generators: k candidates stacked), else the decode of the model family
-    that owns ``spec.sampler`` (``diffuseq.family.SAMPLER_FAMILIES``), once per generator."""
+    that owns ``spec.sampler`` (``diffuseq.registry.SAMPLER_FAMILIES``), once per generator."""
     if not is_continuous(spec.sampler):
         from diffuseq.config import TrainSpec
-        from diffuseq.family import SAMPLER_FAMILIES, make_family
+        from diffuseq.family import make_family
+        from diffuseq.registry import SAMPLER_FAMILIES
 
         family = make_family(SAMPLER_FAMILIES[spec.sampler], TrainSpec(diffusion=diffusion))  # decode reads no more
 

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from diffuseq.config import ConfigError, Spec, format_validation_error
+from diffuseq.registry import SAMPLER_FAMILIES
 
 if TYPE_CHECKING:
     from diffuseq.sampling.base import Sampler
@@ -43,9 +44,7 @@ def samplers() -> dict[str, type[Sampler]]:
 
 def sampler_names() -> list[str]:
     """Every decoder name: the registered continuous samplers, then those of the other model
-    families (``unmask``, ``greedy``, ``beam``; :data:`diffuseq.family.SAMPLER_FAMILIES`)."""
-    from diffuseq.family import SAMPLER_FAMILIES
-
+    families (``unmask``, ``greedy``, ``beam``; :data:`diffuseq.registry.SAMPLER_FAMILIES`)."""
     continuous = list(samplers())
     return continuous + [s for s in SAMPLER_FAMILIES if s not in continuous]
 
