@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_the_dry_run_rehearses_every_stage(tmp_path):
-    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", "python"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([str(REPO / "scripts" / "gpu-probe.sh"), "--dry-run", "--out", str(tmp_path)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -35,7 +36,7 @@ def test_the_dry_run_rehearses_every_stage(tmp_path):
 def test_an_unknown_option_and_a_missing_gpu_are_one_line_errors():
     bad = subprocess.run([str(REPO / "scripts" / "gpu-probe.sh"), "--fast"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: unknown argument --fast; see scripts/gpu-probe.sh --help"
-    env = {**os.environ, "PYTHON": os.environ.get("PYTHON", "python"), "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
     none = subprocess.run([str(REPO / "scripts" / "gpu-probe.sh"), "--out", "/nonexistent/x"], env=env,
                           capture_output=True, text=True)
     assert none.returncode == 2 and "no CUDA device" in none.stderr and "--dry-run" in none.stderr
