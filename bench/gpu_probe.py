@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from bench.spec import SUITES, nested
-from diffuseq.config import TrainSpec, build_train_spec, merge, parse_overrides, read_yaml
+from diffuseq.config import TrainSpec, build_train_spec, merge, read_yaml
 from diffuseq.data import DATA_ROOT_ENV
 from diffuseq.io import write_atomic
 from diffuseq.train import setup_distributed, setup_run, train_step
@@ -101,8 +101,8 @@ def paper_step(dry_run: bool) -> list[dict[str, Any]]:
         over = {"data.dataset": dataset(), "optim.microbatch": micro, "optim.bf16": True}
         preset = "smoke" if dry_run else "paper"
         if dry_run:
-            over |= {"optim.batch_size": 16, "optim.microbatch": micro // 64 * 8, **DRY_OVERRIDES}  # 8 and 64 → one chunk
-        spec = build_train_spec(preset, "v2", parse_overrides([f"{k}={v}" for k, v in over.items()]))
+            over |= {"optim.batch_size": 16, "optim.microbatch": micro // 8, **DRY_OVERRIDES}  # 2 chunks, then 1
+        spec = build_train_spec(preset, "v2", nested(over))
         s = step_seconds(spec, 2 if dry_run else 3)
         rows.append({"preset": preset, "batch_size": spec.optim.batch_size, "microbatch": spec.optim.microbatch,
                      "seq_len": spec.data.seq_len, "bf16": True, "step_s": s,
