@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 
 # Score-matrix elements per chunk of rows: 32 MiB in float32 on a CPU (~275 rows at V = 30522, in
-# cache); 1 GiB on a GPU, where each chunk costs kernel launches (one chunk per DDPM step there
-# for 200 sources × 64 positions instead of 47).
-_CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 28}
+# cache); 2 GiB on a GPU, where each chunk costs kernel launches (one chunk per DDPM step there
+# for 200 sources × 64 positions, 12800 rows < 2^29 / 30522, instead of 47).
+_CHUNK_ELEMENTS = {"cpu": 1 << 23, "cuda": 1 << 29}
 _BLOCK = 512  # words per block of :func:`argmax_rows`
 
 
