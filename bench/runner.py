@@ -23,7 +23,8 @@ from bench.progress import ModelStatus
 from bench.spec import Suite
 from bench.store import Store
 from bench.timing import config_groups, time_suite
-from bench.worker import run_trivial
+from bench.worker import run_trivial, scorer
+from diffuseq.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,18 @@ def make_executor(suite: Suite, store: Store, kind: str | None = None) -> Execut
     return SubmititExecutor(kind, suite.executor.options, store.jobs_dir / "submitit")
 
 
+def check_metrics(suite: Suite) -> None:
+    """Fail before any training if a metric of ``suite`` cannot be computed in this environment
+    (today: BERTScore, which needs the ``bert_score`` package and its model folder), instead of
+    failing every cell after its model has trained."""
+    try:
+        scorer(suite)
+    except (ImportError, OSError) as err:
+        raise UserError(f"suite {suite.name}: metric 'bertscore' cannot be computed here ({err}); install the "
+                        "project's dependencies (pip install -e .), point decode.bertscore_model at a local "
+                        "model folder, or drop bertscore from the suite's metrics") from err
+
+
 def run_suite(plan: Plan, results: Path, only: str | None = None, executor: Executor | None = None,
               fail_fast: bool = False, progress: bool = True) -> RunSummary:
     """Run the unfinished part of ``plan`` (restricted by ``only``), then the timing pass (for a
@@ -91,6 +104,8 @@ def run_suite(plan: Plan, results: Path, only: str | None = None, executor: Exec
     groups = tuple(g for g in part.groups if any(c.cell_id in todo for c in g.cells))
     log.info("suite %s: %d cells, %d to run in %d model group(s), %d trivial", plan.suite.name, len(part.cells),
              len(todo), len(groups), len(trivial_todo))
+    if todo or trivial_todo:
+        check_metrics(plan.suite)
     executor = executor or make_executor(plan.suite, store)
     phases = {"trivial": time.perf_counter()}
     done, failed = run_trivial_cells(plan.suite, trivial_todo, store, fail_fast)

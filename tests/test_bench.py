@@ -287,6 +287,24 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, monkeypatch)
         run_suite(plan, tmp_path / "res", fail_fast=True, progress=False)
 
 
+def test_a_metric_that_cannot_be_computed_stops_the_run_before_any_training(tmp_path, monkeypatch, capsys):
+    """A missing BERTScore dependency is one error line before training, not a failure of every
+    cell after its model has trained (as happened on a machine without the bert_score package)."""
+    import bench.runner as runner
+
+    def no_bert_score(suite):
+        raise ModuleNotFoundError("No module named 'bert_score'")
+
+    monkeypatch.setattr(runner, "scorer", no_bert_score)
+    path = write_suite(tmp_path, metrics=["bleu", "bertscore"])
+    assert bench_main(["run", str(path), "--results", str(tmp_path / "res"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "metric 'bertscore' cannot be computed here (No module named 'bert_score')" in err
+    assert not (tmp_path / "res" / "models").exists() and not (tmp_path / "res" / "cells").exists()
+    assert bench_main(["run", str(path), "--results", str(tmp_path / "res2"), "--dry-run"]) == 0, \
+        "listing the cells needs no metric"
+
+
 def test_two_runners_share_one_results_directory(tmp_path):
     path = write_suite(tmp_path)
     results = tmp_path / "shared"
