@@ -28,6 +28,7 @@ from bench.report.speedups import (
     extra_curves,
     first_crossing,
     model_curves,
+    training_devices,
 )
 from bench.report.stats import adjust, bootstrap_ci, holm, paired_bootstrap, paired_test, t_interval
 from bench.report.synthetic import EXTRA_DECODER, PAPER_LIKE, TRIVIAL, ConfigSpec, write_results
@@ -148,6 +149,7 @@ def test_convergence_speedup_is_exact_on_linear_curves() -> None:
     # baseline ends at 0.3, so the level is 0.27: reached at step 9000 (baseline) and 4500 (v2);
     # "slow" ends at 0.1 and never reaches it.
     curves = _linear_curves({"baseline": (0.3e-4, 1.0), "v2": (0.6e-4, 1.5), "slow": (0.1e-4, 1.0)})
+    curves["train_device"] = "cpu"
     levels = bleu_levels(curves, baseline="baseline", fraction=0.9)
     assert levels["level"].item() == pytest.approx(0.27)
     runs = convergence(curves, levels, baseline="baseline")
@@ -169,6 +171,27 @@ def test_convergence_speedup_is_exact_on_linear_curves() -> None:
     runs = convergence(curves, absolute, baseline="baseline")
     assert _row(runs, arms="slow", seed=0)["reached"] is np.False_
     assert _row(runs, arms="v2", seed=0)["speedup_steps"] == pytest.approx(2.0)
+
+
+def test_raw_wall_speedups_only_compare_models_trained_on_one_device() -> None:
+    """Seed 0's v2 trained on a GPU, seed 1's on the CPU like the baseline: the raw wall-time
+    speedup exists for seed 1 only (and for no seed whose training device is unknown), while steps
+    and examples compare on every seed. The device of a model is its cells' device."""
+    curves = _linear_curves({"baseline": (0.3e-4, 1.0), "v2": (0.6e-4, 1.5)})
+    cells = pd.DataFrame({"train_key": ["baseline0", "baseline1", "v20", "v20", "v21", "other0", "other0"],
+                          "device": ["cpu", "cpu", "cuda:H200", "cuda:H200", "cpu", "cpu", "cuda:H200"]})
+    devices = training_devices(cells)
+    assert devices.drop("other0").to_dict() == {"baseline0": "cpu", "baseline1": "cpu", "v20": "cuda:H200",
+                                                "v21": "cpu"}
+    assert pd.isna(devices["other0"]), "a model whose cells name two devices has no known training device"
+    curves = curves.merge(devices, left_on="train_key", right_index=True, how="left")
+    runs = convergence(curves, bleu_levels(curves, baseline="baseline", fraction=0.9), baseline="baseline")
+    assert np.isnan(_row(runs, arms="v2", seed=0)["speedup_wall"])
+    assert _row(runs, arms="v2", seed=1)["speedup_wall"] == pytest.approx(9000 / 6750)
+    assert runs.loc[runs["arms"] == "v2", "speedup_steps"].tolist() == pytest.approx([2.0, 2.0])
+    unknown = convergence(curves.drop(columns="train_device"), bleu_levels(curves, baseline="baseline", fraction=0.9),
+                          baseline="baseline")
+    assert unknown.loc[unknown["arms"] == "v2", "speedup_wall"].isna().all()
 
 
 def test_the_level_is_reached_by_every_seed_of_the_baseline_and_the_claim_arm() -> None:
@@ -228,7 +251,7 @@ def test_calibrated_seconds_are_steps_times_the_timed_cost_per_step() -> None:
     calibrated seconds, whatever the raw wall times (here 1.5 s/step for v2) say; with v2's global
     batch 4x larger, examples seen give 2.0 / 4 = 0.5x."""
     curves = _linear_curves({"baseline": (0.3e-4, 1.0), "v2": (0.6e-4, 1.5)}, seeds=(0, 1, 2),
-                            batch={"baseline": 64, "v2": 256})
+                            batch={"baseline": 64, "v2": 256}).assign(train_device="cpu")
     timing = pd.DataFrame([
         {"suite": "s", "preset": "smoke", "dataset": "d", "kind": "train_step", "arm": arm, "gamma": 0.5,
          "sweep": "{}", "label": "", "sampler": "", "steps": 0, "nfe": 0, "mbr": 1, "batch_size": batch,

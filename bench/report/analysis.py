@@ -23,6 +23,7 @@ from bench.report.speedups import (
     final_points,
     model_curves,
     own_decoders,
+    training_devices,
 )
 from bench.report.sweeps import sweep_contrasts
 from bench.report.timing import (
@@ -138,6 +139,7 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
         levels = runs = runs_summary = pd.DataFrame()
     else:
         models = calibrated_curves(model_curves(curves, cells), costs)
+        models = models.merge(training_devices(cells), left_on="train_key", right_index=True, how="left")
         main = _convergence_tables(models, o.baseline, CLAIM_ARM, costs, o)
         if main is None:
             missing["convergence"] = f"no `{o.baseline}` curve to set the BLEU level (give an absolute level)."

@@ -476,7 +476,7 @@ def _convergence(a: Analysis, name: _Namer) -> str:
         "(> 1: faster), aggregated as the geometric mean over the seeds where both reached the level, with a "
         f"{1 - o.alpha:.0%} Student-t interval on the log ratios. {timing} The headline is calibrated seconds and "
         "examples seen; the raw wall time (cells that trained at different moments, on a shared machine) is only "
-        "a column. A run that never reached the level is listed as not reached (and is outside the mean).",
+        "a column, and is compared only between models trained on the same device. A run that never reached the level is listed as not reached (and is outside the mean).",
         "", *_convergence_tables(name, a.convergence, a.convergence_summary), "", _extra_curves(a, name),
     ]
     if a.published:

@@ -182,6 +182,8 @@ def convergence(
     """Per own-decoder curve (model, decoder, seed): steps, training examples, raw wall time and
     calibrated seconds (steps × the model's timed seconds per step) to the level, and the speedups
     over the baseline's curve of the same seed (baseline / model; > 1 means the model is faster).
+    The raw wall-time speedup needs both models trained on one known device (``train_device``,
+    from :func:`training_devices`): NaN otherwise, as a GPU-trained model against a CPU-trained one.
     Arms sharing a curve share one row (``arms``); ``baseline`` marks the baseline's rows. A run
     that never reaches the level keeps its row, with ``reached`` False and NaN times."""
     rows = []
@@ -198,16 +200,19 @@ def convergence(
         })
     runs = pd.DataFrame(rows, columns=[*CURVE_KEYS, *RUN_COLUMNS])
     runs.insert(len(CURVE_KEYS), "baseline", _is_baseline(runs, baseline))
+    trained_on = curves.drop_duplicates("train_key").set_index("train_key").get("train_device")
+    runs["train_device"] = runs["train_key"].map(trained_on) if trained_on is not None else None
     runs = _costs_per_curve(runs, costs)
     runs["calibrated_to_level"] = runs["steps_to_level"] * runs["train_step_s"]
     measures = ["steps_to_level", "examples_to_level", "wall_to_level", "calibrated_to_level"]
-    base = runs.loc[runs["baseline"], [*SCOPE_KEYS, "seed", *measures, "timing_device"]]
+    base = runs.loc[runs["baseline"], [*SCOPE_KEYS, "seed", *measures, "timing_device", "train_device"]]
     runs = runs.merge(base, on=[*SCOPE_KEYS, "seed"], how="left", suffixes=("", "_baseline"))
     same_device = runs["timing_device"].eq(runs["timing_device_baseline"])
-    return runs.drop(columns="timing_device_baseline").assign(
+    trained_alike = runs["train_device"].notna() & runs["train_device"].eq(runs["train_device_baseline"])
+    return runs.drop(columns=["timing_device_baseline", "train_device", "train_device_baseline"]).assign(
         speedup_steps=runs["steps_to_level_baseline"] / runs["steps_to_level"],
         speedup_examples=runs["examples_to_level_baseline"] / runs["examples_to_level"],
-        speedup_wall=runs["wall_to_level_baseline"] / runs["wall_to_level"],
+        speedup_wall=(runs["wall_to_level_baseline"] / runs["wall_to_level"]).where(trained_alike),
         speedup_calibrated=(runs["calibrated_to_level_baseline"] / runs["calibrated_to_level"]).where(same_device),
     )
 
@@ -256,3 +261,10 @@ SUMMARY_COLUMNS = [
     "wall_to_level", "calibrated_to_level", "train_step_s", "final_bleu", "n_pairs",
     *(f"speedup_{m}{s}" for m in SPEEDUPS for s in ("", "_low", "_high")),
 ]
+
+
+def training_devices(cells: pd.DataFrame) -> pd.Series:
+    """The device each model (``train_key``) was trained on: its cells' decode device, since a worker
+    trains and decodes a model in one process; missing (NaN) where its cells name several devices."""
+    models = cells.dropna(subset=["train_key"]).groupby("train_key")["device"]
+    return models.agg(lambda d: d.iloc[0] if d.nunique() == 1 else None).rename("train_device")
