@@ -343,6 +343,19 @@ def test_two_timing_devices_are_never_divided(tmp_path: Path) -> None:
     assert "| v2 dpm_solver++-10 | `cuda:NVIDIA H100` |" in listed
 
 
+def test_a_folder_of_cells_from_two_devices_says_so_first(tmp_path: Path) -> None:
+    """Seed 1's baseline cells were decoded on a GPU: the report's first lines name both devices; a
+    folder of one device has no such line."""
+    results = write_results(tmp_path / "results", list(PAPER_LIKE[:2]), seeds=(0, 1), n_sentences=10)
+    first = _markdown(analyse(load_results(results), ReportOptions(**FAST))).split("## Paper claims")[0]
+    assert "devices**" not in first
+    table = pd.read_parquet(results / schema.TABLE)
+    table.loc[(table["arm"] == "baseline") & (table["seed"] == 1), "device"] = "cuda:NVIDIA H200"
+    table.to_parquet(results / schema.TABLE)
+    first = _markdown(analyse(load_results(results), ReportOptions(**FAST))).split("## Paper claims")[0]
+    assert "**Cells from 2 devices** (`cpu (synthetic)`, `cuda:NVIDIA H200`)" in first
+
+
 def test_cpu_seconds_are_never_divided_by_wall_seconds(tmp_path: Path) -> None:
     """A device's timing rows share one clock (a results directory holds one pass); the report says
     which clock its seconds count."""

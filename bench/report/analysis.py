@@ -112,6 +112,10 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
     summary = summarize_seeds(cells, numeric, n_boot=o.n_boot, alpha=o.alpha, seed=o.seed)
     missing: dict[str, str] = {}
     notes: list[str] = []
+    if (devices := sorted(set(models_only["device"]))) and len(devices) > 1:
+        notes.append(f"**Cells from {len(devices)} devices** ({', '.join(f'`{d}`' for d in devices)}): a comparison "
+                     "paired on seed may set a model trained on one device against one trained on another, and "
+                     "the device then counts with the arm; keep one device per results folder to rule that out.")
     if references.empty:
         missing["references"] = f"no `{o.baseline}` arm in the table, so nothing is compared with a baseline."
     tests = seed_tests(models_only, references, metrics, alpha=o.alpha, correction=o.correction)
