@@ -52,10 +52,11 @@ from bench.schema import ARM_SEPARATOR
 from bench.spec import Suite
 from diffuseq.data import encode_pairs, load_split
 from diffuseq.family import make_family
+from diffuseq.rundir import load_model
 from diffuseq.runtime import flush_denormals
 from diffuseq.sampling.generate import batch_decoder, candidates_per_pass, device_name
 from diffuseq.sampling.spec import is_continuous
-from diffuseq.train import load_model, setup_distributed, setup_run, train_step
+from diffuseq.train import setup_distributed, setup_run, train_step
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,12 @@ from diffuseq.family import decodes, make_family
 from diffuseq.metrics import BertScorer, Evaluation, clean, evaluate, load_runs, sentence_bleu
 from diffuseq.metrics.evaluation import MBR_RUN, SET_RUN
 from diffuseq.model import Denoiser
+from diffuseq.rundir import load_model
 from diffuseq.runtime import flush_denormals
 from diffuseq.sampling.generate import generate, sample_rows, sample_split, target_text
 from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
-from diffuseq.train import EvalHook, load_model, read_log, train
+from diffuseq.train import EvalHook, read_log, train
 from diffuseq.version import code_version
 
 log = logging.getLogger(__name__)

@@ -29,11 +29,12 @@ from diffuseq.family import ContinuousFamily, family_class, family_of, make_fami
 from diffuseq.masked_diffusion import masked_loss, unmask
 from diffuseq.metrics import clean, sentence_bleu
 from diffuseq.registry import FAMILIES, SAMPLER_FAMILIES
+from diffuseq.rundir import load_model
 from diffuseq.sampling import SamplerSpec, build_sampler_spec
 from diffuseq.sampling.generate import batch_decoder
 from diffuseq.sampling.spec import sampler_names, samplers
 from diffuseq.tokenizer import build_tokenizer
-from diffuseq.train import checkpoint_dirs, load_model, train
+from diffuseq.train import checkpoint_dirs, train
 
 SPEC = build_train_spec("smoke")
 STEPS = {"ar_transformer": 100, "masked_diffusion": 200}

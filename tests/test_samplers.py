@@ -454,7 +454,8 @@ def test_clamp_projects_targets_onto_embeddings(tiny):
 def trained(tmp_path_factory):
     """Smoke v2 model with T = 200, 800 steps (~20 s of CPU)."""
     from diffuseq.config import LoopSpec
-    from diffuseq.train import load_model, train
+    from diffuseq.rundir import load_model
+    from diffuseq.train import train
 
     run_dir = tmp_path_factory.mktemp("sampler_quality")
     spec = build_train_spec("smoke", "v2", {"diffusion": {"steps": 200}, "optim": {"steps": 800}})

@@ -263,7 +263,8 @@ def sample_split(run_dir: Path, split: str, spec: SamplerSpec, seeds: list[int],
     """Sample a run's split once per seed; with ``spec.mbr > 1`` also pick by MBR over the first
     ``spec.mbr`` seeds. Returns the written jsonl paths (per seed, then MBR)."""
     from diffuseq.family import check_decodes
-    from diffuseq.train import checkpoint_dirs, load_model
+    from diffuseq.rundir import load_model
+    from diffuseq.train import checkpoint_dirs
 
     if not (run_dir / "config.json").is_file():
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json); train one with `diffuseq train --run-dir`")
