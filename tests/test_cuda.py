@@ -13,8 +13,8 @@ import torch
 
 from bench.timing import _seconds
 from diffuseq.config import build_train_spec, parse_overrides
+from diffuseq.decode import device_name
 from diffuseq.rundir import load_model
-from diffuseq.sampling.generate import device_name
 from diffuseq.train import Dist, setup_run, train_step
 
 pytestmark = [pytest.mark.cuda,
