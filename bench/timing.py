@@ -51,11 +51,12 @@ from bench.plan import Cell, Group
 from bench.schema import ARM_SEPARATOR
 from bench.spec import Suite
 from diffuseq.data import encode_pairs, load_split
+from diffuseq.decode import candidates_per_pass, device_name
 from diffuseq.family import make_family
+from diffuseq.rundir import load_model
 from diffuseq.runtime import flush_denormals
-from diffuseq.sampling.generate import batch_decoder, candidates_per_pass, device_name
 from diffuseq.sampling.spec import is_continuous
-from diffuseq.train import load_model, setup_distributed, setup_run, train_step
+from diffuseq.train import setup_distributed, setup_run, train_step
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class _SamplingBench:
     def __init__(self, group: Group, run_dir: Path, suite: Suite, max_chain: int):
         self.model, tok, spec = load_model(run_dir)
         self.family = make_family(spec.model.family, spec)
-        self.diffusion, self.max_chain = spec.diffusion, max_chain
+        self.max_chain = max_chain
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(device)
         pairs = load_split(spec.data, suite.decode.split)[: min(suite.decode.batch_size, suite.decode.limit or 10**9)]
@@ -140,7 +141,7 @@ class _SamplingBench:
         ``candidates`` per source stacked ``candidates_per_pass`` at a time as the cell's decoding
         stacks them; and the factor from one pass to the cell's decode (chain scale × passes)."""
         spec, scale = self.timed_spec(cell)
-        decode = batch_decoder(self.model, self.diffusion, spec)
+        decode = self.family.decoder(self.model, spec)
         per_pass = 1
         if candidates > 1 and is_continuous(spec.sampler):
             per_pass = candidates_per_pass(self.model, self.ids.shape[0], self.ids.shape[1], candidates)

@@ -27,15 +27,17 @@ from bench.store import Store, write_atomic
 from diffuseq.baselines import BASELINES, LABELS
 from diffuseq.config import LoopSpec, TrainSpec
 from diffuseq.data import Encoded, Pair, encode_pairs, load_split
+from diffuseq.decode import Decoding, target_text
 from diffuseq.family import decodes, make_family
 from diffuseq.metrics import BertScorer, Evaluation, clean, evaluate, load_runs, sentence_bleu
 from diffuseq.metrics.evaluation import MBR_RUN, SET_RUN
 from diffuseq.model import Denoiser
+from diffuseq.rundir import load_model
 from diffuseq.runtime import flush_denormals
-from diffuseq.sampling.generate import generate, sample_rows, sample_split, target_text
+from diffuseq.samples import sample_rows, sample_split
 from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
-from diffuseq.train import EvalHook, load_model, read_log, train
+from diffuseq.train import EvalHook, read_log, train
 from diffuseq.version import code_version
 
 log = logging.getLogger(__name__)
@@ -65,8 +67,7 @@ class ValidationSubset:
 
     def bleu(self, model: Denoiser, tok: TextTokenizer, train_spec: TrainSpec, spec: SamplerSpec, batch: int) -> float:
         """Mean sentence BLEU of one sample per source (seed 0) decoded with ``spec``."""
-        out = generate(model, tok, train_spec.diffusion, spec, self.enc.input_ids, self.enc.input_mask,
-                       seed=0, batch_size=batch)
+        out = Decoding(model, tok, train_spec, spec, batch).generate(self.enc.input_ids, self.enc.input_mask, seed=0)
         scores = [sentence_bleu(r, clean(h)) for r, h in zip(self.refs, out.recover, strict=True)]
         return sum(scores) / len(scores)
 
@@ -164,21 +165,18 @@ def run_cell(suite: Suite, cell: Cell, store: Store, model: TrainedModel) -> Non
     n = cell.sampler.mbr
     seeds = [cell.seed * SEEDS_PER_CELL + j for j in range(n)]
     out = store.samples_dir(cell.cell_id)
-    paths = sample_split(store.model_dir(cell.train_key), suite.decode.split, cell.sampler, seeds,
-                         suite.decode.batch_size, out, limit=suite.decode.limit)
-    per_seed = [p for p in paths if ".seed" in p.name]
-    records = [json.loads(p.with_suffix(".json").read_text()) for p in per_seed]
-    ev = evaluate(load_runs(per_seed), scorer(suite))
-    metrics, sentences = quality(suite, ev, str(per_seed[0]), mbr=n > 1)
-    sample_wall = sum(r["wall_s"] for r in records)
-    metrics |= {"sentences_per_s": sum(r["n_sentences"] for r in records) / sample_wall, "sample_wall_s": sample_wall,
+    samples = sample_split(store.model_dir(cell.train_key), suite.decode.split, cell.sampler, seeds,
+                           suite.decode.batch_size, out, limit=suite.decode.limit)
+    ev = evaluate(load_runs(samples.seed_paths), scorer(suite))
+    metrics, sentences = quality(suite, ev, str(samples.seed_paths[0]), mbr=n > 1)
+    metrics |= {"sentences_per_s": samples.sentences_per_s, "sample_wall_s": samples.wall_s,
                 "train_wall_s": model.wall_s, "train_steps": float(model.steps),
                 "train_examples": float(model.steps * cell.train.optim.batch_size)}
     metrics |= model.curve_check(suite, cell)
     record = cell_record(suite, cell_id=cell.cell_id, train_key=cell.train_key, arm=cell.arm, arm_label=cell.arm_label,
                            kind="model", dataset=cell.dataset, seed=cell.seed, sampler=cell.sampler.sampler,
-                           steps=cell.sampler.steps, nfe=records[0]["nfe"], mbr=n, gamma=cell.train.diffusion.gamma,
-                           device=records[0]["device"], wall_time_s=time.perf_counter() - t0, label=cell.label,
+                           steps=cell.sampler.steps, nfe=samples.nfe, mbr=n, gamma=cell.train.diffusion.gamma,
+                           device=samples.device, wall_time_s=time.perf_counter() - t0, label=cell.label,
                            sweep=json.dumps(dict(cell.sweep)))
     store.write_cell(record, metrics, sentences)
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from diffuseq.family import sample_batch
 from diffuseq.model import Denoiser
-from diffuseq.sampling.generate import sample_batch
 from diffuseq.sampling.grid import time_grid
 from diffuseq.schedule import NoiseSchedule
 

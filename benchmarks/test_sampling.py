@@ -13,9 +13,9 @@ from conftest import BERT_VOCAB, PEER_CPU, SMOKE
 from old_paths import cdist_nearest, per_candidate_mbr, plain_ddpm_clamp, plain_nearest
 
 from diffuseq.config import load_arm
+from diffuseq.family import sample_batch
 from diffuseq.model import Denoiser
 from diffuseq.sampling import SamplerSpec, build_sampler, nearest_ids
-from diffuseq.sampling.generate import sample_batch
 from diffuseq.schedule import NoiseSchedule
 
 T = 2000

@@ -14,14 +14,17 @@ and answers four questions:
 - ``decode(model, ids, mask, options, generator) -> (tokens (B, L), nfe)``: generated ids in the
   z layout with the source copied unchanged, and the number of network evaluations per batch.
   NFE is a property of the decoding configuration and the batch, never of what the model
-  generated: the harness keys its tables by it, so it must be equal across seeds;
+  generated: the harness keys its tables by it, so it must be equal across seeds (decoding
+  calls ``decoder(model, options)``, the batch decoder built once per configuration: ``decode``
+  once per seed's generator, unless the family overrides it, as the continuous one does to
+  decode several seeds' candidates as one stacked batch);
 - ``forward(model, ids, mask)``: one network evaluation as decoding makes it (the timing pass's
   ``forward``, whose NFE multiple is a sampler's floor).
 
 A family is chosen by ``model.family`` of the :class:`~diffuseq.config.TrainSpec`, part of its
 hash; the default ``continuous`` is left out of dumps, so every older key stands. A sampler name
-belongs to exactly one family (:data:`~diffuseq.registry.SAMPLER_FAMILIES`), and decoding dispatches on it
-(:func:`diffuseq.sampling.generate.batch_decoder`).
+belongs to exactly one family (:data:`~diffuseq.registry.SAMPLER_FAMILIES`); decoding
+(:mod:`diffuseq.decode`) asks the model's own family for its decoder (:meth:`Family.decoder`).
 
 The three families:
 
@@ -38,7 +41,8 @@ ar_transformer     ``BartForConditionalGeneration``         target-token CE     
 The continuous family maps onto the interface without changes to its modules
 (:class:`ContinuousFamily`): ``build`` is the :class:`~diffuseq.model.Denoiser`, ``losses`` is
 ``diffusion.training_losses`` with the run's :class:`~diffuseq.diffusion.ForwardProcess`, and
-``decode`` is ``sampling.generate.sample_batch`` with the sampler built from the spec.
+``decode`` is :func:`sample_batch` with the sampler built from the spec; its ``decoder`` stacks
+k candidates (MBR) into one batch of k·b rows.
 
 Timesteps. The training loop draws integer t in [0, T) with the (possibly loss-aware) timestep
 sampler and weights the loss by its importance weights. That is meaningful only for a family with
@@ -57,6 +61,7 @@ so a continuous run never imports ``transformers``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Protocol
 
 import torch
@@ -66,11 +71,15 @@ from diffuseq.config import ConfigError, TrainSpec
 from diffuseq.diffusion import ForwardProcess, training_losses
 from diffuseq.model import Denoiser, state_norms
 from diffuseq.registry import FAMILIES, SAMPLER_FAMILIES
-from diffuseq.sampling.base import build_sampler
-from diffuseq.sampling.generate import sample_batch
+from diffuseq.sampling.base import Condition, Sampler, build_sampler
+from diffuseq.sampling.rounding import round_to_ids
 from diffuseq.sampling.spec import is_continuous, sampler_names
 from diffuseq.schedule import NoiseSchedule
 from diffuseq.tokenizer import TextTokenizer
+
+Generators = torch.Generator | Sequence[torch.Generator]
+# (ids, mask, generator(s)) → (generated ids, NFE) of one batch (:meth:`Family.decoder`)
+BatchDecoder = Callable[[Tensor, Tensor, Generators], tuple[Tensor, int]]
 
 
 class DecodeOptions(Protocol):
@@ -109,6 +118,16 @@ class Family(ABC):
     def decode(self, model: nn.Module, ids: Tensor, mask: Tensor, options: DecodeOptions,
                generator: torch.Generator) -> tuple[Tensor, int]:
         """Generated ids (B, L) with the source positions equal to ``ids``, and NFE."""
+
+    def decoder(self, model: nn.Module, options: DecodeOptions) -> BatchDecoder:
+        """(ids, mask, generator(s)) → (generated ids, NFE) of one batch: with k generators the
+        k candidates (k·b, L), candidate j in rows j·b … (j+1)·b - 1. Here :meth:`decode` once
+        per generator."""
+        def decode(ids: Tensor, mask: Tensor, gen: Generators) -> tuple[Tensor, int]:
+            outs = [self.decode(model, ids, mask, options, g) for g in ([gen] if isinstance(gen, torch.Generator) else gen)]
+            return torch.cat([out for out, _ in outs]), outs[0][1]
+
+        return decode
 
     @abstractmethod
     def forward(self, model: nn.Module, ids: Tensor, mask: Tensor) -> None:
@@ -149,9 +168,14 @@ class ContinuousFamily(Family):
     def decode(self, model: Denoiser, ids: Tensor, mask: Tensor, options: DecodeOptions,
                generator: torch.Generator) -> tuple[Tensor, int]:
         """``options`` must be a full ``SamplerSpec``: the continuous samplers read all of it."""
+        return self.decoder(model, options)(ids, mask, generator)
+
+    def decoder(self, model: Denoiser, options: DecodeOptions) -> BatchDecoder:
+        """:func:`sample_batch` with the sampler of ``options`` (a full ``SamplerSpec``), built
+        once; k generators decode the k candidates as one stacked batch."""
         self.check_sampler(options.sampler)
         sampler = build_sampler(options, self.process.schedule)
-        return sample_batch(model, sampler, ids, mask, self.spec.diffusion.gamma, generator)
+        return lambda ids, mask, gen: sample_batch(model, sampler, ids, mask, self.spec.diffusion.gamma, gen)
 
     def forward(self, model: Denoiser, ids: Tensor, mask: Tensor) -> None:
         """The denoiser at t = T/2 on the embedded batch."""
@@ -161,6 +185,26 @@ class ContinuousFamily(Family):
 
     def log_state(self, model: Denoiser, ema: dict[str, Tensor]) -> dict[str, float]:
         return state_norms(model, ema)
+
+
+@torch.inference_mode()
+def sample_batch(model: Denoiser, sampler: Sampler, ids: Tensor, mask: Tensor, gamma: float,
+                 generator: Generators) -> tuple[Tensor, int]:
+    """One batch: ids, mask (b, L) → generated ids (b, L) with the source copied, and NFE.
+
+    With k generators, the batch's k candidates are decoded as one stacked batch and the result
+    is (k·b, L), candidate j in rows j·b … (j+1)·b - 1, each equal to a pass with generator j
+    alone (time embedding, clamp and rounding run per candidate: see
+    :meth:`~diffuseq.model.Denoiser.time_embedding`).
+    """
+    k, b = (1 if isinstance(generator, torch.Generator) else len(generator)), ids.shape[0]
+    ids, mask = ids.repeat(k, 1), mask.bool().repeat(k, 1)
+    emb = model.word_emb.weight
+    cond = Condition(model.embed(ids), mask, model.absorbing_state(), gamma, emb)
+    T = sampler.schedule.T
+    out = sampler.sample(lambda z, t: model(z, t, T, time_block=b), cond, generator)
+    tokens = torch.cat([round_to_ids(z, emb, sampler.spec.rounding, model.lm_bias) for z in out.z.split(b)])
+    return torch.where(mask, tokens, ids), out.nfe
 
 
 def family_of(sampler: str) -> str | None:

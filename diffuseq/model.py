@@ -103,7 +103,7 @@ class Denoiser(nn.Module):
         DiffuSeq.
 
         With ``block``, computed separately on each block of ``block`` rows. A stacked batch of
-        k candidates (k·b rows, :func:`diffuseq.sampling.generate.sample_batch`) then gets, bit for
+        k candidates (k·b rows, :func:`diffuseq.family.sample_batch`) then gets, bit for
         bit, the values of k separate passes of b rows: matrix products with fewer than ~16 rows
         take other kernels in MKL, and the tail of a vectorised ``sin``/``cos`` is computed by
         scalar code, so these (B,)-sized operations are not batch-invariant on their own.

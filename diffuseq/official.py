@@ -13,7 +13,7 @@ The official code (Shark-NLP/DiffuSeq: branch ``main`` is DiffuSeq, ``diffuseq-v
 ``training_args.json`` (its flags) and, for a ``--vocab FILE`` run, ``vocab.json``. This command
 maps every tensor into :class:`~diffuseq.model.Denoiser` (docs/design.md §11 has the table), the
 flags into a :class:`~diffuseq.config.TrainSpec`, the vocabulary into ``tokenizer.json``, and
-writes a run directory that ``diffuseq sample`` (and ``diffuseq.train.load_model``, which the
+writes a run directory that ``diffuseq sample`` (and ``diffuseq.rundir.load_model``, which the
 harness's worker and timing pass use) reads like one of ours.
 
 Two facts of the official checkpoints it follows:

@@ -1,4 +1,5 @@
-"""A run directory's ``config.json``: reading it, what a re-run may change, and the record of it.
+"""A run directory's ``config.json``: reading it, what a re-run may change, and the record of it;
+and the trained model it holds (:func:`load_model`).
 
 Re-running ``diffuseq train`` in a run directory resumes the run its ``config.json`` describes.
 The one change allowed is a larger ``optim.steps`` (more steps of the same model): training
@@ -14,9 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from torch import nn
 
+from diffuseq.checkpoint import checkpoint_dirs, load_tensors, verify_checkpoint
 from diffuseq.config import ConfigError, TrainSpec, format_validation_error
+from diffuseq.family import make_family
 from diffuseq.io import write_atomic
+from diffuseq.tokenizer import TextTokenizer
 
 log = logging.getLogger(__name__)
 CONFIG = "config.json"
@@ -42,6 +47,20 @@ def run_spec(run_dir: Path) -> TrainSpec:
         return TrainSpec.model_validate(read_run_config(run_dir)["train"])
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, str(run_dir / CONFIG), TrainSpec)) from None
+
+
+def load_model(run_dir: Path, ema: bool = True, step: int | None = None) -> tuple[nn.Module, TextTokenizer, TrainSpec]:
+    """A trained model (EMA weights by default) from a run directory, in eval mode."""
+    spec = run_spec(run_dir)
+    tok = TextTokenizer.load(run_dir / "tokenizer.json")
+    ckpts = checkpoint_dirs(run_dir)
+    if not ckpts:
+        raise FileNotFoundError(f"{run_dir}: no checkpoints yet (train first)")
+    ckpt = ckpts[-1] if step is None else run_dir / "checkpoints" / f"step_{step:07d}"
+    verify_checkpoint(ckpt)
+    model = make_family(spec.model.family, spec).build(tok)
+    model.load_state_dict(load_tensors(ckpt / ("ema.safetensors" if ema else "model.safetensors")))
+    return model.eval(), tok, spec
 
 
 def spec_diff(old: TrainSpec, new: TrainSpec) -> dict[str, tuple[Any, Any]]:

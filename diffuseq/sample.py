@@ -26,6 +26,7 @@ import torch
 
 from diffuseq.config import ConfigError, load_arm, parse_overrides
 from diffuseq.data import SPLITS
+from diffuseq.samples import sample_split
 from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec, overlay, sampler_names
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,6 @@ def default_out(args: argparse.Namespace, spec: SamplerSpec) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Sample; 0 on success (configuration, data and file errors are raised for the CLI to report)."""
-    from diffuseq.sampling.generate import sample_split
-
     spec = spec_from_args(args)
     n = args.num_samples or spec.mbr
     for name in ("num_samples", "batch_size", "limit"):
@@ -82,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or default_out(args, spec)
-    paths = sample_split(args.run_dir, args.split, spec, list(range(args.seed, args.seed + n)),
-                         args.batch_size, out, args.limit, args.data_root, args.weights == "ema",
-                         progress=not args.no_progress)
-    for p in paths:
+    result = sample_split(args.run_dir, args.split, spec, list(range(args.seed, args.seed + n)),
+                          args.batch_size, out, args.limit, args.data_root, args.weights == "ema",
+                          progress=not args.no_progress)
+    for p in result.paths:
         print(p)
     return 0

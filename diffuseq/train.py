@@ -36,14 +36,13 @@ from diffuseq.checkpoint import (
     load_tensors,
     save_checkpoint,
     set_aside_corrupt,
-    verify_checkpoint,
 )
 from diffuseq.config import LoopSpec, TrainSpec
 from diffuseq.data import BatchOrder, Encoded, check_batch_fits, encode_pairs, load_split
 from diffuseq.errors import UserError
 from diffuseq.family import Family, make_family
 from diffuseq.io import iter_jsonl, write_atomic
-from diffuseq.rundir import check_rerun, record_extension, run_spec
+from diffuseq.rundir import check_rerun, record_extension
 from diffuseq.runtime import flush_denormals
 from diffuseq.timesteps import UniformTimesteps, make_timesteps
 from diffuseq.tokenizer import TextTokenizer, build_tokenizer
@@ -115,11 +114,6 @@ def prepare_data(spec: TrainSpec, run_dir: Path) -> tuple[TextTokenizer, Encoded
     return tok, encode_pairs(tok, train_pairs, spec.data.seq_len), encode_pairs(tok, valid_pairs, spec.data.seq_len)
 
 
-def build_model(spec: TrainSpec, tok: TextTokenizer) -> nn.Module:
-    """The network of the spec's model family (diffuseq.family), randomly initialised."""
-    return make_family(spec.model.family, spec).build(tok)
-
-
 def microbatches(n: int, size: int | None) -> list[slice]:
     """Slices of a rank's batch of ``n`` examples, ``size`` at a time (one slice when None)."""
     size = size or n
@@ -135,20 +129,6 @@ def lr_at(step: int, spec: TrainSpec) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-def load_model(run_dir: Path, ema: bool = True, step: int | None = None) -> tuple[nn.Module, TextTokenizer, TrainSpec]:
-    """A trained model (EMA weights by default) from a run directory, in eval mode."""
-    spec = run_spec(run_dir)
-    tok = TextTokenizer.load(run_dir / "tokenizer.json")
-    ckpts = checkpoint_dirs(run_dir)
-    if not ckpts:
-        raise FileNotFoundError(f"{run_dir}: no checkpoints yet (train first)")
-    ckpt = ckpts[-1] if step is None else run_dir / "checkpoints" / f"step_{step:07d}"
-    verify_checkpoint(ckpt)
-    model = build_model(spec, tok)
-    model.load_state_dict(load_tensors(ckpt / ("ema.safetensors" if ema else "model.safetensors")))
-    return model.eval(), tok, spec
-
-
 def read_log(run_dir: Path) -> list[dict]:
     """The rows of a run's ``log.jsonl`` in file order; a line torn by a crash is skipped (the
     resumed run wrote that step again, so for each step the last row wins)."""

@@ -13,8 +13,9 @@ import torch
 
 from bench.timing import _seconds
 from diffuseq.config import build_train_spec, parse_overrides
-from diffuseq.sampling.generate import device_name
-from diffuseq.train import Dist, load_model, setup_run, train_step
+from diffuseq.decode import device_name
+from diffuseq.rundir import load_model
+from diffuseq.train import Dist, setup_run, train_step
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

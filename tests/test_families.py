@@ -24,16 +24,17 @@ from diffuseq.ar_transformer import (
 from diffuseq.checkpoint import load_tensors
 from diffuseq.config import ConfigError, LoopSpec, build_train_spec, parse_overrides
 from diffuseq.data import encode_pairs, load_split
+from diffuseq.decode import Decoding, batch_seed
 from diffuseq.diffusion import training_losses
 from diffuseq.family import ContinuousFamily, family_class, family_of, make_family
 from diffuseq.masked_diffusion import masked_loss, unmask
 from diffuseq.metrics import clean, sentence_bleu
 from diffuseq.registry import FAMILIES, SAMPLER_FAMILIES
+from diffuseq.rundir import load_model
 from diffuseq.sampling import SamplerSpec, build_sampler_spec
-from diffuseq.sampling.generate import batch_decoder
 from diffuseq.sampling.spec import sampler_names, samplers
 from diffuseq.tokenizer import build_tokenizer
-from diffuseq.train import checkpoint_dirs, load_model, train
+from diffuseq.train import checkpoint_dirs, train
 
 SPEC = build_train_spec("smoke")
 STEPS = {"ar_transformer": 100, "masked_diffusion": 200}
@@ -319,16 +320,22 @@ def test_the_loop_trains_a_family_with_resume_ema_and_bf16(tmp_path, arm):
 
 
 @pytest.mark.parametrize(("sampler", "steps"), [("unmask", 3), ("greedy", None), ("beam", 2)])
-def test_batch_decoder_dispatches_on_the_sampler_name(data, sampler, steps):
+def test_decoding_dispatches_through_the_models_family(data, sampler, steps):
+    """Decoding asks the model's own family (its run spec's) for the decoder of the sampler; with
+    two generators the family's decode runs once per generator, the candidates stacked."""
     name = SAMPLER_FAMILIES[sampler]
+    train_spec = SPEC.model_copy(update={"model": SPEC.model.model_copy(update={"family": name})})
     torch.manual_seed(0)
-    model = make_family(name, SPEC).build(data.tok).eval()
+    model = make_family(name, train_spec).build(data.tok).eval()
     ids, mask = data.test.input_ids[:4], data.test.input_mask[:4]
     spec = options(sampler, steps)
-    out, nfe = batch_decoder(model, SPEC.diffusion, spec)(ids, mask, torch.Generator().manual_seed(0))
-    want, want_nfe = make_family(name, SPEC).decode(model, ids, mask, spec, torch.Generator().manual_seed(0))
-    assert torch.equal(out, want) and nfe == want_nfe
-    assert torch.equal(out[mask == 0], ids[mask == 0])
+    dec = Decoding(model, data.tok, train_spec, spec, batch_size=4)
+    assert dec.family.name == name
+    [batch] = dec.batches(ids, mask, [0, 1])
+    want = [make_family(name, train_spec).decode(model, ids, mask, spec, torch.Generator().manual_seed(batch_seed(s, 0)))
+            for s in (0, 1)]
+    assert all(torch.equal(batch.ids[j], out) for j, (out, _) in enumerate(want)) and batch.nfe == want[0][1]
+    assert torch.equal(batch.ids[0][mask == 0], ids[mask == 0])
 
 
 def test_the_harness_runs_both_families_like_any_arm(tmp_path):

@@ -13,12 +13,12 @@ import torch
 from diffuseq.cli import main as cli_main
 from diffuseq.config import load_arm
 from diffuseq.data import encode_pairs, read_jsonl
+from diffuseq.family import sample_batch
 from diffuseq.official import CHECKED, LAYER, QKV, TOP_LEVEL, load_official_state, map_state_dict
+from diffuseq.rundir import load_model
 from diffuseq.sampling.base import build_sampler
-from diffuseq.sampling.generate import sample_batch
 from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec
 from diffuseq.schedule import NoiseSchedule
-from diffuseq.train import load_model
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official"
 FIXTURE = FIXTURES / "v2"

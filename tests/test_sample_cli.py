@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from diffuseq import family as family_mod
+from diffuseq import samples as samples_mod
 from diffuseq import synthetic
 from diffuseq.cli import main
 from diffuseq.config import LoopSpec, build_train_spec
-from diffuseq.sampling import generate as generate_mod
 
 ROW_FIELDS = {"index", "source", "reference", "recover", "refs"}
 RECORD_FIELDS = {"seed", "nfe", "wall_s", "sentences_per_s", "n_sentences", "batch_size", "device", "threads",
@@ -94,7 +95,7 @@ def test_resume_after_interruption_gives_identical_output(run_dir, tmp_path, mon
     args = ("--arm", "v2", "--steps", "4", "--batch-size", "3", "--set", "discrete_noise=official")  # 4 batches
     assert sample(run_dir, tmp_path / "whole", *args) == 0
 
-    real, calls = generate_mod.sample_batch, []
+    real, calls = family_mod.sample_batch, []
 
     def flaky(*a, **k):
         calls.append(1)
@@ -102,7 +103,7 @@ def test_resume_after_interruption_gives_identical_output(run_dir, tmp_path, mon
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(generate_mod, "sample_batch", flaky)
+    monkeypatch.setattr(family_mod, "sample_batch", flaky)
     assert sample(run_dir, tmp_path / "resumed", *args) == 130  # Ctrl-C: a message, exit 130
     partial = tmp_path / "resumed" / "samples.seed0.partial.jsonl"
     assert len(partial.read_text().splitlines()) == 1 + 2  # key + two finished batches
@@ -123,7 +124,7 @@ def test_resume_after_interruption_gives_identical_output(run_dir, tmp_path, mon
 def test_seeds_decoded_together_equal_seeds_decoded_alone(run_dir, tmp_path, monkeypatch):
     args = ("--arm", "baseline", "--steps", "5", "--set", "mbr=3")  # DDPM with clamp; batches of 4, 4, 2
     assert sample(run_dir, tmp_path / "together", *args) == 0
-    monkeypatch.setattr(generate_mod, "candidates_per_pass", lambda *a: 1)
+    monkeypatch.setattr(samples_mod, "candidates_per_pass", lambda *a: 1)
     assert sample(run_dir, tmp_path / "alone", *args) == 0
     for name in ("samples.seed0.jsonl", "samples.seed1.jsonl", "samples.seed2.jsonl", "samples.mbr.jsonl"):
         assert (tmp_path / "together" / name).read_text() == (tmp_path / "alone" / name).read_text()

@@ -21,6 +21,8 @@ import torch
 
 from diffuseq.config import ConfigError, ModelSpec, build_train_spec, load_arm
 from diffuseq.data import encode_pairs, load_split
+from diffuseq.decode import Decoding, target_text
+from diffuseq.family import sample_batch
 from diffuseq.metrics import clean, sentence_bleu
 from diffuseq.model import Denoiser
 from diffuseq.sample import add_arguments as add_sample_arguments
@@ -37,7 +39,6 @@ from diffuseq.sampling import (
 )
 from diffuseq.sampling import rounding as rounding_mod
 from diffuseq.sampling.base import SAMPLERS, Sampler, SamplingContext, register
-from diffuseq.sampling.generate import generate, sample_batch, target_text
 from diffuseq.sampling.mbr import mbr_rows
 from diffuseq.sampling.rounding import argmax_rows
 from diffuseq.sampling.spec import sampler_only_fields, samplers
@@ -454,7 +455,8 @@ def test_clamp_projects_targets_onto_embeddings(tiny):
 def trained(tmp_path_factory):
     """Smoke v2 model with T = 200, 800 steps (~20 s of CPU)."""
     from diffuseq.config import LoopSpec
-    from diffuseq.train import load_model, train
+    from diffuseq.rundir import load_model
+    from diffuseq.train import train
 
     run_dir = tmp_path_factory.mktemp("sampler_quality")
     spec = build_train_spec("smoke", "v2", {"diffusion": {"steps": 200}, "optim": {"steps": 800}})
@@ -465,7 +467,7 @@ def trained(tmp_path_factory):
 def mean_bleu(trained, spec: SamplerSpec, n: int = 64, seed: int = 0) -> float:
     model, tok, train_spec = trained
     enc = encode_pairs(tok, load_split(train_spec.data, "test")[:n], train_spec.data.seq_len)
-    out = generate(model, tok, train_spec.diffusion, spec, enc.input_ids, enc.input_mask, seed, batch_size=n)
+    out = Decoding(model, tok, train_spec, spec, batch_size=n).generate(enc.input_ids, enc.input_mask, seed)
     refs = [clean(target_text(tok, i, m)) for i, m in zip(enc.input_ids, enc.input_mask, strict=True)]
     return float(np.mean([sentence_bleu([r], clean(h)) for r, h in zip(refs, out.recover, strict=True)]))
 

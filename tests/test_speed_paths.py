@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 
 from diffuseq import diffusion as diffusion_mod
-from diffuseq.config import DiffusionSpec, ModelSpec
+from diffuseq.config import DiffusionSpec, ModelSpec, TrainSpec
+from diffuseq.decode import Decoding
 from diffuseq.diffusion import ForwardProcess, TiedNLL, rounding_nll, training_losses
 from diffuseq.model import Denoiser
 from diffuseq.sampling import SamplerSpec
 from diffuseq.sampling.base import Condition, SamplingContext
 from diffuseq.sampling.ddpm import DDPM
-from diffuseq.sampling.generate import iter_batches
 from diffuseq.sampling.mbr import mbr_rows
 from diffuseq.sampling.rounding import argmax_rows
 from diffuseq.schedule import NoiseSchedule
@@ -61,13 +61,14 @@ def batch():
     dict(sampler="dpm_solver++", steps=4),
 ])
 def test_mbr_candidates_stacked_equal_one_pass_per_seed(model, batch, sampler):
-    """iter_batches with k seeds (one stacked batch of k·b rows per batch) must give each seed
-    the tokens of iter_batches with that seed alone, bit for bit, over batches 3, 3, 1 (a short
+    """Decoding.batches with k seeds (one stacked batch of k·b rows per batch) must give each seed
+    the tokens of Decoding.batches with that seed alone, bit for bit, over batches 3, 3, 1 (a short
     last batch); so the MBR choice over the candidates is the same too."""
     ids, mask = batch
     diffusion, spec, seeds = DiffusionSpec(steps=200, absorbing="learned", gamma=0.5), SamplerSpec(**sampler), [4, 9, 2]
-    stacked = list(iter_batches(model, diffusion, spec, ids, mask, seeds, batch_size=3))
-    alone = {s: list(iter_batches(model, diffusion, spec, ids, mask, s, batch_size=3)) for s in seeds}
+    dec = Decoding(model, tok=None, train=TrainSpec(diffusion=diffusion), spec=spec, batch_size=3)  # batches() reads no text
+    stacked = list(dec.batches(ids, mask, seeds))
+    alone = {s: list(dec.batches(ids, mask, s)) for s in seeds}
     assert [b.ids.shape for b in stacked] == [(3, 3, 10), (3, 3, 10), (3, 1, 10)]
     for j, s in enumerate(seeds):
         for b_stacked, b_alone in zip(stacked, alone[s], strict=True):

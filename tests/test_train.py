@@ -18,7 +18,8 @@ import diffuseq.train as train_mod
 from diffuseq.checkpoint import CheckpointError
 from diffuseq.cli import main as cli_main
 from diffuseq.config import ConfigError, LoopSpec, build_train_spec, parse_overrides
-from diffuseq.train import TrainingDiverged, checkpoint_dirs, load_model, train
+from diffuseq.rundir import load_model
+from diffuseq.train import TrainingDiverged, checkpoint_dirs, train
 
 TINY = ["model.layers=1", "model.hidden=32", "model.ffn=64", "data.seq_len=32", "optim.batch_size=16"]
 

@@ -57,8 +57,7 @@ _ORDER: tuple[Scope, ...] = ("sentence", "model", "output", "corpus", "set")
 
 def metrics(*scopes: Scope) -> list[str]:
     """Registered metric names (of the given scopes), by scope (quality against references first,
-    diversity last), then in registration order."""
-    import diffuseq.metrics  # noqa: F401  (registers the built-in metrics)
-
+    diversity last), then in registration order. This module is imported only through its
+    package, whose ``__init__`` first imports (registers) the built-in metrics."""
     ranked = sorted(METRICS.values(), key=lambda m: _ORDER.index(m.scope))
     return [m.name for m in ranked if not scopes or m.scope in scopes]

@@ -1,4 +1,4 @@
-"""Samplers for DiffuSeq / DiffuSeq-v2: DDPM, DDIM and DPM-Solver++, rounding, MBR, generation.
+"""Samplers for DiffuSeq / DiffuSeq-v2: DDPM, DDIM and DPM-Solver++, rounding, MBR.
 
 A sampler is one class registered by name (:func:`~diffuseq.sampling.base.register`); it sees
 the model only as an x0-predictor callable and the schedule only through α, σ, λ.

@@ -29,14 +29,14 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import Tensor
 
 from diffuseq.sampling.grid import CLEAN, time_grid
 from diffuseq.sampling.rounding import nearest_ids
-from diffuseq.sampling.spec import SamplerSpec
+from diffuseq.sampling.spec import SAMPLERS, SamplerSpec
 from diffuseq.schedule import NoiseSchedule
 
 X0Predictor = Callable[[Tensor, Tensor], Tensor]  # (z_t (B, L, d), t (B,)) → ẑ0 (B, L, d)
@@ -234,12 +234,13 @@ class Sampler(ABC):
         """Take u from t = grid[0] to t = grid[-1] with one model call per grid point but the last."""
 
 
-SAMPLERS: dict[str, type[Sampler]] = {}
+S = TypeVar("S", bound=Sampler)
 
 
-def register(cls: type[Sampler]) -> type[Sampler]:
+def register(cls: type[S]) -> type[S]:
     """Class decorator: make a sampler available under ``cls.name`` (validation, the CLI and the
-    harness read :data:`SAMPLERS`); its ``options`` must be :class:`SamplerSpec` fields."""
+    harness read :data:`~diffuseq.sampling.spec.SAMPLERS`); its ``options`` must be
+    :class:`SamplerSpec` fields."""
     if unknown := sorted(set(cls.options) - set(SamplerSpec.model_fields)):
         raise TypeError(f"sampler {cls.name!r}: options {unknown} are not SamplerSpec fields")
     SAMPLERS[cls.name] = cls
@@ -247,4 +248,5 @@ def register(cls: type[Sampler]) -> type[Sampler]:
 
 
 def build_sampler(spec: SamplerSpec, schedule: NoiseSchedule) -> Sampler:
+    """The registered sampler ``spec.sampler`` (a :class:`Sampler`: only those register) for ``spec``."""
     return SAMPLERS[spec.sampler](spec, schedule)

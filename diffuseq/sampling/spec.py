@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import (
     Field,
@@ -23,9 +23,6 @@ from pydantic_core import PydanticCustomError
 from diffuseq.config import ConfigError, Spec, format_validation_error
 from diffuseq.registry import SAMPLER_FAMILIES
 
-if TYPE_CHECKING:
-    from diffuseq.sampling.base import Sampler
-
 # The fields every decoder reads; the others configure only the continuous samplers.
 COMMON_FIELDS = ("sampler", "steps", "mbr")
 # Fields added after results were published, with their defaults: left out of dumps at the
@@ -33,12 +30,21 @@ COMMON_FIELDS = ("sampler", "steps", "mbr")
 LATER_DEFAULTS: dict[str, Any] = {"readout": "x0", "model_time_offset": 0}
 
 
-def samplers() -> dict[str, type[Sampler]]:
+class Registered(Protocol):
+    """A registered sampler class (:class:`~diffuseq.sampling.base.Sampler`) as validation sees it."""
+
+    name: ClassVar[str]
+    options: ClassVar[tuple[str, ...]]  # SamplerSpec fields that only this sampler reads
+
+
+# The continuous samplers by name, filled by :func:`diffuseq.sampling.base.register`. This module
+# is imported only through its package, whose ``__init__`` first imports (registers) the built-ins.
+SAMPLERS: dict[str, type[Registered]] = {}
+
+
+def samplers() -> dict[str, type[Registered]]:
     """The registered samplers by name (:func:`diffuseq.sampling.base.register`): the one list
     that validation and the CLI's choices read."""
-    import diffuseq.sampling  # noqa: F401  (registers the built-in samplers)
-    from diffuseq.sampling.base import SAMPLERS
-
     return SAMPLERS
 
 
