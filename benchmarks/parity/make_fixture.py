@@ -165,7 +165,7 @@ def run_logged(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Non
     with log.open("w") as f:
         done = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, check=False)
     if done.returncode:
-        sys.exit(f"{' '.join(map(str, cmd[:2]))} failed (exit {done.returncode}); see {log}")
+        sys.exit(f"{' '.join(map(str, cmd[:3]))} failed (exit {done.returncode}); see {log}")
 
 
 def make(checkout: Path, branch: str, python: str, work: Path, out: Path) -> None:

@@ -46,8 +46,9 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_fixture import (
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(ROOT)]  # make_fixture, and diffuseq of this checkout
+from make_fixture import (  # noqa: E402
     BRANCHES,
     DECODE_ARGS,
     TRAIN_ARGS,
@@ -60,7 +61,6 @@ from make_fixture import (
     write_stubs,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 OURS_ARM = {"v1": "baseline", "v2": "v2"}  # the arm trained against each official branch
 DECODE_ARM = {"v1": ("baseline", ["mbr=1"]), "v2": ("official_v2_exact", [])}  # our decoder as the official one
 CURVE_METRICS = ("val_mse", "val_nll", "m_norm")
@@ -361,7 +361,7 @@ class Study:
         run_logged([self.python, "train.py", *flags(args)], checkout, official_env(self.stubs, checkout, model, run),
                    run / "train.log")
 
-    def decode_official(self, branch: str, seed: int) -> Path:
+    def decode_official(self, branch: str, seed: int, nfe: int | None = None) -> Path:
         """The official decoder on the first decode pairs; its rows as our sample file."""
         run, checkout, conf = self.official_dir(branch, seed), self.checkouts[branch], BRANCHES[branch]
         out = run / "samples.official.jsonl"
@@ -376,7 +376,7 @@ class Study:
         targs = json.loads((ckpt.parent / "training_args.json").read_text())
         targs.update(data_dir=str(self.decode_data), checkpoint_path=str(dec / "model"))
         (dec / "model" / "training_args.json").write_text(json.dumps(targs, indent=2))
-        step = self.cfg.diffusion_steps if branch == "v1" else conf["decode"]["step"]
+        step = nfe or (self.cfg.diffusion_steps if branch == "v1" else conf["decode"]["step"])
         decode = {**DECODE_ARGS, **conf["decode"], "step": step, "batch_size": self.cfg.decode_batch,
                   "model_path": dec / "model" / ckpt.name, "out_dir": dec / "gen"}
         print(f"official {branch} seed {seed}: decoding with {conf['decoder']}", flush=True)
@@ -416,12 +416,14 @@ class Study:
         if key != spec.key():
             sys.exit(f"{run}: trained a spec with key {key}, not {spec.key()}; remove the folder and run again")
 
-    def decode_ours(self, run: Path, branch: str, out: Path) -> Path:
+    def decode_ours(self, run: Path, branch: str, out: Path, nfe: int | None = None) -> Path:
         """Our decoder (``DECODE_ARM``) on a run directory: the first decode pairs of valid, in ``out``."""
         arm, sets = DECODE_ARM[branch]
+        nfe = nfe or (self.cfg.diffusion_steps if branch == "v1" else None)  # v1: DDPM over all T steps
         if not list(out.glob("samples.seed*.jsonl")) or list(out.glob("*.partial*")):
             print(f"{run.name}: decoding with arm {arm}", flush=True)
             sh(diffuseq("sample", "--run-dir", run, "--arm", arm, *(x for s in sets for x in ("--set", s)),
+                        *(("--steps", nfe) if nfe else ()),
                         "--split", "valid", "--limit", self.cfg.decode_pairs, "--batch-size", self.cfg.decode_batch,
                         "--out", out, "--threads", 1, "--no-progress"), out.with_suffix(".log"))
         (found,) = out.glob("samples.seed*.jsonl")
@@ -451,6 +453,45 @@ class Study:
         """Where our decoder writes its samples of the official (imported) or our model."""
         run = self.official_dir(branch, seed) if model == "official" else self.ours_dir(branch, seed)
         return run.parent / f"{run.name}.ours-decoder.samples"
+
+
+def measure(study: Study, branches: list[str], steps: int, nfe: int) -> dict:
+    """Seconds per training step of each implementation at ``study.cfg``, and per model call of
+    each decoder on ``cfg.decode_pairs`` pairs: the official run's by the difference of a
+    10-step and a (10 + ``steps``)-step process (it logs no times), ours from its log's
+    training wall time; decoders from ``nfe`` model calls. Written to ``work/timing.json``."""
+    import time
+
+    out: dict = {}
+    for branch in branches:
+        if problems := check(study.checkouts[branch], branch):
+            sys.exit("\n".join(problems))
+    for branch in branches:
+        walls = {}
+        for n in (10, 10 + steps):
+            sub = Study(dataclasses.replace(study.cfg, steps=n, save_every=10**6), study.out, study.work / f"timing-{n}",
+                        study.python, study.checkouts, study.margin, study.window)
+            sub.prepare()
+            t0 = time.perf_counter()
+            sub.train_official(branch, 0)
+            walls[n] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        sub.decode_official(branch, 0, nfe)
+        official_decode = time.perf_counter() - t0
+        startup = walls[10] - 10 * (walls[10 + steps] - walls[10]) / steps
+        sub.train_ours(branch, 0)
+        rows = [json.loads(line) for line in (sub.ours_dir(branch, 0) / "log.jsonl").read_text().splitlines()]
+        ours_wall = max(r["wall_s"] for r in rows)
+        t0 = time.perf_counter()
+        sub.decode_ours(sub.ours_dir(branch, 0), branch, sub.ours_decoder_out(branch, 0, "ours"), nfe)
+        ours_decode = time.perf_counter() - t0
+        out[branch] = {"official_s_per_step": (walls[10 + steps] - walls[10]) / steps, "official_startup_s": startup,
+                       "ours_s_per_step": ours_wall / (10 + steps),
+                       "official_decode_s_per_nfe": official_decode / nfe, "ours_decode_s_per_nfe": ours_decode / nfe,
+                       "steps": steps, "nfe": nfe, "pairs": study.cfg.decode_pairs}
+        print(branch, json.dumps(out[branch]), flush=True)
+    (study.work / "timing.json").write_text(json.dumps(out, indent=2))
+    return out
 
 
 def summary_bleu(summary: dict) -> float:
@@ -591,6 +632,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--final-window", type=float, default=0.2, help="fraction of training whose curve points average into "
                    "the final value (default 0.2)")
     p.add_argument("--report-only", action="store_true", help="train and decode nothing; tables and report from --work")
+    p.add_argument("--time", type=int, nargs=2, metavar=("STEPS", "NFE"), help="measure instead: seconds per training "
+                   "step of each implementation (STEPS more steps than a 10-step run) and per decoder model call (NFE "
+                   "calls on --decode-pairs pairs), in --work/timing-*; nothing else is run")
     c = p.add_argument_group("configuration (one for both implementations; defaults: the study's)")
     for f in dataclasses.fields(Config):
         c.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None,
@@ -609,6 +653,9 @@ def main(argv: list[str] | None = None) -> None:
         cfg = dataclasses.replace(cfg, dataset=str(write_pairs(work / "synthetic",
                                                                 {s: pairs[s][:n] for s, n in TINY_SIZES.items()})))
     study = Study(cfg, out, work, a.python, {"v1": a.checkout_v1, "v2": a.checkout_v2}, a.margin, a.final_window)
+    if a.time:
+        measure(study, a.branches, *a.time)
+        return
     if not a.report_only:
         study.run(a.branches, a.seeds)
     path = report(study, a.branches, a.seeds, a.tiny)
