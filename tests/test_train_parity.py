@@ -82,6 +82,8 @@ def test_verdict_clearly_outside_and_not_equivalent():
 def test_one_seed_is_inconclusive():
     v = tp.verdict("m_norm", "v2", ours=[1.0], official=[1.0, 1.01], margin_frac=0.10)
     assert v.p is None and v.equivalence.startswith("inconclusive")
+    one = tp.verdict("m_norm", "v2", ours=[1.0, 1.1], official=[1.0], margin_frac=0.10)
+    assert one.inside is None and "inconclusive (1 official seed)" in one.line()
 
 
 def test_the_two_configurations_map_one_to_one():

@@ -248,7 +248,7 @@ class Verdict:
     ours: tuple[float, ...]
     official: tuple[float, ...]
     margin: float
-    inside: bool
+    inside: bool | None  # our mean within the official seeds' [min, max]; None with one official seed
     p: float | None  # TOST p (the larger one-sided p); None when n is too small
     alpha: float
 
@@ -263,7 +263,11 @@ class Verdict:
         p = "–" if self.p is None else f"{self.p:.3g}"
         return (f"| {self.branch} | {self.metric} | {mm:.4g} (n={len(self.ours)}) | {om:.4g} "
                 f"[{min(self.official):.4g}, {max(self.official):.4g}] (n={len(self.official)}) | "
-                f"{'inside' if self.inside else 'OUTSIDE'} | ±{self.margin:.4g} | {p} | {self.equivalence} |")
+                f"{self.range_word} | ±{self.margin:.4g} | {p} | {self.equivalence} |")
+
+    @property
+    def range_word(self) -> str:
+        return "inconclusive (1 official seed)" if self.inside is None else "inside" if self.inside else "OUTSIDE"
 
 
 def tost_p(ours: list[float], official: list[float], margin: float) -> float | None:
@@ -290,7 +294,7 @@ def verdict(metric: str, branch: str, ours: list[float], official: list[float], 
     """Ours against the official seeds: inside their [min, max] (our mean), and TOST with the
     margin ``margin_frac`` × |official mean|, fixed before looking at ours."""
     margin = margin_frac * abs(statistics.fmean(official))
-    inside = min(official) <= statistics.fmean(ours) <= max(official)
+    inside = min(official) <= statistics.fmean(ours) <= max(official) if len(official) > 1 else None
     return Verdict(metric, branch, tuple(ours), tuple(official), margin, inside, tost_p(ours, official, margin), alpha)
 
 
@@ -436,18 +440,28 @@ class Study:
         return summary_bleu(json.loads((scores / "summary.json").read_text()))
 
     # -- all --------------------------------------------------------------------------------
-    def run(self, branches: list[str], seeds: list[int]) -> None:
+    def run(self, branches: list[str], seeds: list[int], jobs: int = 1) -> None:
+        """Every stage of every (branch, seed), ``jobs`` of them at a time (each stage is a
+        one-thread subprocess, so ``jobs`` is the number of cores used)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         for branch in branches:
             if problems := check(self.checkouts[branch], branch):
                 sys.exit("\n".join(problems))
         self.prepare()
-        for branch in branches:
-            for seed in seeds:
-                self.train_official(branch, seed)
-                self.train_ours(branch, seed)
-                self.decode_official(branch, seed)
-                self.decode_ours(self.import_official(branch, seed), branch, self.ours_decoder_out(branch, seed, "official"))
-                self.decode_ours(self.ours_dir(branch, seed), branch, self.ours_decoder_out(branch, seed, "ours"))
+        # seeds outermost, so that parallel jobs mix the branches (v1's DDPM decodes are the long ones)
+        tasks = [(branch, seed) for seed in seeds for branch in branches]
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            for done in [pool.submit(self.one, branch, seed) for branch, seed in tasks]:
+                done.result()
+
+    def one(self, branch: str, seed: int) -> None:
+        """Both trainings, the three decodes and their scores of one branch and seed."""
+        self.train_official(branch, seed)
+        self.train_ours(branch, seed)
+        self.decode_official(branch, seed)
+        self.decode_ours(self.import_official(branch, seed), branch, self.ours_decoder_out(branch, seed, "official"))
+        self.decode_ours(self.ours_dir(branch, seed), branch, self.ours_decoder_out(branch, seed, "ours"))
 
     def ours_decoder_out(self, branch: str, seed: int, model: str) -> Path:
         """Where our decoder writes its samples of the official (imported) or our model."""
@@ -632,6 +646,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--final-window", type=float, default=0.2, help="fraction of training whose curve points average into "
                    "the final value (default 0.2)")
     p.add_argument("--report-only", action="store_true", help="train and decode nothing; tables and report from --work")
+    p.add_argument("--jobs", type=int, default=1, help="(branch, seed) pipelines at once, each on one core (default 1)")
     p.add_argument("--time", type=int, nargs=2, metavar=("STEPS", "NFE"), help="measure instead: seconds per training "
                    "step of each implementation (STEPS more steps than a 10-step run) and per decoder model call (NFE "
                    "calls on --decode-pairs pairs), in --work/timing-*; nothing else is run")
@@ -657,7 +672,7 @@ def main(argv: list[str] | None = None) -> None:
         measure(study, a.branches, *a.time)
         return
     if not a.report_only:
-        study.run(a.branches, a.seeds)
+        study.run(a.branches, a.seeds, a.jobs)
     path = report(study, a.branches, a.seeds, a.tiny)
     print(path.read_text())
     print(f"written: {path}")
