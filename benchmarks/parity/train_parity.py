@@ -468,41 +468,61 @@ class Study:
         return run.parent / f"{run.name}.ours-decoder.samples"
 
 
-def measure(study: Study, branches: list[str], steps: int, nfe: int) -> dict:
-    """Seconds per training step of each implementation at ``study.cfg``, and per model call of
-    each decoder on ``cfg.decode_pairs`` pairs: the official run's by the difference of a
-    10-step and a (10 + ``steps``)-step process (it logs no times), ours from its log's
-    training wall time; decoders from ``nfe`` model calls. Written to ``work/timing.json``."""
+def timed(fn, *args) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the finished subprocesses) of ``fn(*args)``; the CPU time is
+    what the work costs on an idle core, the wall time what it cost on this machine now."""
+    import resource
     import time
 
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    t0, c0 = time.perf_counter(), cpu()
+    fn(*args)
+    return time.perf_counter() - t0, cpu() - c0
+
+
+def measure(study: Study, branches: list[str], seeds: int, steps: int, nfe: int) -> dict:
+    """Seconds per training step of each implementation at ``study.cfg``, and per model call of
+    each decoder on ``cfg.decode_pairs`` pairs, as wall and CPU time: training by the difference
+    of a 10-step and a (10 + ``steps``)-step process (the official loop logs no times), decoders
+    from ``nfe`` model calls (their start-up included). Then the estimate of the whole study
+    (``seeds`` seeds, ``cfg.steps`` steps; v1 decodes T calls, v2 10), in core-hours and in hours
+    on 2 cores (``--jobs 2``). Written to ``work/timing.json``."""
     out: dict = {}
     for branch in branches:
         if problems := check(study.checkouts[branch], branch):
             sys.exit("\n".join(problems))
     for branch in branches:
-        walls = {}
+        train: dict = {"official": {}, "ours": {}}
         for n in (10, 10 + steps):
             sub = Study(dataclasses.replace(study.cfg, steps=n, save_every=10**6), study.out, study.work / f"timing-{n}",
                         study.python, study.checkouts, study.margin, study.window)
             sub.prepare()
-            t0 = time.perf_counter()
-            sub.train_official(branch, 0)
-            walls[n] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        sub.decode_official(branch, 0, nfe)
-        official_decode = time.perf_counter() - t0
-        startup = walls[10] - 10 * (walls[10 + steps] - walls[10]) / steps
-        sub.train_ours(branch, 0)
-        rows = [json.loads(line) for line in (sub.ours_dir(branch, 0) / "log.jsonl").read_text().splitlines()]
-        ours_wall = max(r["wall_s"] for r in rows)
-        t0 = time.perf_counter()
-        sub.decode_ours(sub.ours_dir(branch, 0), branch, sub.ours_decoder_out(branch, 0, "ours"), nfe)
-        ours_decode = time.perf_counter() - t0
-        out[branch] = {"official_s_per_step": (walls[10 + steps] - walls[10]) / steps, "official_startup_s": startup,
-                       "ours_s_per_step": ours_wall / (10 + steps),
-                       "official_decode_s_per_nfe": official_decode / nfe, "ours_decode_s_per_nfe": ours_decode / nfe,
-                       "steps": steps, "nfe": nfe, "pairs": study.cfg.decode_pairs}
-        print(branch, json.dumps(out[branch]), flush=True)
+            train["official"][n] = timed(sub.train_official, branch, 0)
+            train["ours"][n] = timed(sub.train_ours, branch, 0)
+        dec = {"official": timed(sub.decode_official, branch, 0, nfe),
+               "ours": timed(sub.decode_ours, sub.ours_dir(branch, 0), branch, sub.ours_decoder_out(branch, 0, "ours"), nfe)}
+        row: dict = {"steps": steps, "nfe": nfe, "pairs": study.cfg.decode_pairs}
+        for impl in ("official", "ours"):
+            for k, kind in enumerate(("wall", "cpu")):
+                per_step = (train[impl][10 + steps][k] - train[impl][10][k]) / steps
+                row[f"{impl}_{kind}_s_per_step"] = per_step
+                row[f"{impl}_{kind}_startup_s"] = train[impl][10][k] - 10 * per_step
+                row[f"{impl}_decode_{kind}_s_per_nfe"] = dec[impl][k] / nfe
+        calls = study.cfg.diffusion_steps if branch == "v1" else BRANCHES[branch]["decode"]["step"]
+        for kind in ("wall", "cpu"):
+            one = sum(row[f"{i}_{kind}_startup_s"] + study.cfg.steps * row[f"{i}_{kind}_s_per_step"]
+                      for i in ("official", "ours"))
+            one += calls * (row[f"official_decode_{kind}_s_per_nfe"] + 2 * row[f"ours_decode_{kind}_s_per_nfe"])
+            row[f"study_{kind}_core_hours"] = seeds * one / 3600
+        out[branch] = row
+        print(branch, json.dumps(row), flush=True)
+    for kind in ("wall", "cpu"):
+        core_h = sum(out[b][f"study_{kind}_core_hours"] for b in branches)
+        out[f"study_{kind}"] = {"core_hours": core_h, "hours_on_2_cores": core_h / 2}
+    print(json.dumps({k: v for k, v in out.items() if k.startswith("study")}), flush=True)
     (study.work / "timing.json").write_text(json.dumps(out, indent=2))
     return out
 
@@ -641,7 +661,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--jobs", type=int, default=1, help="(branch, seed) pipelines at once, each on one core (default 1)")
     p.add_argument("--time", type=int, nargs=2, metavar=("STEPS", "NFE"), help="measure instead: seconds per training "
                    "step of each implementation (STEPS more steps than a 10-step run) and per decoder model call (NFE "
-                   "calls on --decode-pairs pairs), in --work/timing-*; nothing else is run")
+                   "calls on --decode-pairs pairs), in --work/timing-*, and the study's estimate for --seeds; nothing else is run")
     c = p.add_argument_group("configuration (one for both implementations; defaults: the study's)")
     for f in dataclasses.fields(Config):
         c.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None,
@@ -661,7 +681,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                 {s: pairs[s][:n] for s, n in TINY_SIZES.items()})))
     study = Study(cfg, out, work, a.python, {"v1": a.checkout_v1, "v2": a.checkout_v2}, a.margin, a.final_window)
     if a.time:
-        measure(study, a.branches, *a.time)
+        measure(study, a.branches, len(a.seeds), *a.time)
         return
     if not a.report_only:
         study.run(a.branches, a.seeds, a.jobs)
