@@ -546,8 +546,7 @@ def collect(study: Study, branches: list[str], seeds: list[int]) -> tuple[list[d
                 pts = official_curves(odir / "model" / "progress.csv") + official_m_norms(odir / "model", cfg.steps)
                 curves += [dict(impl="official", branch=branch, seed=seed, step=s, metric=m, value=v) for s, m, v in pts]
                 _copy(logs / f"official-{tag}", odir / "model" / "progress.csv", odir / "model" / "log.txt",
-                      odir / "model" / "training_args.json", odir / "train.log", odir / "decode.log",
-                      odir / "samples.official.jsonl")
+                      odir / "model" / "training_args.json", odir / "train.log", odir / "decode.log")
             if (ours / "log.jsonl").is_file():
                 curves += [dict(impl="ours", branch=branch, seed=seed, step=s, metric=m, value=v)
                            for s, m, v in our_curves(ours / "log.jsonl")]
