@@ -115,7 +115,7 @@ MISSING = [f"{what} at {path.parent if path.name == 'train.py' else path}" for w
 def test_tiny_runs_every_stage(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks/parity/train_parity.py"), "--tiny",
                            "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")],
-                          capture_output=True, text=True, timeout=1200, check=False)
+                          capture_output=True, text=True, timeout=3600, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = tmp_path / "out"
     report = (out / "report.md").read_text()
