@@ -112,32 +112,60 @@ def check(checkout: Path, branch: str) -> list[str]:
     return problems
 
 
+def write_pairs(folder: Path, splits: dict[str, list[tuple[str, str]]]) -> Path:
+    """``{split}.jsonl`` with ``src``/``trg`` in ``folder``, the layout the official loader reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps({"src": s, "trg": t}) + "\n" for s, t in rows))
+    return folder
+
+
+def write_bert_config(folder: Path, config: dict) -> Path:
+    """A local ``config_name`` folder: the BERT ``config.json`` (the official model reads only it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def write_stubs(work: Path) -> Path:
+    """The no-op ``wandb`` module under ``work/stubs``; that folder goes first on PYTHONPATH."""
+    stubs = work / "stubs" / "wandb"
+    stubs.mkdir(parents=True, exist_ok=True)
+    (stubs / "__init__.py").write_text(WANDB_STUB)
+    return stubs.parent
+
+
+def official_env(stubs: Path, checkout: Path, logdir: Path, home: Path) -> dict[str, str]:
+    """The environment of an official script: the stand-ins first, its logger writing to ``logdir``
+    (its ``configure`` truncates log.txt and progress.csv there: give a decoder its own folder),
+    one thread, and the Hugging Face libraries offline."""
+    return {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{stubs}:{checkout}", "OPENAI_LOGDIR": str(logdir),
+            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "HOME": str(home),
+            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
 def write_inputs(work: Path) -> dict[str, Path]:
     """Data splits, the vocabulary file, the BERT config folder and the wandb stand-in."""
-    data, config, stubs = work / "data", work / "bert-config", work / "stubs" / "wandb"
-    for d in (data, config, stubs):
-        d.mkdir(parents=True, exist_ok=True)
     pairs = synthetic.generate()
-    for split, n in SIZES.items():
-        rows = pairs[split][:n]
-        (data / f"{split}.jsonl").write_text("".join(json.dumps({"src": s, "trg": t}) + "\n" for s, t in rows))
+    data = write_pairs(work / "data", {split: pairs[split][:n] for split, n in SIZES.items()})
     counts = Counter(w for s, t in pairs["train"][: SIZES["train"]] for w in f"{s} {t}".split())
     words = sorted(counts, key=lambda w: (-counts[w], w))
     (work / "vocab.txt").write_text("".join(f"{w}\n" for w in words))
-    (config / "config.json").write_text(json.dumps(BERT_CONFIG, indent=2))
-    (stubs / "__init__.py").write_text(WANDB_STUB)
-    return {"data": data, "config": config, "vocab": work / "vocab.txt", "stubs": stubs.parent}
+    return {"data": data, "config": write_bert_config(work / "bert-config", BERT_CONFIG), "vocab": work / "vocab.txt",
+            "stubs": write_stubs(work)}
 
 
-def _flags(args: dict) -> list[str]:
+def flags(args: dict) -> list[str]:
+    """``--key value`` for each item, as the official argparse reads them."""
     return [x for k, v in args.items() for x in (f"--{k}", str(v))]
 
 
-def _run(cmd: list[str], checkout: Path, env: dict[str, str], log: Path) -> None:
+def run_logged(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
+    """Run ``cmd`` in ``cwd`` with its output in ``log``; a failure exits naming the log."""
     with log.open("w") as f:
-        done = subprocess.run(cmd, cwd=checkout, env=env, stdout=f, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, check=False)
     if done.returncode:
-        sys.exit(f"{' '.join(cmd[:2])} failed (exit {done.returncode}); see {log}")
+        sys.exit(f"{' '.join(map(str, cmd[:3]))} failed (exit {done.returncode}); see {log}")
 
 
 def make(checkout: Path, branch: str, python: str, work: Path, out: Path) -> None:
@@ -150,14 +178,14 @@ def make(checkout: Path, branch: str, python: str, work: Path, out: Path) -> Non
     model_dir, gen_dir = work / "model", work / "generation"
     model_dir.mkdir()
     gen_dir.mkdir()
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{inputs['stubs']}:{checkout}", "OPENAI_LOGDIR": str(model_dir),
-           "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "HOME": str(work)}
+    env = official_env(inputs["stubs"], checkout, model_dir, work)
     train = {**TRAIN_ARGS, **conf["train"], "checkpoint_path": model_dir, "data_dir": inputs["data"], "vocab": inputs["vocab"],
              "config_name": inputs["config"]}
-    _run([python, "train.py", *_flags(train)], checkout, env, work / "train.log")
+    run_logged([python, "train.py", *flags(train)], checkout, env, work / "train.log")
     (ckpt,) = model_dir.glob("ema_*.pt")
     decode = {**DECODE_ARGS, **conf["decode"], "model_path": ckpt, "out_dir": gen_dir}
-    _run([python, conf["decoder"], *_flags(decode)], checkout, env, work / "decode.log")
+    run_logged([python, conf["decoder"], *flags(decode)], checkout, {**env, "OPENAI_LOGDIR": str(gen_dir)},
+               work / "decode.log")
     (samples,) = gen_dir.glob("*/*.samples/*.json")
     out.mkdir(parents=True, exist_ok=True)
     for src, name in ((ckpt, ckpt.name), (model_dir / "training_args.json", "training_args.json"),

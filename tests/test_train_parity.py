@@ -1,0 +1,132 @@
+"""benchmarks/parity/train_parity.py: its pure parts (log parsing, the verdict, the mapping of
+the two configurations) without the official code, and its ``--tiny`` run end to end where the
+official checkouts and their virtualenv exist (marked ``official``; CI has none, so it skips)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks" / "parity"))
+import train_parity as tp  # noqa: E402
+
+# What the official logger writes with --log_interval 5 --eval_interval 5 (trimmed to the columns
+# read, plus one quartile column): a training row (step = the index of the step just done), then
+# the evaluation row, which has no step because the training row's dump cleared it; a row where
+# evaluation and training fall on one dump carries both.
+PROGRESS_CSV = """\
+grad_norm,loss,loss_q0,mse,nll,samples,step,eval_loss,eval_mse,eval_nll
+0.89,5.18,5.01,0.93,10.68,32,0,,,
+,,,,,,,5.17,0.89,10.46
+0.88,5.07,5.13,0.86,10.15,192,5,,,
+,,,,,,,4.99,0.81,9.78
+0.87,4.80,4.81,0.79,9.50,352,10,4.70,0.77,9.40
+"""
+
+
+def test_an_official_progress_csv_parses_into_curves(tmp_path):
+    path = tmp_path / "progress.csv"
+    path.write_text(PROGRESS_CSV)
+    got = {(s, m): v for s, m, v in tp.official_curves(path)}
+    # steps are updates done: index 0 → 1; the step-less evaluation rows take the row before's
+    assert got[(1, "val_mse")] == pytest.approx(0.89)
+    assert got[(1, "val_nll")] == pytest.approx(5.17 - 0.89)  # rounding NLL = loss − mse
+    assert got[(1, "val_token_nll")] == pytest.approx(10.46)  # the official model-x0 NLL, kept apart
+    assert got[(6, "val_mse")] == pytest.approx(0.81)
+    assert got[(6, "train_nll")] == pytest.approx(5.07 - 0.86)
+    assert got[(11, "val_mse")] == pytest.approx(0.77)
+    assert got[(11, "train_mse")] == pytest.approx(0.79)
+    assert sorted(s for s, m in got if m == "val_mse") == [1, 6, 11]
+
+
+def test_our_log_parses_into_the_same_metrics(tmp_path):
+    rows = [{"step": 5, "split": "train", "loss": 3.9, "mse": 1.0, "nll": 2.8, "m_norm": 1.03, "m_norm_ema": 1.05},
+            {"step": 5, "split": "valid", "val_loss": 3.8, "val_mse": 1.01, "val_nll": 2.79},
+            {"step": 10, "split": "valid", "val_loss": 3.0, "val_mse": 0.9, "val_nll": 2.1}]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 15, "spl')  # torn last line
+    got = {(s, m): v for s, m, v in tp.our_curves(log)}
+    assert got == pytest.approx({(5, "train_mse"): 1.0, (5, "train_nll"): 2.9, (5, "m_norm"): 1.05,
+                                 (5, "val_mse"): 1.01, (5, "val_nll"): 2.79, (10, "val_mse"): 0.9, (10, "val_nll"): 2.1})
+
+
+def test_the_final_value_averages_the_last_window():
+    pts = [(100, 9.0), (1700, 1.0), (1900, 2.0), (2000, 3.0)]
+    assert tp.final_value(pts, 2000, 0.2) == pytest.approx(2.0)
+    assert tp.final_value([(100, 9.0)], 2000, 0.2) == 9.0  # nothing in the window: the last point
+    assert tp.final_value([], 2000, 0.2) is None
+
+
+def test_verdict_inside_the_seed_range_and_equivalent():
+    v = tp.verdict("val_mse", "v2", ours=[0.100, 0.101, 0.099], official=[0.100, 0.102, 0.098], margin_frac=0.10)
+    assert v.inside
+    assert v.margin == pytest.approx(0.010)
+    assert v.p is not None and v.p < 0.05
+    assert v.equivalence.startswith("equivalent")
+    assert "inside" in v.line() and "n=3" in v.line()
+
+
+def test_verdict_clearly_outside_and_not_equivalent():
+    v = tp.verdict("val_nll", "v1", ours=[2.0, 2.1, 1.9], official=[1.0, 1.02, 0.98], margin_frac=0.10)
+    assert not v.inside
+    assert v.p is not None and v.p > 0.5
+    assert v.equivalence == "not shown equivalent"
+    assert "OUTSIDE" in v.line()
+
+
+def test_one_seed_is_inconclusive():
+    v = tp.verdict("m_norm", "v2", ours=[1.0], official=[1.0, 1.01], margin_frac=0.10)
+    assert v.p is None and v.equivalence.startswith("inconclusive")
+    one = tp.verdict("m_norm", "v2", ours=[1.0, 1.1], official=[1.0], margin_frac=0.10)
+    assert one.inside is None and "inconclusive (1 official seed)" in one.line()
+
+
+def test_the_two_configurations_map_one_to_one():
+    """Our importer reads the official flags the tool passes as exactly the spec it trains."""
+    cfg = tp.Config()
+    for branch in ("v1", "v2"):
+        args = json.loads(json.dumps(tp.official_args(cfg, branch, 3, Path("m"), Path("c")), default=str))
+        assert tp.mapping_differences(args, tp.bert_config(cfg), tp.our_spec(cfg, branch, 3)) == []
+    args["lr"] = 2e-4
+    assert tp.mapping_differences(args, tp.bert_config(cfg), tp.our_spec(cfg, "v2", 3)) == [
+        "optim.lr: official 0.0002, ours 0.0001"]
+
+
+def test_equal_embedding_and_hidden_sizes_are_refused():
+    with pytest.raises(SystemExit, match="no input/output projections"):
+        tp.Config(hidden=128, embed_dim=128).check()
+
+
+OFFICIAL = {"the official code's virtualenv": Path("/work/official-venv/bin/python"),
+            "the official v1 checkout (branch main)": Path("/work/official-v1/train.py"),
+            "the official v2 checkout (branch diffuseq-v2)": Path("/work/official-v2/train.py")}
+MISSING = [f"{what} at {path.parent if path.name == 'train.py' else path}" for what, path in OFFICIAL.items()
+           if not path.exists()]
+
+
+@pytest.mark.official
+@pytest.mark.slow
+@pytest.mark.skipif(bool(MISSING), reason="needs " + "; ".join(MISSING) + " (benchmarks/parity/README.md)")
+def test_tiny_runs_every_stage(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks/parity/train_parity.py"), "--tiny",
+                           "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=3600, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    out = tmp_path / "out"
+    report = (out / "report.md").read_text()
+    for branch in ("v1", "v2"):
+        for metric in ("val_mse", "val_nll"):
+            assert f"| {branch} | {metric} |" in report
+    assert "| v2 | m_norm |" in report
+    assert "inconclusive" in report  # one seed
+    curves = (out / "curves.csv").read_text().splitlines()
+    assert curves[0] == "impl,branch,seed,step,metric,value"
+    assert {tuple(r.split(",")[:2]) for r in curves[1:]} == {(i, b) for i in ("official", "ours") for b in ("v1", "v2")}
+    bleu = (out / "bleu.csv").read_text().splitlines()
+    assert len(bleu) == 1 + 2 * 3  # per branch: official/official, official/ours, ours/ours
+    assert json.loads((out / "mapping.json").read_text())["differences"] == {"v1-s0": [], "v2-s0": []}
