@@ -37,6 +37,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -70,7 +71,7 @@ BERT_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_t
 class Config:
     """One configuration, given to both implementations (README.md: which flag is which)."""
 
-    dataset: str = "/work/shared/data/qqp"
+    dataset: str = str(Path(os.environ.get("DIFFUSEQ_DATA_ROOT", "../shared/data"), "qqp"))  # $DIFFUSEQ_DATA_ROOT/qqp
     layers: int = 2
     hidden: int = 256
     heads: int = 4
