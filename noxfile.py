@@ -34,9 +34,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def ablations(session: nox.Session) -> None:
-    """The main job: run a suite (default `quick`; `nox -s ablations -- qqp_cpu`), then its report."""
+    """The main job: run a suite (default `first_look`; `nox -s ablations -- quick`), then its report."""
     install(session)
-    suite = session.posargs[0] if session.posargs else "quick"
+    suite = session.posargs[0] if session.posargs else "first_look"
     results = f"results/{Path(suite).stem}"
     session.run("python", "-m", "bench", "run", suite, "--results", results)
     session.run("python", "-m", "bench", "report", "--results", results, "--out", f"{results}/report")
