@@ -102,15 +102,15 @@ def test_equal_embedding_and_hidden_sizes_are_refused():
         tp.Config(hidden=128, embed_dim=128).check()
 
 
-OFFICIAL = {"the official code's virtualenv": Path("/work/official-venv/bin/python"),
-            "the official v1 checkout (branch main)": Path("/work/official-v1/train.py"),
-            "the official v2 checkout (branch diffuseq-v2)": Path("/work/official-v2/train.py")}
-MISSING = [f"{what} at {path.parent if path.name == 'train.py' else path}" for what, path in OFFICIAL.items()
-           if not path.exists()]
+# The prepared official code (benchmarks/parity/README.md §1-3), where train_parity looks by default:
+# $DIFFUSEQ_OFFICIAL_PYTHON, $DIFFUSEQ_OFFICIAL_V1 and $DIFFUSEQ_OFFICIAL_V2 point elsewhere.
+NEEDED = {"the official code's virtualenv ($DIFFUSEQ_OFFICIAL_PYTHON)": tp.OFFICIAL["python"],
+          "the official v1 checkout, branch main ($DIFFUSEQ_OFFICIAL_V1)": tp.OFFICIAL["v1"] / "train.py",
+          "the official v2 checkout, branch diffuseq-v2 ($DIFFUSEQ_OFFICIAL_V2)": tp.OFFICIAL["v2"] / "train.py"}
+MISSING = [f"{what} at {path}" for what, path in NEEDED.items() if not path.exists()]
 
 
 @pytest.mark.official
-@pytest.mark.slow
 @pytest.mark.skipif(bool(MISSING), reason="needs " + "; ".join(MISSING) + " (benchmarks/parity/README.md)")
 def test_tiny_runs_every_stage(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks/parity/train_parity.py"), "--tiny",

@@ -104,6 +104,10 @@ TINY = {"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "embed_dim": 16, "time
         "diffusion_steps": 200, "lr": 2e-3, "ema_rate": 0.9, "steps": 20, "log_every": 5, "eval_every": 5,
         "save_every": 10, "decode_pairs": 8, "decode_batch": 8}
 TINY_SIZES = {"train": 400, "valid": 64, "test": 16}
+# Where the prepared official code lives (README §1-3): the defaults of --python and --checkout-*.
+OFFICIAL = {"python": Path(os.environ.get("DIFFUSEQ_OFFICIAL_PYTHON", "/work/official-venv/bin/python")),
+            "v1": Path(os.environ.get("DIFFUSEQ_OFFICIAL_V1", "/work/official-v1")),
+            "v2": Path(os.environ.get("DIFFUSEQ_OFFICIAL_V2", "/work/official-v2"))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,9 +655,12 @@ def main(argv: list[str] | None = None) -> None:
                    f"{TINY['steps']} steps, T = {TINY['diffusion_steps']}, {TINY['decode_pairs']} decode pairs")
     p.add_argument("--out", type=Path, help="results folder (default: results/parity/training; --tiny: runs/parity-tiny/out)")
     p.add_argument("--work", type=Path, help="run folders and checkpoints (default: runs/parity-training; --tiny: runs/parity-tiny/work)")
-    p.add_argument("--python", default="/work/official-venv/bin/python", help="the official code's virtualenv python")
-    p.add_argument("--checkout-v1", type=Path, default=Path("/work/official-v1"), help="official branch main, prepared")
-    p.add_argument("--checkout-v2", type=Path, default=Path("/work/official-v2"), help="official branch diffuseq-v2, prepared")
+    p.add_argument("--python", default=str(OFFICIAL["python"]), help="the official code's virtualenv python "
+                   "(default $DIFFUSEQ_OFFICIAL_PYTHON, else %(default)s)")
+    p.add_argument("--checkout-v1", type=Path, default=OFFICIAL["v1"], help="official branch main, prepared "
+                   "(default $DIFFUSEQ_OFFICIAL_V1, else %(default)s)")
+    p.add_argument("--checkout-v2", type=Path, default=OFFICIAL["v2"], help="official branch diffuseq-v2, prepared "
+                   "(default $DIFFUSEQ_OFFICIAL_V2, else %(default)s)")
     p.add_argument("--margin", type=float, default=0.10, help="TOST margin as a fraction of the official mean (default 0.10)")
     p.add_argument("--final-window", type=float, default=0.2, help="fraction of training whose curve points average into "
                    "the final value (default 0.2)")
