@@ -34,7 +34,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def ablations(session: nox.Session) -> None:
-    """The main job: run a suite (default `first_look`; `nox -s ablations -- quick`), then its report."""
+    """The main job: run a suite (default `first_look`; `nox -s ablations -- all_arms`), then its report."""
     install(session)
     suite = session.posargs[0] if session.posargs else "first_look"
     results = f"results/{Path(suite).stem}"

@@ -1,9 +1,9 @@
 """``python -m bench``: validate, run, inspect and report ablation suites.
 
-    python -m bench validate quick                      # check a suite file without running it
-    python -m bench run quick [--results DIR] [--only 'v2*'] [--dry-run] [--workers 2]
-    python -m bench status quick [--results DIR]        # done / running / submitted / failed / pending
-    python -m bench time quick [--results DIR] [--only 'v2*']  # redo the timing pass (run does it once at the end)
+    python -m bench validate all_arms                   # check a suite file without running it
+    python -m bench run all_arms [--results DIR] [--only 'v2*'] [--dry-run] [--workers 2]
+    python -m bench status all_arms [--results DIR]     # done / running / submitted / failed / pending
+    python -m bench time all_arms [--results DIR] [--only 'v2*']  # redo the timing pass (run does it once at the end)
     python -m bench report --results DIR --out DIR      # Markdown report from the results alone
 
 A suite is a path to a YAML file or a name: NAME.yaml in $DIFFUSEQ_SUITES_DIR, ./ablations/suites,

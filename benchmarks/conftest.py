@@ -24,7 +24,7 @@ from diffuseq.config import PRESETS, ModelSpec
 THREADS = 2
 # PEER-CPU: the model of the old bench scripts (the `cpu` preset's shapes).
 PEER_CPU = ModelSpec(layers=4, hidden=256, heads=4, ffn=1024, embed_dim=128, dropout=0.0)
-# The quick suite's model: the smoke preset.
+# The all_arms suite's model: the smoke preset.
 SMOKE = ModelSpec(**PRESETS["smoke"]["model"], dropout=0.0)
 BERT_VOCAB, WORDPIECE_8K = 30522, 8000
 

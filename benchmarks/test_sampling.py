@@ -51,8 +51,8 @@ def _forwards(model, ids, n: int):
 
 
 @pytest.fixture(scope="module")
-def quick():
-    """The quick suite's baseline decode: smoke model, seq_len 32, batch 64, vocab ~400."""
+def smoke_decode():
+    """The all_arms suite's baseline decode: smoke model, seq_len 32, batch 64, vocab ~400."""
     torch.manual_seed(0)
     return Denoiser(SMOKE, 400, 32, absorbing="none").eval(), *_batch(400, 64, 32)
 
@@ -65,12 +65,12 @@ def peer():
     return models, *_batch(BERT_VOCAB, B_PEER, 64)
 
 
-def test_mbr10(compare, quick):
+def test_mbr10(compare, smoke_decode):
     """(a) MBR-10: one pass per candidate (old) vs the 10 candidates as one stacked batch (new);
     floor: the chain's forwards at the stacked batch (640 rows)."""
-    model, ids, mask = quick
+    model, ids, mask = smoke_decode
     sampler, seeds = _sampler("baseline", steps=MBR_STEPS), list(range(10))
-    compare(f"(a) MBR-10, quick-suite baseline decoder (DDPM+clamp, {MBR_STEPS} steps), batch 64", {
+    compare(f"(a) MBR-10, all_arms-suite baseline decoder (DDPM+clamp, {MBR_STEPS} steps), batch 64", {
         "old": lambda: per_candidate_mbr(model, sampler, ids, mask, 0.0, seeds),
         "new": lambda: sample_batch(model, sampler, ids, mask, 0.0, [torch.Generator().manual_seed(s) for s in seeds]),
         "floor": _forwards(model, ids.repeat(10, 1), MBR_STEPS),

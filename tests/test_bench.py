@@ -105,7 +105,7 @@ def test_shipped_suites_validate(data_root):
     assert counts["smoke"] == (14, 10)  # 2 seeds × 7 arms; v2, absorb_train_only, official share a model
     # 3 seeds × (5 arms + 2 more v2 steps + 3 continuous + masked_diffusion K = 5/10/20/50 + AR greedy, beam);
     # the v2-like arms share a model, each family has its own
-    assert counts["quick"] == (3 * 16, 3 * 5)
+    assert counts["all_arms"] == (3 * 16, 3 * 5)
     assert counts["absorbing_state"] == (3 * 6, 3 * 5)
     assert counts["gamma_sweep"] == (6 * 3, 6 * 3)
     assert counts["precision"] == (2 * 2 * 3, 2 * 2 * 3)  # 2 arms × {fp32, bf16} × 3 seeds, no shared models
@@ -339,10 +339,10 @@ def test_bench_time_needs_trained_models_and_times_the_part_selected(tmp_path, c
     assert (timing.min_s > 0).all() and (timing.wall_min_s > 0).all()
 
 
-def test_the_timing_pass_times_every_sampling_configuration_of_the_quick_suite():
+def test_the_timing_pass_times_every_sampling_configuration_of_the_all_arms_suite():
     """One timed decoder per distinct (arm, label, sampler spec) of each model configuration: the
     three `continuous` v2 entries (5, 10, 20 steps) share a label and are still timed apiece."""
-    plan = load_plan("quick")
+    plan = load_plan("all_arms")
     timed = [c for g in config_groups(list(plan.groups)) for c in distinct_decoders(g)]
     seed0 = {(c.arm, c.label, c.sampler.key()) for c in plan.cells if c.seed == plan.suite.seeds[0]}
     assert len(timed) == len(seed0) == 16
@@ -471,10 +471,10 @@ def test_user_suite_folders_are_read_before_the_built_in_suites(tmp_path, monkey
     (tmp_path / "mine" / "smoke.yaml").write_text(yaml.safe_dump({**TINY, "name": "my-smoke"}))
     assert load_plan("smoke").suite.name == "smoke"
     monkeypatch.setenv("DIFFUSEQ_SUITES_DIR", str(tmp_path / "mine"))
-    assert load_plan("smoke").suite.name == "my-smoke" and load_plan("quick").suite.name == "quick"
+    assert load_plan("smoke").suite.name == "my-smoke" and load_plan("all_arms").suite.name == "all_arms"
     assert bench_main(["validate", "smoke"]) == 0
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'mine' / 'smoke.yaml'}: ok — 3 cells")
-    with pytest.raises(ConfigError, match=r"suite 'nope' not found: .*suites: \[.*'quick'.*'smoke'"):
+    with pytest.raises(ConfigError, match=r"suite 'nope' not found: .*suites: \[.*'all_arms'.*'smoke'"):
         load_plan("nope")
 
 
@@ -482,29 +482,29 @@ def chosen(plan: Plan) -> tuple[int, int]:
     return plan.suite.executor.workers, plan.suite.threads
 
 
-def test_workers_and_threads_are_chosen_from_cores_and_model_size(monkeypatch):
+def test_workers_and_threads_are_chosen_from_cores_and_model_size(monkeypatch, data_root):
     """Small models: one 1-thread worker per core (at most one per model); a large model or a GPU:
     one worker with every core; a suite's own numbers and --workers win; never more threads than
     cores."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    quick = load_plan("quick")  # 15 smoke-size models
-    assert chosen(resolve(quick, cores=2)) == (2, 1)
-    assert chosen(resolve(quick, cores=32)) == (15, 2)
-    assert chosen(resolve(quick, workers=1, cores=2)) == (1, 2)  # `--workers 1`
-    assert chosen(resolve(quick, cores=2).select("v2-default-s0-*")) == (2, 1)  # `bench time --only`: the suite's choice
-    one = Plan(quick.suite, quick.source, quick.groups[:1], ())
+    all_arms = load_plan("all_arms")  # 15 smoke-size models
+    assert chosen(resolve(all_arms, cores=2)) == (2, 1)
+    assert chosen(resolve(all_arms, cores=32)) == (15, 2)
+    assert chosen(resolve(all_arms, workers=1, cores=2)) == (1, 2)  # `--workers 1`
+    assert chosen(resolve(all_arms, cores=2).select("v2-default-s0-*")) == (2, 1)  # `bench time --only`: the suite's choice
+    one = Plan(all_arms.suite, all_arms.source, all_arms.groups[:1], ())
     assert chosen(resolve(one, cores=2)) == (1, 2)
     paper = load_plan("paper_gpu")  # 12 layers, hidden 768: about 85M parameters without the vocabulary
-    assert model_size(paper.groups) > LARGE_MODEL_PARAMS > model_size(quick.groups)
+    assert model_size(paper.groups) > LARGE_MODEL_PARAMS > model_size(all_arms.groups)
     assert chosen(resolve(paper)) == (1, 4)  # its SLURM task: 16 cpus_per_task shared by 4 torchrun ranks
     local = replace(paper, suite=paper.suite.model_copy(update={"executor": ExecutorSpec()}))
     assert chosen(resolve(local, cores=16)) == (1, 16)
-    fixed = replace(quick, suite=quick.suite.model_copy(update={"threads": 1}))
+    fixed = replace(all_arms, suite=all_arms.suite.model_copy(update={"threads": 1}))
     assert chosen(resolve(fixed, cores=8)) == (8, 1)
     calibration = load_plan("qqp_calibration")  # executor: {workers: 2}, threads: 1
     assert chosen(resolve(calibration, cores=16)) == (2, 1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert chosen(resolve(quick, cores=2)) == (1, 2)
+    assert chosen(resolve(all_arms, cores=2)) == (1, 2)
 
 
 def test_results_do_not_depend_on_workers_and_threads(tmp_path):
