@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from bench.report import ReportOptions, analyse, build_report, load_results
-from bench.report.crossdata import dersimonian_laird, welch_test
+from bench.report.crossdata import random_effects, welch_test
 from bench.report.markdown import render
 from bench.report.synthetic import ConfigSpec, write_results
 
@@ -30,28 +30,36 @@ def _v2_bleu(a) -> pd.Series:
     return pooled[(pooled["arm"] == "v2") & (pooled["metric"] == "bleu")].iloc[0]
 
 
-def test_dersimonian_laird_by_hand() -> None:
+def test_random_effects_by_hand() -> None:
     # y = (0, 0.4, 0.2), se = (0.1, 0.1, 0.2): w = (100, 100, 25), fixed mean 45/225 = 0.2,
     # Q = 100·0.04 + 100·0.04 + 0 = 8 on 2 df, C = 225 − 20625/225, τ² = (8 − 2)/C = 0.045, I² = 6/8.
-    r = dersimonian_laird([0.0, 0.4, 0.2], [0.1, 0.1, 0.2], alpha=0.05)
+    r = random_effects([0.0, 0.4, 0.2], [0.1, 0.1, 0.2], alpha=0.05)
     assert r["q"] == pytest.approx(8.0) and r["df"] == 2
     assert r["q_p"] == pytest.approx(np.exp(-4.0))  # the χ² survival function on 2 df is exp(−Q/2)
     assert r["tau2"] == pytest.approx(6 / (225 - 20625 / 225)) == pytest.approx(0.045)
     assert r["i2"] == pytest.approx(0.75)
-    se = (2 / 0.055 + 1 / 0.085) ** -0.5  # weights 1/(se² + τ²)
+    # Weights w* = 1/(se² + τ²); Hartung–Knapp's q = Σ w*(y − μ)²/(k − 1) = (2 · 0.04/0.055)/2 < 1,
+    # so the modified rule keeps (Σ w*)^-½, with a t quantile on k − 1 = 2 df.
+    se = (2 / 0.055 + 1 / 0.085) ** -0.5
     assert r["pooled"] == pytest.approx(0.2) and r["pooled_se"] == pytest.approx(se)
-    assert r["pooled_high"] - r["pooled"] == pytest.approx(stats.norm.ppf(0.975) * se)
+    assert r["pooled_high"] - r["pooled"] == pytest.approx(stats.t.ppf(0.975, 2) * se)
+    # se = (0.1, 0.1, 0.05): w = (100, 100, 400), Q = 8, C = 600 − 180000/600 = 300, τ² = 0.02,
+    # w* = (1/0.03, 1/0.03, 1/0.0225), μ = 0.2, q = (2 · 0.04/0.03)/2 = 4/3 > 1: se² = q / Σ w* = 0.012.
+    wide = random_effects([0.0, 0.4, 0.2], [0.1, 0.1, 0.05], alpha=0.05)
+    assert wide["tau2"] == pytest.approx(0.02) and wide["pooled"] == pytest.approx(0.2)
+    assert wide["pooled_se"] == pytest.approx(0.012**0.5)
+    assert wide["pooled_low"] == pytest.approx(0.2 - stats.t.ppf(0.975, 2) * 0.012**0.5)
     # Q below its degrees of freedom: τ² and I² are 0 and the pooled mean is the fixed-effect one.
-    flat = dersimonian_laird([0.1, 0.3, 0.2], [0.1, 0.1, 0.2], alpha=0.05)
+    flat = random_effects([0.1, 0.3, 0.2], [0.1, 0.1, 0.2], alpha=0.05)
     assert flat["q"] == pytest.approx(2.0) and flat["tau2"] == 0.0 and flat["i2"] == 0.0
     assert flat["pooled"] == pytest.approx(0.2) and flat["pooled_se"] == pytest.approx(1 / 15)
 
 
 def test_planted_same_and_opposite_effects() -> None:
-    same = dersimonian_laird(0.02 + np.array([0.001, -0.001, 0.0005, -0.0005]), [0.003] * 4, alpha=0.05)
+    same = random_effects(0.02 + np.array([0.001, -0.001, 0.0005, -0.0005]), [0.003] * 4, alpha=0.05)
     assert same["q"] == pytest.approx((1 + 1 + 0.25 + 0.25) / 9) and same["q_p"] > 0.9
     assert same["i2"] == 0.0 and same["tau2"] == 0.0 and same["pooled"] == pytest.approx(0.02)
-    opposite = dersimonian_laird([0.03, 0.03, -0.03, -0.03], [0.003] * 4, alpha=0.05)
+    opposite = random_effects([0.03, 0.03, -0.03, -0.03], [0.003] * 4, alpha=0.05)
     assert opposite["q"] == pytest.approx(400.0) and opposite["q_p"] < 1e-12
     assert opposite["i2"] == pytest.approx(1 - 3 / 400) and opposite["pooled"] == pytest.approx(0.0, abs=1e-12)
     assert opposite["tau2"] == pytest.approx((400 - 3) / (4 / 0.003**2 - 4 / 0.003**4 / (4 / 0.003**2)))
@@ -65,10 +73,27 @@ def test_q_is_anticonservative_with_three_seeds_and_welch_is_not() -> None:
         samples = [rng.normal(0.0, sd, 3) for sd in (1.0, 1.0, 2.0, 0.5)]
         y = np.array([s.mean() for s in samples])
         se = np.array([s.std(ddof=1) / np.sqrt(3) for s in samples])
-        q_p.append(dersimonian_laird(y, se, alpha=0.05)["q_p"])
+        q_p.append(random_effects(y, se, alpha=0.05)["q_p"])
         welch_p.append(welch_test(samples)["welch_p"])
     assert np.mean(np.array(q_p) < 0.05) > 0.15
     assert 0.02 <= np.mean(np.array(welch_p) < 0.05) <= 0.10
+
+
+def test_the_pooled_interval_keeps_its_coverage_with_three_seeds() -> None:
+    """4 datasets × 3 seeds, one true effect (0) and unequal spreads: the normal interval around
+    the random-effects mean covers it far less often than 95%, the modified Hartung–Knapp one does."""
+    rng = np.random.default_rng(0)
+    covered, normal = [], []
+    for _ in range(1000):
+        samples = [rng.normal(0.0, sd, 3) for sd in (0.01, 0.02, 0.03, 0.05)]
+        y = np.array([s.mean() for s in samples])
+        se = np.array([s.std(ddof=1) / np.sqrt(3) for s in samples])
+        r = random_effects(y, se, alpha=0.05)
+        covered.append(r["pooled_low"] <= 0.0 <= r["pooled_high"])
+        w = 1 / (se**2 + r["tau2"])
+        normal.append(abs(r["pooled"]) <= stats.norm.ppf(0.975) / np.sqrt(w.sum()))
+    assert np.mean(normal) < 0.90
+    assert np.mean(covered) >= 0.93
 
 
 def test_the_same_effect_on_every_dataset(tmp_path: Path) -> None:
