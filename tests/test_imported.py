@@ -135,12 +135,16 @@ def test_other_weights_at_the_same_path_give_other_cell_ids(tmp_path, monkeypatc
     monkeypatch.setenv("TEST_RUNS", str(tmp_path / "runs"))
     _import(tmp_path / "runs" / "official_v2")
     path = write_suite(tmp_path, arms=[], baselines=[])
-    before = {c.cell_id: c.train_key for c in load_plan(path).cells}
+    stale = load_plan(path)
+    before = {c.cell_id: c.train_key for c in stale.cells}
     shutil.rmtree(tmp_path / "runs" / "official_v2")
     _import(tmp_path / "runs" / "official_v2", bias_shift=0.5, tmp=tmp_path / "ckpt")
     after = {c.cell_id: c.train_key for c in load_plan(path).cells}
     assert len(before) == len(after) == 1 and set(before).isdisjoint(after)
     assert set(before.values()).isdisjoint(after.values())
+    # a plan made before the change refuses to decode the new weights under the old ids
+    failed = run_suite(stale, tmp_path / "res", progress=False).failed
+    assert list(failed) == list(before) and "changed since the suite was planned" in next(iter(failed.values()))
 
 
 def test_only_imported_arms_and_trivial_rows(tmp_path, runs_dir):
