@@ -308,9 +308,10 @@ def run_group(suite: Suite, group: Group, results: Path, fail_fast: bool = False
         except Exception as err:
             if fail_fast:
                 raise
+            stage, what = ("imported", "imported run") if group.run else ("train", "training")
             for c in todo:
-                store.write_error(c.cell_id, {"arm": c.arm, "seed": c.seed, "stage": "train"}, err)
-            return GroupResult(group.train_key, [], {c.cell_id: f"training failed: {err}" for c in todo})
+                store.write_error(c.cell_id, {"arm": c.arm, "seed": c.seed, "stage": stage}, err)
+            return GroupResult(group.train_key, [], {c.cell_id: f"{what} failed: {err}" for c in todo})
         model = TrainedModel.imported(Path(group.run)) if group.run else TrainedModel.open(store.model_dir(group.train_key))
         for c in todo:
             try:
