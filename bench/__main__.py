@@ -33,7 +33,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     plan, _ = _plan_and_results(args)
     suite = plan.suite
     print(f"{plan.source}: ok — {len(plan.cells)} cells, {len(plan.groups)} distinct models "
-          f"({len(suite.arms)} arms × {len(suite.datasets)} datasets × {len(suite.seeds)} seeds)")
+          f"({len(suite.arms)} arms × {len(suite.datasets)} datasets × {len(suite.seeds)} seeds"
+          + (f"; {len(suite.imported)} imported, decoded once)" if suite.imported else ")"))
     return 0
 
 

@@ -52,7 +52,10 @@ def cpu_model() -> str:
 def data_files(cells: list[Cell]) -> dict[str, str]:
     """``dataset/file`` → sha1 of every file the cells' datasets read (the embedded set: none)."""
     out = {}
-    for spec in {c.dataset: c.train.data for c in cells}.values():
+    specs = {c.dataset: c.train.data for c in cells if not c.run}
+    for c in cells:  # a dataset only imported runs decode: read as the first of them reads it
+        specs.setdefault(c.dataset, c.train.data)
+    for spec in specs.values():
         if spec.dataset == SYNTHETIC or spec.hf:
             continue
         folder = resolve_folder(spec)
@@ -67,9 +70,11 @@ def data_files(cells: list[Cell]) -> dict[str, str]:
 
 def vocabularies(cells: list[Cell]) -> dict[str, str]:
     """Per (dataset, tokenizer settings), the sha1 of its vocabulary: the trained WordPiece
-    vocabulary is deterministic and cached by corpus, so this rebuilds nothing that exists."""
-    out = {}
-    for data in {(c.dataset, c.train.data.tokenizer, c.train.data.vocab_size): c.train.data for c in cells}.values():
+    vocabulary is deterministic and cached by corpus, so this rebuilds nothing that exists. An
+    imported run's vocabulary is its own ``tokenizer.json``, named by its arm."""
+    out = {f"{c.dataset} {c.arm} (imported)": sha1(Path(c.run) / "tokenizer.json") for c in cells if c.run}
+    for data in {(c.dataset, c.train.data.tokenizer, c.train.data.vocab_size): c.train.data for c in cells
+                 if not c.run}.values():
         pairs = load_split(data, "train")
         tok = build_tokenizer(data.tokenizer, data.vocab_size, [s for p in pairs for s in (p.src, p.trg)])
         name = f"{data.dataset} {data.tokenizer}" + (f"-{data.vocab_size}" if data.tokenizer == "wordpiece" else "")
@@ -93,6 +98,8 @@ def write_manifest(store: Store, plan: Plan, phases: dict[str, float]) -> Path:
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "usable_cores": usable_cores(),
                     "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()},
         "executor": {"kind": suite.executor.kind, "workers": suite.executor.workers, "threads": suite.threads},
+        **({"imported_runs": {c.arm: {"run": c.run, "sha256": c.weights} for c in cells if c.run}}
+           if any(c.run for c in cells) else {}),
         "wall_s": walls,
         "runs": old.get("runs", 0) + 1,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"),

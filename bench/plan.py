@@ -2,7 +2,8 @@
 
 A cell is (arm, dataset, seed, sweep point, sampler variant). Cells whose training specs hash
 equal share one :class:`Group`: the model is trained once and then decoded once per cell
-(``absorb_train_only`` and ``v2`` always share). A :class:`TrivialCell` is a trivial output
+(``absorb_train_only`` and ``v2`` always share). An imported arm's cells form a group of their
+own that decodes a given run directory and trains nothing (:mod:`bench.imported`). A :class:`TrivialCell` is a trivial output
 (``diffuseq.baselines``) scored once per dataset, with no model.
 
 :func:`make_plan` is the only place a suite is expanded: each arm file is read once, every
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench.imported import ImportedRun, open_run, same_dataset
 from bench.spec import SamplerEntry, Suite, load_suite, nested, suite_file
 from diffuseq.config import ConfigError, TrainSpec, build_train_spec, load_arm
 from diffuseq.family import decodes
@@ -40,10 +42,13 @@ class Cell:
     settings_hash: str  # hash of the suite's decode, metric and curve settings (see settings_hash)
     curve_sampler: SamplerSpec  # the arm's own decoder as its convergence curve uses it
     arm_label: str  # the arm file's one-line label
+    run: str = ""  # an imported arm's run directory (decoded, never trained); "" for a model the suite trains
+    weights: str = ""  # an imported run's bench.imported.run_identity
 
     @property
     def train_key(self) -> str:
-        return self.train.key()
+        """The model's key: its spec hash, or for an imported run ``imported-`` and its identity."""
+        return f"imported-{self.weights[:12]}" if self.run else self.train.key()
 
     @property
     def cell_id(self) -> str:
@@ -64,13 +69,14 @@ class Cell:
         return {"suite": self.suite, "arm": self.arm, "dataset": self.dataset, "seed": self.seed,
                 "sweep": [list(kv) for kv in self.sweep], "label": self.label, "sampler": spec(self.sampler),
                 "train": spec(self.train), "settings_hash": self.settings_hash,
-                "curve_sampler": spec(self.curve_sampler), "arm_label": self.arm_label}
+                "curve_sampler": spec(self.curve_sampler), "arm_label": self.arm_label,
+                **({"run": self.run, "weights": self.weights} if self.run else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Cell:
         return cls(d["suite"], d["arm"], d["dataset"], d["seed"], tuple(tuple(kv) for kv in d["sweep"]), d["label"],
                    SamplerSpec.model_validate(d["sampler"]), TrainSpec.model_validate(d["train"]), d["settings_hash"],
-                   SamplerSpec.model_validate(d["curve_sampler"]), d["arm_label"])
+                   SamplerSpec.model_validate(d["curve_sampler"]), d["arm_label"], d.get("run", ""), d.get("weights", ""))
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,12 @@ class Group:
 
     @property
     def train_key(self) -> str:
-        return self.train.key()
+        return self.cells[0].train_key
+
+    @property
+    def run(self) -> str:
+        """The imported run directory the group decodes ("" for a model it trains)."""
+        return self.cells[0].run
 
     @property
     def arms(self) -> list[str]:
@@ -182,17 +193,18 @@ def make_plan(suite: Suite, source: str = "suite") -> Plan:
     """Expand a suite: validate every spec it implies (errors name ``source`` and the key) and
     group its cells by model; duplicate cells are an error."""
     arms = {a: load_arm(a) for a in suite.arms}
+    docs = arms | {name: load_arm(e.like) for name, e in suite.imported.items()}  # an imported arm decodes as `like`
     settings = settings_hash(suite)
     curve = {a: build_sampler_spec(curve_sampler_raw(suite, doc["sample"]), source=f"{source}: curves (arm {a}'s own decoder)")
-             for a, doc in arms.items()}
+             for a, doc in docs.items()}
     for i, raw in enumerate(suite.curves.extra):
         build_sampler_spec(raw, source=f"{source}: curves.extra.{i}")
-    samplers: dict[str, list[tuple[str | None, SamplerSpec]]] = {a: [] for a in arms}
+    samplers: dict[str, list[tuple[str | None, SamplerSpec]]] = {a: [] for a in docs}
     for i, entry in enumerate(suite.samplers):
-        for a in entry.arms or suite.arms:
+        for a in entry.arms or suite.all_arms:
             for steps in entry_steps(entry):
                 over = {**entry.set, **({} if steps is None else {"steps": steps})}
-                spec = build_sampler_spec(overlay(arms[a]["sample"], over), source=f"{source}: samplers.{i} (arm {a})")
+                spec = build_sampler_spec(overlay(docs[a]["sample"], over), source=f"{source}: samplers.{i} (arm {a})")
                 samplers[a].append((entry.label, spec))
     groups: dict[str, list[Cell]] = {}
     for index in range(len(suite.sweep_points())):
@@ -208,24 +220,53 @@ def make_plan(suite: Suite, source: str = "suite") -> Plan:
                                    "data.dataset": dataset, "optim.seed": seed})
                     train = build_train_spec(suite.preset, doc, over,
                                              source=f"{source}: {where}overrides/sweep (arm {a})")
-                    for _, spec in samplers[a]:
-                        if not decodes(train, spec.sampler):
-                            raise ConfigError(f"{source}: samplers: sampler {spec.sampler!r} cannot decode arm {a!r} "
-                                              f"(a {train.model.family} model); restrict that entry with `arms:`")
+                    check_decodes(source, a, train, samplers[a])
                     for label, spec in samplers[a]:
                         cell = Cell(suite.name, a, dataset, seed, tuple(sorted(point.items())),
                                     label or f"{spec.sampler}-{spec.steps}", spec, train, settings, curve[a], doc["label"])
                         groups.setdefault(train.key(), []).append(cell)
+    base = Path(source).parent  # an imported run's relative path is read from the suite file's folder
+    for name, entry in suite.imported.items():
+        run = open_run(entry.run, base, f"{source}: imported.{name}.run")
+        dataset = imported_dataset(suite, source, name, run)
+        check_decodes(source, name, run.train, samplers[name])
+        arm_label = entry.label or f"imported {run.path.name}, decoded as {entry.like}"
+        for label, spec in samplers[name]:
+            cell = Cell(suite.name, name, dataset, suite.seeds[0], (), label or f"{spec.sampler}-{spec.steps}", spec,
+                        run.train, settings, curve[name], arm_label, str(run.path), run.identity)
+            groups.setdefault(cell.train_key, []).append(cell)
     cells = [c for cs in groups.values() for c in cs]
     if dup := sorted(k for k, n in Counter(c.cell_id for c in cells).items() if n > 1):
         raise ConfigError(f"{source}: samplers: entries overlap and would run the same cell twice: {dup}; "
                           "restrict one entry with `arms:` or drop the duplicated steps")
     first: dict[str, TrainSpec] = {}
-    for c in cells:
-        first.setdefault(c.dataset, c.train)
+    for c in cells:  # trivial rows are laid out as the dataset's first trained model, else as the preset's
+        if c.dataset not in first:
+            first[c.dataset] = c.train if not c.run else build_train_spec(suite.preset, None, nested(
+                {**suite.overrides, **suite.dataset_overrides.get(c.dataset, {}), "data.dataset": c.dataset}),
+                source=f"{source}: overrides")
     trivial = [TrivialCell(suite.name, name, dataset, train, settings) for dataset, train in first.items()
                for name in suite.baselines]
     return Plan(suite, source, tuple(Group(cs[0].train, tuple(cs)) for cs in groups.values()), tuple(trivial))
+
+
+def check_decodes(source: str, arm: str, train: TrainSpec, samplers: list[tuple[str | None, SamplerSpec]]) -> None:
+    """Every sampler of ``arm`` decodes its model's family."""
+    for _, spec in samplers:
+        if not decodes(train, spec.sampler):
+            raise ConfigError(f"{source}: samplers: sampler {spec.sampler!r} cannot decode arm {arm!r} "
+                              f"(a {train.model.family} model); restrict that entry with `arms:`")
+
+
+def imported_dataset(suite: Suite, source: str, name: str, run: ImportedRun) -> str:
+    """The suite dataset an imported run was trained on (its cells' dataset; the others skip it)."""
+    for dataset in suite.datasets:
+        data = nested({**suite.overrides, **suite.dataset_overrides.get(dataset, {})}).get("data", {})
+        if same_dataset(run.train.data, dataset, data.get("data_root")):
+            return dataset
+    raise ConfigError(f"{source}: imported.{name}.run: {run.path} was trained on dataset {run.train.data.dataset!r}, "
+                      f"which is not among this suite's datasets {list(suite.datasets)}; add it to datasets, or "
+                      "re-import the checkpoint with `diffuseq import-official ... --dataset NAME`")
 
 
 def load_plan(path: str | Path, only: str | None = None) -> Plan:

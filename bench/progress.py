@@ -42,7 +42,7 @@ def status_line(store: Store, groups: Sequence[Group]) -> str:
         if not store.is_locked(g.train_key):
             continue
         step, total = last_step(store.model_dir(g.train_key) / "log.jsonl"), g.train.optim.steps
-        what = "starting" if step is None else "decoding" if step >= total else f"step {step}/{total}"
+        what = "decoding" if g.run else "starting" if step is None else "decoding" if step >= total else f"step {step}/{total}"
         parts.append(f"{group_name(g, datasets)} {what}")
     return " · ".join(parts)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -105,11 +106,33 @@ class ExecutorSpec(_Strict):
         return max(self.procs_per_task, int(self.options.get("gpus_per_task", 1)))
 
 
+ARM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")  # an imported arm's name: part of cell ids and file names
+
+
+class ImportedArm(_Strict):
+    """A run directory decoded as an arm instead of a model the suite trains (bench/imported.py)."""
+
+    run: str = Field(description="the run directory (from `diffuseq import-official`, or any `diffuseq train` run): "
+                     "$VAR/${VAR} and ~ expanded, a relative path read from the suite file's folder")
+    like: str = Field(description="the arm whose `sample` section decodes it (and the samplers entries that name it)")
+    label: str | None = Field(None, description="the one-line label of reports; default: 'imported DIR, decoded as LIKE'")
+
+    @field_validator("like")
+    @classmethod
+    def _known_arm(cls, like: str) -> str:
+        arm_path(like)  # raises ConfigError listing the known arms
+        return like
+
+
 class Suite(_Strict):
     name: str
     description: str = ""
     preset: str = Field(description="a name in diffuseq.config.PRESETS")
-    arms: tuple[str, ...] = Field(min_length=1)
+    arms: tuple[str, ...] = Field((), description="the arms to train (at least one, unless `imported` names some)")
+    imported: dict[str, ImportedArm] = Field(
+        default_factory=dict, description="arm name → a run directory decoded instead of trained, at the suite's "
+        "first seed, on the dataset it was trained on (bench/imported.py); e.g. {official_v2: {run: "
+        "${DIFFUSEQ_RUNS}/official_qqp_v2, like: v2}}")
     datasets: tuple[str, ...] = Field(("default",), min_length=1)
     seeds: tuple[int, ...] = Field(min_length=1)
     samplers: tuple[SamplerEntry, ...] = (SamplerEntry(),)
@@ -192,12 +215,38 @@ class Suite(_Strict):
         """The sweep points ``arm`` trains at: every point, or ``[{}]`` for an arm outside ``sweep_arms``."""
         return self.sweep_points() if self.sweep_arms is None or arm in self.sweep_arms else [{}]
 
+    @field_validator("imported")
+    @classmethod
+    def _imported_names(cls, imported: dict[str, ImportedArm]) -> dict[str, ImportedArm]:
+        from diffuseq.baselines import BASELINES
+
+        for name in imported:
+            if not ARM_NAME.fullmatch(name) or name in BASELINES:
+                raise ValueError(f"{name!r} cannot name an arm: use letters, digits and _ . + - (not a trivial row's name)")
+        return imported
+
+    @property
+    def all_arms(self) -> tuple[str, ...]:
+        """The trained arms, then the imported ones."""
+        return (*self.arms, *self.imported)
+
     @model_validator(mode="after")
     def _entries_name_suite_arms(self) -> Suite:
+        if not self.all_arms:
+            raise ValueError("no arms: list the arms to train under `arms` (or run directories to decode under `imported`)")
+        if both := sorted(set(self.arms) & set(self.imported)):
+            raise ValueError(f"imported names {both}, which are also in arms: an imported arm is decoded, not trained; "
+                             "rename it or drop it from arms")
         for i, e in enumerate(self.samplers):
-            extra = sorted(set(e.arms or ()) - set(self.arms))
+            extra = sorted(set(e.arms or ()) - set(self.all_arms))
             if extra:
-                raise ValueError(f"samplers.{i}.arms names {extra}, which are not in this suite's arms {list(self.arms)}")
+                raise ValueError(f"samplers.{i}.arms names {extra}, which are not in this suite's arms {list(self.all_arms)}")
+        if trained := sorted(set(self.sweep_arms or ()) & set(self.imported)):
+            raise ValueError(f"sweep_arms names the imported arm(s) {trained}, which are decoded, not trained; "
+                             "list only arms of `arms`")
+        if self.imported and self.sweep and self.sweep_arms is None:
+            raise ValueError(f"sweep applies to every arm, but the imported arms {list(self.imported)} are not trained; "
+                             "list the arms it applies to in sweep_arms")
         if extra := sorted(set(self.sweep_arms or ()) - set(self.arms)):
             raise ValueError(f"sweep_arms names {extra}, which are not in this suite's arms {list(self.arms)}")
         if extra := sorted(set(self.dataset_overrides) - set(self.datasets)):

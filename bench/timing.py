@@ -62,9 +62,12 @@ log = logging.getLogger(__name__)
 
 
 def config_groups(groups: list[Group]) -> list[Group]:
-    """One group per model configuration (dataset, arms, γ, sweep point): the first seed's."""
+    """One group per model configuration (dataset, arms, γ, sweep point): the first seed's.
+    Imported runs (bench/imported.py) are not timed: their training cannot be."""
     seen: dict[tuple, Group] = {}
     for g in groups:
+        if g.run:
+            continue
         c = g.cells[0]
         seen.setdefault((c.dataset, tuple(g.arms), g.train.diffusion.gamma, c.sweep), g)
     return list(seen.values())

@@ -1,5 +1,7 @@
 """Running one group: train its model (or resume), record its validation curve, then sample and
 evaluate each of its unfinished cells. This is the unit an executor runs (locally or as a job).
+An imported arm's group (bench/imported.py) trains nothing and has no curve: its cells decode
+the run directory it names.
 
 A group holds an exclusive lock on its model while it works, so two runners on one results
 directory never train the same model twice: the second waits, then finds the cells done.
@@ -20,11 +22,13 @@ from typing import Any
 import pandas as pd
 import torch
 
+from bench.imported import check_unchanged
 from bench.plan import Cell, Group, Plan, TrivialCell
 from bench.schema import CellRecord, diversity_metrics
 from bench.spec import Suite
 from bench.store import Store, write_atomic
 from diffuseq.baselines import BASELINES, LABELS
+from diffuseq.checkpoint import checkpoint_dirs
 from diffuseq.config import LoopSpec, TrainSpec
 from diffuseq.data import Encoded, Pair, encode_pairs, load_split
 from diffuseq.decode import Decoding, target_text
@@ -165,12 +169,12 @@ def run_cell(suite: Suite, cell: Cell, store: Store, model: TrainedModel) -> Non
     n = cell.sampler.mbr
     seeds = [cell.seed * SEEDS_PER_CELL + j for j in range(n)]
     out = store.samples_dir(cell.cell_id)
-    samples = sample_split(store.model_dir(cell.train_key), suite.decode.split, cell.sampler, seeds,
-                           suite.decode.batch_size, out, limit=suite.decode.limit)
+    samples = sample_split(model.run_dir, suite.decode.split, cell.sampler, seeds, suite.decode.batch_size, out,
+                           limit=suite.decode.limit)
     ev = evaluate(load_runs(samples.seed_paths), scorer(suite))
     metrics, sentences = quality(suite, ev, str(samples.seed_paths[0]), mbr=n > 1)
     metrics |= {"sentences_per_s": samples.sentences_per_s, "sample_wall_s": samples.wall_s,
-                "train_wall_s": model.wall_s, "train_steps": float(model.steps),
+                **({} if model.wall_s is None else {"train_wall_s": model.wall_s}), "train_steps": float(model.steps),
                 "train_examples": float(model.steps * cell.train.optim.batch_size)}
     metrics |= model.curve_check(suite, cell)
     record = cell_record(suite, cell_id=cell.cell_id, train_key=cell.train_key, arm=cell.arm, arm_label=cell.arm_label,
@@ -211,8 +215,8 @@ class TrainedModel:
 
     run_dir: Path
     steps: int
-    wall_s: float
-    final_valid: dict  # the log's last validation row
+    wall_s: float | None  # None for an imported run (not trained here)
+    final_valid: dict  # the log's last validation row ({} for an imported run: no curve)
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)  # model, tokenizer, subset, on first use
 
     @classmethod
@@ -220,6 +224,11 @@ class TrainedModel:
         valid, _ = log_by_step(run_dir)
         last = valid[max(valid)]
         return cls(run_dir, last["step"], last["wall_s"], last)
+
+    @classmethod
+    def imported(cls, run_dir: Path) -> TrainedModel:
+        """An imported run: its newest checkpoint's step, no training time, no curve."""
+        return cls(run_dir, int(checkpoint_dirs(run_dir)[-1].name.removeprefix("step_")), None, {})
 
     def curve_check(self, suite: Suite, cell: Cell) -> dict[str, float]:
         """``curve_bleu_final``: the last point of the arm's own curve; ``valid_bleu_full``: the
@@ -292,14 +301,18 @@ def run_group(suite: Suite, group: Group, results: Path, fail_fast: bool = False
         if not todo:
             return GroupResult(group.train_key, [c.cell_id for c in group.cells], {})
         try:
-            ensure_trained(suite, group, store, progress)
+            if group.run:
+                check_unchanged(group.run, group.cells[0].weights)
+            else:
+                ensure_trained(suite, group, store, progress)
         except Exception as err:
             if fail_fast:
                 raise
+            stage, what = ("imported", "imported run") if group.run else ("train", "training")
             for c in todo:
-                store.write_error(c.cell_id, {"arm": c.arm, "seed": c.seed, "stage": "train"}, err)
-            return GroupResult(group.train_key, [], {c.cell_id: f"training failed: {err}" for c in todo})
-        model = TrainedModel.open(store.model_dir(group.train_key))
+                store.write_error(c.cell_id, {"arm": c.arm, "seed": c.seed, "stage": stage}, err)
+            return GroupResult(group.train_key, [], {c.cell_id: f"{what} failed: {err}" for c in todo})
+        model = TrainedModel.imported(Path(group.run)) if group.run else TrainedModel.open(store.model_dir(group.train_key))
         for c in todo:
             try:
                 run_cell(suite, c, store, model)

@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -281,16 +281,18 @@ def _unknown_key(spec: type[BaseModel], loc: tuple[int | str, ...], extra_keys: 
 
 def _fields_at(spec: type[BaseModel], path: Sequence[int | str]) -> list[str] | None:
     """Field names of the model that ``path`` leads to from ``spec`` (an integer is an item of a
-    tuple of models); None when it leads to anything else."""
-    model = spec
+    tuple of models, the part after a mapping of models one of its keys); None when it leads to
+    anything else."""
+    model, keyed = spec, False
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         field = model.model_fields.get(part)
         sub = _model_in(field.annotation) if field is not None else None
         if sub is None:
             return None
-        model = sub
+        model, keyed = sub, get_origin(field.annotation) is dict
     return list(model.model_fields)
 
 
