@@ -33,7 +33,7 @@ from bench.report.timing import (
     sampling_speedups,
     train_costs,
 )
-from bench.report.trivial import margins
+from bench.report.trivial import NO_TRIVIAL, margins
 from diffuseq.metrics.registry import METRICS
 
 
@@ -125,8 +125,7 @@ def analyse(results: Results, options: ReportOptions) -> Analysis:
         missing["sentence_tests"] = "no per_sentence.parquet."
     margin_table = margins(cells, metrics, alpha=o.alpha)
     if not is_trivial(cells).any():
-        missing["trivial"] = ("the table has no `copy_source` or `nearest_train_target` cell, so no arm's margin "
-                              "over doing nothing can be stated.")
+        missing["trivial"] = NO_TRIVIAL
     costs = train_costs(results.timing)
     speeds = config_speeds(results.timing)
     if results.timing is None:

@@ -30,40 +30,31 @@ from bench.report.configs import (
     is_trivial,
     sweep_text,
 )
-from bench.report.fmt import NA, decimals, md_table, num, pvalue, seeds, signed, speedup, with_ci
+from bench.report.fmt import (
+    CORRECTION_NAMES,
+    NA,
+    Namer,
+    decimals,
+    delta_ci,
+    distinct,
+    gamma_text,
+    md_table,
+    mean_std,
+    num,
+    pvalue,
+    seeds,
+    signed,
+    speedup,
+    with_ci,
+)
 from bench.report.plots import Plot
 from bench.report.timing import clock_note, elsewhere
 from bench.report.trivial import FAILS, UNCLEAR
 
-
-def _gamma(g: float) -> str:
-    return "—" if pd.isna(g) else f"{g:g}"
-
-
-def _values(series: pd.Series) -> str:
-    return ", ".join(map(str, sorted(series.dropna().unique(), key=str))) or NA
-
-
-class _Namer:
-    """Names rows the same way in every table: the scope keys that vary, then the config label."""
-
-    def __init__(self, cells: pd.DataFrame) -> None:
-        self.varying = [k for k in SCOPE_KEYS if cells[k].nunique() > 1]
-        configs = cells[CONFIG_KEYS].drop_duplicates()
-        self.labels = configs.assign(config=config_labels(configs))
-
-    def scope(self, row: dict) -> dict:
-        return {k: row[k] for k in self.varying}
-
-    def configs(self, frame: pd.DataFrame) -> list[dict]:
-        """Records of ``frame`` with a ``config`` label (frame must hold CONFIG_KEYS)."""
-        return frame.merge(self.labels, on=CONFIG_KEYS, how="left").to_dict("records")
-
-
 # ---------------------------------------------------------------- sections
 
 
-def _read_first(a: Analysis, name: _Namer) -> str:
+def _read_first(a: Analysis, name: Namer) -> str:
     """The report's first lines: where an arm fails to beat a trivial row, and missing evidence."""
     lines = []
     failing = a.margins[a.margins["outcome"] == FAILS]
@@ -118,19 +109,19 @@ def _setup(a: Analysis) -> str:
     models = cells[~is_trivial(cells)]
     seed_list = sorted(models["seed"].unique())
     facts = {
-        "Suite": _values(cells["suite"]),
-        "Scale preset": _values(cells["preset"]),
-        "Datasets": _values(cells["dataset"]),
+        "Suite": distinct(cells["suite"]),
+        "Scale preset": distinct(cells["preset"]),
+        "Datasets": distinct(cells["dataset"]),
         "Seeds": f"{', '.join(map(str, seed_list))} ({seeds(len(seed_list))}); trivial rows are deterministic (seed 0)",
-        "Sampling batch size": _values(models["batch_size"]),
-        "Training steps": _values(models["train_steps"].dropna().astype(int)) if "train_steps" in models else NA,
-        "Training examples seen": _values(models["train_examples"].dropna().astype(int))
+        "Sampling batch size": distinct(models["batch_size"]),
+        "Training steps": distinct(models["train_steps"].dropna().astype(int)) if "train_steps" in models else NA,
+        "Training examples seen": distinct(models["train_examples"].dropna().astype(int))
         if "train_examples" in models else NA,
-        "Device (cells)": _values(models["device"]),
-        "Device (timing pass)": _values(a.results.timing["device"]) if a.results.timing is not None else
+        "Device (cells)": distinct(models["device"]),
+        "Device (timing pass)": distinct(a.results.timing["device"]) if a.results.timing is not None else
         "no timing pass",
-        "Code version": _values(cells["code_version"]),
-        "BERTScore model": _values(cells["bertscore_model"]),
+        "Code version": distinct(cells["code_version"]),
+        "BERTScore model": distinct(cells["bertscore_model"]),
         "Results": f"`{a.results.directory}` ({len(cells)} cells, {len(a.results.table)} table rows)",
     }
     if a.references.empty:
@@ -153,7 +144,7 @@ def _verdict(r: dict) -> str:
     return text
 
 
-def _claims(a: Analysis, name: _Namer) -> str:
+def _claims(a: Analysis, name: Namer) -> str:
     o = a.options
     rows = [
         {"claim": r["claim"], "reading": r["reading"]} | name.scope(r) | {
@@ -178,7 +169,7 @@ def _claims(a: Analysis, name: _Namer) -> str:
         "steps) against the reference (the baseline's DDPM with the most steps, its largest MBR). *equal recipe*: "
         f"`{o.baseline}` vs `{CLAIM_ARM}` under the same optimizer settings; *as published*: "
         f"`{PUBLISHED_BASELINE}` vs `{PUBLISHED_ARM}` (the published batch sizes, 8192 vs 850 sequences per step). "
-        f"p: the claim's one-sided test; adj.: {_CORRECTION_NAMES[o.correction]}-corrected across this table. "
+        f"p: the claim's one-sided test; adj.: {CORRECTION_NAMES[o.correction]}-corrected across this table. "
         "**confirmed**: the claim's test rejects at "
         f"{o.alpha:g} after correction; **refuted**: the opposite test does; **inconclusive**: neither, with the "
         "seeds that would decide at the observed effect and spread (Methods); **not tested**: the suite did not "
@@ -191,11 +182,6 @@ def _claims(a: Analysis, name: _Namer) -> str:
     ])
 
 
-def _mean_std(mean: float, std: float) -> str:
-    places = decimals(mean)
-    return num(mean, places) + ("" if pd.isna(std) else f" ± {num(std, places)}")
-
-
 def _mean_cell(r: dict, n_row: int) -> str:
     """``mean ± std`` (n if it differs from the row's), and the bootstrap CI below it."""
     if pd.isna(r["mean"]):
@@ -203,7 +189,7 @@ def _mean_cell(r: dict, n_row: int) -> str:
     places = decimals(r["mean"])
     n = "" if r["n"] == n_row else f" (n = {int(r['n'])})"
     ci = "" if pd.isna(r["ci_low"]) else f"<br>[{num(r['ci_low'], places)}, {num(r['ci_high'], places)}]"
-    return f"{_mean_std(r['mean'], r['std'])}{n}{ci}"
+    return f"{mean_std(r['mean'], r['std'])}{n}{ci}"
 
 
 def _copy_margin_cell(a: Analysis, config: dict) -> str:
@@ -216,7 +202,7 @@ def _copy_margin_cell(a: Analysis, config: dict) -> str:
     return f"**{text} (fails)**" if r["outcome"] == FAILS else text
 
 
-def _main_table(a: Analysis, name: _Namer) -> str:
+def _main_table(a: Analysis, name: Namer) -> str:
     quality = a.summary[a.summary["metric"].isin(a.metrics)]
     configs = quality.groupby(CONFIG_KEYS, dropna=False, sort=False)["n"].max().reset_index()
     rows = [name.scope(c) | {"config": c["config"], "n": c["n"]} for c in name.configs(configs)]
@@ -239,7 +225,7 @@ def _main_table(a: Analysis, name: _Namer) -> str:
     ])
 
 
-def _trivial(a: Analysis, name: _Namer) -> str:
+def _trivial(a: Analysis, name: Namer) -> str:
     head = "## Trivial rows: margins over doing nothing"
     if "trivial" in a.missing:
         return f"{head}\n\nSkipped: {a.missing['trivial']}"
@@ -269,7 +255,7 @@ def _trivial(a: Analysis, name: _Namer) -> str:
     ])
 
 
-def _per_dataset_table(a: Analysis, name: _Namer, metrics: list[str]) -> tuple[str, str]:
+def _per_dataset_table(a: Analysis, name: Namer, metrics: list[str]) -> tuple[str, str]:
     """Each dataset × metric: every compared configuration's mean [t CI] and the trivial rows'
     values; and the sentence naming the configurations behind the column names."""
     x = a.crossdata
@@ -322,7 +308,7 @@ def _cross_answer(r: dict, effects: pd.DataFrame, a: Analysis) -> str:
             "measured on the datasets pooled.")
 
 
-def _cross_dataset(a: Analysis, name: _Namer) -> str:
+def _cross_dataset(a: Analysis, name: Namer) -> str:
     """Per-dataset results and the heterogeneity of each arm's effect (only with ≥ 2 datasets)."""
     x = a.crossdata
     if x.configs.empty:
@@ -370,11 +356,11 @@ def _amount(x: float, places: int = 0) -> str:
     return NA if pd.isna(x) else f"{x:,.{places}f}"
 
 
-def _convergence_tables(name: _Namer, runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+def _convergence_tables(name: Namer, runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     swept = bool(runs["sweep"].map(sweep_text).ne("").any())
 
     def model(r: dict) -> dict:
-        return {"curve (arms)": r["arms"], "own decoder": r["decoder"] or NA, "γ": _gamma(r["gamma"])} | (
+        return {"curve (arms)": r["arms"], "own decoder": r["decoder"] or NA, "γ": gamma_text(r["gamma"])} | (
             {"sweep": sweep_text(r["sweep"]) or "—"} if swept else {})
 
     def ratio(r: dict, measure: str) -> str:
@@ -416,7 +402,7 @@ def _convergence_tables(name: _Namer, runs: pd.DataFrame, summary: pd.DataFrame)
     return [md_table(summary_rows), "", "Per seed:", "", md_table(seed_rows)]
 
 
-def _extra_curves(a: Analysis, name: _Namer) -> str:
+def _extra_curves(a: Analysis, name: Namer) -> str:
     if a.extra_curves.empty:
         return "No other decoder's curves in curves.parquet."
     listed = "; ".join(
@@ -428,7 +414,7 @@ def _extra_curves(a: Analysis, name: _Namer) -> str:
             f"own decoder): {listed}.")
 
 
-def _curve_check(a: Analysis, name: _Namer) -> str:
+def _curve_check(a: Analysis, name: Namer) -> str:
     if a.curve_check.empty:
         return ("No curve check: the table has no `curve_bleu_final`/`valid_bleu_full` (the last curve point "
                 "against the cell's full decoder).")
@@ -440,7 +426,7 @@ def _curve_check(a: Analysis, name: _Namer) -> str:
             "n": r["n"],
             "curve_bleu_final": num(r["curve_bleu_final"], 4),
             "valid_bleu_full": num(r["valid_bleu_full"], 4),
-            "gap (full − curve)": _mean_std(r["gap"], r["gap_std"]),
+            "gap (full − curve)": mean_std(r["gap"], r["gap_std"]),
         }
         for r in name.configs(a.curve_check)
     ]
@@ -452,7 +438,7 @@ def _curve_check(a: Analysis, name: _Namer) -> str:
     ])
 
 
-def _convergence(a: Analysis, name: _Namer) -> str:
+def _convergence(a: Analysis, name: Namer) -> str:
     head = "## Training convergence (paper Fig. 2)"
     if "convergence" in a.missing:
         return "\n\n".join([f"{head}\n\nSkipped: {a.missing['convergence']}", _extra_curves(a, name),
@@ -490,7 +476,7 @@ def _convergence(a: Analysis, name: _Namer) -> str:
     return "\n".join(parts)
 
 
-def _sweep_points(a: Analysis, name: _Namer) -> str:
+def _sweep_points(a: Analysis, name: Namer) -> str:
     """Each sweep point against the base point {} (only for suites with a sweep)."""
     if a.sweeps.empty:
         return ""
@@ -499,7 +485,7 @@ def _sweep_points(a: Analysis, name: _Namer) -> str:
         name.scope(r) | {
             "config": f"{r['arm']} {r['label']}", "point": f"`{r['sweep']}`", "metric": r["metric"], "n": r["n"],
             "point mean": num(r["mean_point"], 4), "base mean": num(r["mean_base"], 4),
-            "Δ = point − base [t CI]": _delta(r | {"mean_b": r["mean_base"]}),
+            "Δ = point − base [t CI]": delta_ci(r | {"mean_b": r["mean_base"]}),
             "margin": num(r["margin"], 4),
             "non-inferior? p (adj.)": (f"{'**yes**' if r['noninferior'] else 'not shown'}: "
                                        f"{pvalue(r['noninferior_p'])} ({pvalue(r['noninferior_p_adj'])})"
@@ -518,7 +504,7 @@ def _sweep_points(a: Analysis, name: _Namer) -> str:
     ])
 
 
-def _absorbing(a: Analysis, name: _Namer) -> str:
+def _absorbing(a: Analysis, name: Namer) -> str:
     head = "## Absorbing state"
     parts = [head, ""]
     if a.final_norms.empty:
@@ -526,8 +512,8 @@ def _absorbing(a: Analysis, name: _Namer) -> str:
     else:
         rows = [
             name.scope(r) | {
-                "model (arms)": r["arms"], "γ": _gamma(r["gamma"]), "n": r["n_seeds"], "at step": f"{r['last_step']:,}",
-                "final ‖m‖ (EMA)": _mean_std(r["m_norm_ema"], r["m_norm_ema_std"]),
+                "model (arms)": r["arms"], "γ": gamma_text(r["gamma"]), "n": r["n_seeds"], "at step": f"{r['last_step']:,}",
+                "final ‖m‖ (EMA)": mean_std(r["m_norm_ema"], r["m_norm_ema_std"]),
                 "mean embedding norm (EMA)": num(r["emb_norm_ema"], 4),
                 "‖m‖ / embedding norm": num(r["ratio_ema"], 3),
                 "final ‖m‖ (trained)": num(r["m_norm"], 4),
@@ -543,7 +529,7 @@ def _absorbing(a: Analysis, name: _Namer) -> str:
         return "\n".join(parts)
     parts += ["", "Questions the ablation arms answer, each shown when both of its arms ran: A vs B paired on "
               f"seed, Δ = A − B with its {1 - a.options.alpha:.0%} t interval; p-values "
-              f"{_CORRECTION_NAMES[a.options.correction]}-corrected within each metric across the questions.", ""]
+              f"{CORRECTION_NAMES[a.options.correction]}-corrected within each metric across the questions.", ""]
     for (question, *_), g in a.questions.groupby(["question", *SCOPE_KEYS], sort=False):
         q = next(q for q in QUESTIONS if q.question == question)
         where = f" ({g['dataset'].iloc[0]})" if "dataset" in name.varying else ""
@@ -552,7 +538,7 @@ def _absorbing(a: Analysis, name: _Namer) -> str:
     rows = [
         name.scope(r) | {
             "question": r["question"], "A": r["config_a"], "B": r["config_b"], "metric": r["metric"], "n": r["n"],
-            "mean A": num(r["mean_a"], 4), "mean B": num(r["mean_b"], 4), "Δ [CI]": _delta(r),
+            "mean A": num(r["mean_a"], 4), "mean B": num(r["mean_b"], 4), "Δ [CI]": delta_ci(r),
             "t-test p (adj.)": f"{pvalue(r['t_p'])} ({pvalue(r['t_p_adj'])})" if pd.notna(r["t_p"])
             else f"n/a: {r['note']}",
         }
@@ -561,7 +547,7 @@ def _absorbing(a: Analysis, name: _Namer) -> str:
     return "\n".join([*parts, "", md_table(rows)])
 
 
-def _sampling(a: Analysis, name: _Namer) -> str:
+def _sampling(a: Analysis, name: Namer) -> str:
     head = "## Sampling speed and quality (paper Fig. 3)"
     if "timing" in a.missing:
         return f"{head}\n\nSkipped: {a.missing['timing']}"
@@ -586,7 +572,7 @@ def _sampling(a: Analysis, name: _Namer) -> str:
     train = timing[timing["kind"] == "train_step"] if timing is not None else pd.DataFrame()
     train_rows = [
         {k: r[k] for k in name.varying} | {
-            "model (arms)": r["arm"], "γ": _gamma(r["gamma"]), "device": f"`{r['device']}`",
+            "model (arms)": r["arm"], "γ": gamma_text(r["gamma"]), "device": f"`{r['device']}`",
             "batch (sequences/step)": r["batch_size"], "reps": r["reps"],
             "s/step (min; median)": f"{num(r['min_s'])}; {num(r['median_s'])}",
             "wall s/step (min)": num(r["wall_min_s"]),
@@ -594,7 +580,7 @@ def _sampling(a: Analysis, name: _Namer) -> str:
         }
         for r in train.sort_values([*SCOPE_KEYS, "arm", "device"]).to_dict("records")
     ]
-    devices = _values(costs["device"]) if len(costs) else _values(a.speeds["device"])
+    devices = distinct(costs["device"]) if len(costs) else distinct(a.speeds["device"])
     other = elsewhere(a.results.timing)
     other = other[other["kind"] == "sample_batch"]
     other_rows = [
@@ -627,11 +613,6 @@ def _sampling(a: Analysis, name: _Namer) -> str:
     ])
 
 
-def _delta(r: dict) -> str:
-    places = decimals(r["mean_b"])
-    return with_ci(r["diff"], r["diff_low"], r["diff_high"], lambda x: signed(x, places))
-
-
 def _seed_verdict(r: dict) -> str:
     if pd.isna(r["t_p"]):
         return f"n/a: {r['note']}"
@@ -640,15 +621,12 @@ def _seed_verdict(r: dict) -> str:
     return ("higher" if r["diff"] > 0 else "lower") + ", significant"
 
 
-_CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg"}
-
-
 def _metric_order(frame: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     rank = {m: i for i, m in enumerate(metrics)}
     return frame.sort_values("metric", key=lambda m: m.map(rank), kind="stable")
 
 
-def _seed_significance(a: Analysis, name: _Namer) -> str:
+def _seed_significance(a: Analysis, name: Namer) -> str:
     o = a.options
     head = "### Across seeds: each configuration vs the reference, paired on seed"
     tests = a.seed_tests
@@ -663,7 +641,7 @@ def _seed_significance(a: Analysis, name: _Namer) -> str:
     rows = [
         name.scope(r) | {
             "config": r["config"], "metric": r["metric"], "n": r["n"],
-            "A": num(r["mean_a"]), "B": num(r["mean_b"]), "Δ [CI]": _delta(r),
+            "A": num(r["mean_a"]), "B": num(r["mean_b"]), "Δ [CI]": delta_ci(r),
             "d_z": NA if pd.isna(r["d_z"]) else f"{r['d_z']:+.2f}",
             "t-test p (adj.)": f"{pvalue(r['t_p'])} ({pvalue(r['t_p_adj'])})",
             "Wilcoxon p (adj.)": f"{pvalue(r['wilcoxon_p'])} ({pvalue(r['wilcoxon_p_adj'])})",
@@ -674,14 +652,14 @@ def _seed_significance(a: Analysis, name: _Namer) -> str:
     return "\n".join([
         head, "",
         f"A = configuration, B = reference; Δ = A − B with its {1 - o.alpha:.0%} Student-t interval; d_z = mean Δ / "
-        f"sd Δ; n = matched seeds. Two-sided p-values, {_CORRECTION_NAMES[o.correction]}-corrected within each "
+        f"sd Δ; n = matched seeds. Two-sided p-values, {CORRECTION_NAMES[o.correction]}-corrected within each "
         f"metric (t-tests and Wilcoxon tests separately); **significant** = corrected t-test p < {o.alpha:g}; "
         f"anything else is reported as not significant.{wilcoxon}",
         "", md_table(rows),
     ])
 
 
-def _sentence_significance(a: Analysis, name: _Namer) -> str:
+def _sentence_significance(a: Analysis, name: Namer) -> str:
     o = a.options
     head = "### Within each seed: paired bootstrap over test sentences (Koehn 2004)"
     within = a.sentence_tests
@@ -717,7 +695,7 @@ def _sentence_significance(a: Analysis, name: _Namer) -> str:
         "Per seed, A (configuration) vs B (the reference cell of the same seed) over the sentences both scored: "
         f"{o.n_boot} resamples of the sentence set (one index matrix for A and B, seed {o.seed}); two-sided p "
         "from the bootstrap distribution shifted to a zero mean difference, "
-        f"{_CORRECTION_NAMES[o.correction]}-corrected within each metric (m = {family} comparisons at most). "
+        f"{CORRECTION_NAMES[o.correction]}-corrected within each metric (m = {family} comparisons at most). "
         "Counts are seeds; `sentence_tests.csv` has every seed's Δ, its CI, P(A > B) and p." + floor,
         "", md_table(rows),
     ])
@@ -797,10 +775,10 @@ def _methods(a: Analysis) -> str:
 
 def render(a: Analysis, plots: list[Plot], tables: list[Path], out_dir: Path) -> str:
     """The whole report as Markdown, with links relative to ``out_dir``."""
-    name = _Namer(a.cells)
+    name = Namer(a.cells)
     files = ", ".join(f"[{p.name}]({p.name})" for p in tables)
     sections = [
-        f"# Benchmark report: {_values(a.cells['suite'])}",
+        f"# Benchmark report: {distinct(a.cells['suite'])}",
         f"Generated by `python -m bench report` from `{a.results.directory}` only (no model or checkpoint "
         f"is read). Tables as CSV: {files}.",
         _read_first(a, name), _claims(a, name), _setup(a), _main_table(a, name), _trivial(a, name),
