@@ -11,7 +11,8 @@ from scipy import stats
 
 from bench.report import ReportOptions, analyse, build_report, load_results
 from bench.report.crossdata import random_effects, welch_test
-from bench.report.markdown import render
+from bench.report.markdown import Report, render
+from bench.report.sections.cross_dataset import AcrossDatasets
 from bench.report.synthetic import ConfigSpec, write_results
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -20,13 +21,16 @@ BASE = ConfigSpec("baseline", "ddpm", 2000, sentences_per_s=0.5, tau=3000)
 DATASETS = ("qqp", "mrpc", "dialogue", "iwslt")
 
 
-def _analysis(tmp_path: Path, v2: ConfigSpec, **kwargs: object):
-    results = write_results(tmp_path, [BASE, v2], datasets=DATASETS, n_sentences=40, **kwargs)
-    return analyse(load_results(results), ReportOptions(n_boot=200))
+def _report(results: Path) -> Report:
+    return Report.compute(analyse(load_results(results), ReportOptions(n_boot=200)))
 
 
-def _v2_bleu(a) -> pd.Series:
-    pooled = a.crossdata.pooled
+def _analysis(tmp_path: Path, v2: ConfigSpec, **kwargs: object) -> Report:
+    return _report(write_results(tmp_path, [BASE, v2], datasets=DATASETS, n_sentences=40, **kwargs))
+
+
+def _v2_bleu(a: Report) -> pd.Series:
+    pooled = a[AcrossDatasets].crossdata.pooled
     return pooled[(pooled["arm"] == "v2") & (pooled["metric"] == "bleu")].iloc[0]
 
 
@@ -99,7 +103,7 @@ def test_the_pooled_interval_keeps_its_coverage_with_three_seeds() -> None:
 def test_the_same_effect_on_every_dataset(tmp_path: Path) -> None:
     # Under a true null any p-value can come out small; this seeded table is one where it does not.
     a = _analysis(tmp_path, ConfigSpec("v2", "dpm_solver++", 10, gamma=0.5, bleu_shift=0.02), seeds=range(10))
-    effects = a.crossdata.effects
+    effects = a[AcrossDatasets].crossdata.effects
     bleu = effects[(effects["arm"] == "v2") & (effects["metric"] == "bleu")]
     assert sorted(bleu["dataset"]) == sorted(DATASETS) and (bleu["n"] == 10).all()
     r = _v2_bleu(a)
@@ -118,7 +122,7 @@ def test_opposite_effects_on_two_pairs_of_datasets(tmp_path: Path) -> None:
     r = _v2_bleu(a)
     assert r["q_p"] < 1e-4 and r["welch_p"] < 0.01 and r["i2"] > 0.9 and r["tau2"] > 0.0005
     assert r["pooled_low"] < 0 < r["pooled_high"]  # the average of +0.03 and −0.03 effects
-    effects = a.crossdata.effects.set_index(["arm", "metric", "dataset"])
+    effects = a[AcrossDatasets].crossdata.effects.set_index(["arm", "metric", "dataset"])
     assert effects.loc[("v2", "bleu", "qqp"), "diff"] == pytest.approx(0.03, abs=0.01)
     assert effects.loc[("v2", "bleu", "iwslt"), "diff"] == pytest.approx(-0.03, abs=0.01)
     section = render(a, [], [], Path("out")).split("## Across datasets")[1].split("\n## ")[0]
@@ -134,7 +138,7 @@ def test_a_dataset_without_a_spread_is_left_out(tmp_path: Path) -> None:
     table = pd.read_parquet(results / "table.parquet")
     only_mrpc_seed0 = ~((table["dataset"] == "mrpc") & (table["seed"] == 1))
     table[only_mrpc_seed0].to_parquet(results / "table.parquet")
-    a = analyse(load_results(results), ReportOptions(n_boot=200))
+    a = _report(results)
     r = _v2_bleu(a)
     assert r["k"] == 1 and r["excluded"] == "mrpc" and np.isnan(r["welch_p"]) and np.isnan(r["q"])
     assert "Not answerable here" in render(a, [], [], Path("out"))
@@ -143,8 +147,9 @@ def test_a_dataset_without_a_spread_is_left_out(tmp_path: Path) -> None:
 def test_the_section_and_its_tables_only_with_several_datasets(tmp_path: Path) -> None:
     v2 = ConfigSpec("v2", "dpm_solver++", 10, gamma=0.5, bleu_shift=0.02)
     one = write_results(tmp_path / "one", [BASE, v2], seeds=(0, 1), n_sentences=20)
-    a = analyse(load_results(one), ReportOptions(n_boot=200))
-    assert a.crossdata.configs.empty and a.crossdata.effects.empty and a.crossdata.pooled.empty
+    a = _report(one)
+    x = a[AcrossDatasets].crossdata
+    assert x.configs.empty and x.effects.empty and x.pooled.empty
     assert "## Across datasets" not in render(a, [], [], Path("out"))
     two = write_results(tmp_path / "two", [BASE, v2], datasets=("qqp", "mrpc"), seeds=(0, 1), n_sentences=20)
     report = build_report(two, tmp_path / "out", n_boot=200).read_text()

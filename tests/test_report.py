@@ -15,12 +15,17 @@ from scipy import stats
 
 from bench import schema
 from bench.__main__ import main as bench_main
-from bench.report import ReportOptions, ResultsError, analyse, build_report, load_results
+from bench.report import ReportOptions, Results, ResultsError, analyse, build_report, load_results
 from bench.report.claims import CLAIMS
 from bench.report.cli import add_arguments, run
 from bench.report.configs import is_reference
-from bench.report.markdown import render
+from bench.report.markdown import Report, render
 from bench.report.plots import bleu_vs_gamma
+from bench.report.sections.absorbing import AbsorbingState
+from bench.report.sections.claims import Claims
+from bench.report.sections.convergence import TrainingConvergence
+from bench.report.sections.sampling import SamplingSpeed
+from bench.report.sections.significance import Significance
 from bench.report.speedups import (
     bleu_levels,
     convergence,
@@ -277,11 +282,15 @@ def test_calibrated_seconds_are_steps_times_the_timed_cost_per_step() -> None:
 # ---------------------------------------------------------------- tables from a results directory
 
 
-def _analysis(tmp_path: Path, configs: list[ConfigSpec], **kwargs: object):
-    return analyse(load_results(write_results(tmp_path, configs, **kwargs)), ReportOptions(**FAST))
+def _report(results: Results) -> Report:
+    return Report.compute(analyse(results, ReportOptions(**FAST)))
 
 
-def _markdown(a) -> str:
+def _analysis(tmp_path: Path, configs: list[ConfigSpec], **kwargs: object) -> Report:
+    return _report(load_results(write_results(tmp_path, configs, **kwargs)))
+
+
+def _markdown(a: Report) -> str:
     """report.md's text without drawing its figures (build_report draws them; that is what's slow)."""
     return render(a, [], [], Path("out"))
 
@@ -289,11 +298,12 @@ def _markdown(a) -> str:
 def test_identical_arms_are_not_significantly_different(tmp_path: Path) -> None:
     base = ConfigSpec("baseline", "ddpm", 50, sentences_per_s=5.0)
     a = _analysis(tmp_path, [base, replace(base, arm="twin")], seeds=range(5), cell_sd=0.0, n_sentences=200)
+    tests, within = a[Significance].seed_tests, a[Significance].sentence_tests
     # The report corrects within each metric; across the 6 metrics a chance hit is likely, so this
     # checks that nothing survives a correction over all of them (family-wise error ≤ 5%).
-    assert len(a.seed_tests) == 6 and not (adjust(a.seed_tests["t_p"], "holm") < 0.05).any()
-    assert len(a.sentence_tests) == 5 * 5 and not (adjust(a.sentence_tests["p"], "holm") < 0.05).any()
-    assert "copy_source" not in set(a.seed_tests["arm"]) | set(a.sentence_tests["arm"])  # trivial: never tested
+    assert len(tests) == 6 and not (adjust(tests["t_p"], "holm") < 0.05).any()
+    assert len(within) == 5 * 5 and not (adjust(within["p"], "holm") < 0.05).any()
+    assert "copy_source" not in set(tests["arm"]) | set(within["arm"])  # trivial: never tested
 
 
 def test_planted_shift_is_detected_with_the_right_sign(tmp_path: Path) -> None:
@@ -301,25 +311,27 @@ def test_planted_shift_is_detected_with_the_right_sign(tmp_path: Path) -> None:
     configs = [base, replace(base, arm="better", bleu_shift=0.05), replace(base, arm="worse", bleu_shift=-0.05)]
     a = _analysis(tmp_path, configs, seeds=range(5))
     for arm, sign in [("better", 1), ("worse", -1)]:
-        test = _row(a.seed_tests, arm=arm, metric="bleu")
+        test = _row(a[Significance].seed_tests, arm=arm, metric="bleu")
         assert test["significant"] and np.sign(test["diff"]) == sign and test["n"] == 5
         assert test["diff"] == pytest.approx(sign * 0.05, abs=0.01)
-        within = a.sentence_tests[(a.sentence_tests["arm"] == arm) & (a.sentence_tests["metric"] == "bleu")]
+        within = a[Significance].sentence_tests
+        within = within[(within["arm"] == arm) & (within["metric"] == "bleu")]
         assert within["significant"].all() and (np.sign(within["diff"]) == sign).all()
 
 
 def test_sampling_speedups_come_from_the_timing_pass_with_and_without_mbr(tmp_path: Path) -> None:
     # Timed exactly: DDPM-2000 decodes 0.5 sequences/s per candidate with MBR-10, v2-10 decodes 420.
     a = _analysis(tmp_path, list(PAPER_LIKE), seeds=(0, 1))
-    ref = _row(a.sampling, arm="baseline", sampler="ddpm")
+    sampling = a[SamplingSpeed].sampling
+    ref = _row(sampling, arm="baseline", sampler="ddpm")
     assert ref["speedup"] == pytest.approx(1.0) and ref["speedup_mbr"] == pytest.approx(1.0)
     assert ref["min_s"] == pytest.approx(64 / 0.5) and ref["extrapolated"]
-    v2 = _row(a.sampling, arm="v2", steps=10)
+    v2 = _row(sampling, arm="v2", steps=10)
     assert v2["speedup"] == pytest.approx(420 / 0.5)  # per sampled sequence, exact: no cell wall time
     assert v2["speedup_mbr"] == pytest.approx(10 * 420 / 0.5)  # counting the reference's MBR-10
     assert v2["outputs_per_s"] == pytest.approx(420) and ref["outputs_per_s"] == pytest.approx(0.05)
     assert v2["floor_s"] == pytest.approx(10 * v2["forward_s"])
-    claim = _row(a.claims, claim=CLAIMS["b"].text, reading="equal recipe")
+    claim = _row(a[Claims].table, claim=CLAIMS["b"].text, reading="equal recipe")
     assert "8,400x incl. MBR" in claim["figure"].replace("4,200x", "8,400x")  # head config: v2 at 20 steps
     assert claim["estimate"] == pytest.approx(10 * 210 / 0.5)
 
@@ -330,10 +342,11 @@ def test_two_timing_devices_are_never_divided(tmp_path: Path) -> None:
     v2 = (timing["arm"] == "v2") & (timing["kind"] == "sample_batch")
     timing.loc[v2, "device"] = "cuda:NVIDIA H100"
     timing.to_parquet(results / schema.TIMING)
-    a = analyse(load_results(results), ReportOptions(**FAST))
-    assert "v2" not in set(a.sampling["arm"])  # timed elsewhere: no ratio against the cpu reference
-    assert _row(a.sampling, arm="hard_mask")["speedup_mbr"] == pytest.approx(10 * 420 / 0.5)
-    claim = _row(a.claims, claim=CLAIMS["b"].text, reading="equal recipe")
+    a = _report(load_results(results))
+    sampling = a[SamplingSpeed].sampling
+    assert "v2" not in set(sampling["arm"])  # timed elsewhere: no ratio against the cpu reference
+    assert _row(sampling, arm="hard_mask")["speedup_mbr"] == pytest.approx(10 * 420 / 0.5)
+    claim = _row(a[Claims].table, claim=CLAIMS["b"].text, reading="equal recipe")
     assert np.isnan(claim["estimate"]) and claim["verdict"] != "confirmed"
     assert "no timing of both configurations on one device" in claim["evidence"]
     report = _markdown(a)
@@ -347,12 +360,12 @@ def test_a_folder_of_cells_from_two_devices_says_so_first(tmp_path: Path) -> Non
     """Seed 1's baseline cells were decoded on a GPU: the report's first lines name both devices; a
     folder of one device has no such line."""
     results = write_results(tmp_path / "results", list(PAPER_LIKE[:2]), seeds=(0, 1), n_sentences=10)
-    first = _markdown(analyse(load_results(results), ReportOptions(**FAST))).split("## Paper claims")[0]
+    first = _markdown(_report(load_results(results))).split("## Paper claims")[0]
     assert "devices**" not in first
     table = pd.read_parquet(results / schema.TABLE)
     table.loc[(table["arm"] == "baseline") & (table["seed"] == 1), "device"] = "cuda:NVIDIA H200"
     table.to_parquet(results / schema.TABLE)
-    first = _markdown(analyse(load_results(results), ReportOptions(**FAST))).split("## Paper claims")[0]
+    first = _markdown(_report(load_results(results))).split("## Paper claims")[0]
     assert "**Cells from 2 devices** (`cpu (synthetic)`, `cuda:NVIDIA H200`)" in first
 
 
@@ -361,9 +374,9 @@ def test_cpu_seconds_are_never_divided_by_wall_seconds(tmp_path: Path) -> None:
     which clock its seconds count."""
     results = write_results(tmp_path / "results", list(PAPER_LIKE[:2]), seeds=(0,), n_sentences=10)
     timing = pd.read_parquet(results / schema.TIMING)
-    assert "Timed seconds are wall-clock seconds" in _markdown(analyse(load_results(results), ReportOptions(**FAST)))
+    assert "Timed seconds are wall-clock seconds" in _markdown(_report(load_results(results)))
     timing.assign(clock="cpu").to_parquet(results / schema.TIMING)
-    text = _markdown(analyse(load_results(results), ReportOptions(**FAST)))
+    text = _markdown(_report(load_results(results)))
     assert "Timed seconds are the timing process's CPU seconds" in text
     timing.loc[timing.index[:1], "clock"] = "cpu"
     timing.to_parquet(results / schema.TIMING)
@@ -401,7 +414,8 @@ def test_sweep_points_are_paired_with_the_base_point_and_tested_for_non_inferior
 
 def test_trivial_rows_margins_and_the_fails_sentence(tmp_path: Path) -> None:
     configs = [c for c in PAPER_LIKE if c.arm in ("baseline", "v2")]
-    a = _analysis(tmp_path / "a", configs, trivial={"copy_source": -0.08, "nearest_train_target": -0.15})
+    report_a = _analysis(tmp_path / "a", configs, trivial={"copy_source": -0.08, "nearest_train_target": -0.15})
+    a = report_a.analysis
     copy = a.cells[a.cells["arm"] == "copy_source"]
     assert len(copy) == 1 and copy["seed"].item() == 0 and copy["kind"].item() == "trivial"
     assert _row(a.summary, arm="copy_source", metric="bleu")["n"] == 1
@@ -412,7 +426,7 @@ def test_trivial_rows_margins_and_the_fails_sentence(tmp_path: Path) -> None:
     assert m["margin"] == pytest.approx(mean - copy["bleu"].item()) and m["outcome"] == "beats"
     assert m["margin_low"] == pytest.approx(_row(a.summary, arm="v2", steps=10, metric="bleu")["t_low"]
                                             - copy["bleu"].item())
-    report = _markdown(a)
+    report = _markdown(report_a)
     assert "fails to beat" not in report and "No model configuration's mean falls at or below a trivial row" in report
     assert "| copy_source (trivial) | 1 |" in report and "BLEU − copy_source" in report
 
@@ -426,7 +440,7 @@ def test_trivial_rows_margins_and_the_fails_sentence(tmp_path: Path) -> None:
         assert "bleu -0.0" in row.split("|")[2], row  # the copy_source column names the metric and margin
     main = report.split("## Main results")[1].split("## Trivial rows")[0]
     assert "(fails)**" in main
-    claims = b.claims
+    claims = b[Claims].table
     assert claims.loc[claims["reading"] == "equal recipe", "copy_margin"].str.contains("v2 -0.0").any()
 
 
@@ -439,7 +453,7 @@ def test_absorbing_state_questions_when_their_arms_ran(tmp_path: Path) -> None:
         replace(v2, arm="v2_noreg", m_norm=2.0),  # the penalty: same BLEU, larger m
         replace(v2, arm="hard_mask", m_norm=1.2),
     ]
-    a = _analysis(tmp_path, configs, seeds=range(4))
+    a = _analysis(tmp_path, configs, seeds=range(4))[AbsorbingState]
     asked = set(a.questions["question"])
     assert asked == {"Does learning m matter?", "Does the ‖m‖ penalty matter?",
                      "Does the [MASK] row differ from a free vector?"}
@@ -458,7 +472,7 @@ def test_absorbing_state_questions_when_their_arms_ran(tmp_path: Path) -> None:
     assert "absorbing_m_norm_synthetic.png" in report
     assert (tmp_path / "out" / "absorbing_m_norm_synthetic.csv").is_file()
 
-    b = _analysis(tmp_path / "paper", list(PAPER_LIKE), seeds=(0, 1))
+    b = _analysis(tmp_path / "paper", list(PAPER_LIKE), seeds=(0, 1))[AbsorbingState]
     assert set(b.questions["question"]) == {"Does decoding from m matter (same model)?"}
     assert "m_norm_ema" not in set(b.questions["metric"])  # one model, one m: nothing to pair
 
@@ -477,7 +491,7 @@ def test_claims_table_paper_figures_verdicts_and_seeds_to_decide(tmp_path: Path)
     base = ConfigSpec("baseline", "ddpm", 2000, mbr=10, sentences_per_s=0.5, tau=3000)
     configs = [base, *GAMMAS]
     a = _analysis(tmp_path, configs, seeds=range(4), seed_sd=0.0, cell_sd=0.003)
-    claims = a.claims
+    claims = a[Claims].table
     assert list(claims.columns[:3]) == ["claim", "reading", "suite"]
     assert set(claims["verdict"]) <= {"confirmed", "refuted", "inconclusive", "not tested"}
     gamma = _row(claims, claim=CLAIMS["gamma"].text)
@@ -509,21 +523,22 @@ def test_a_gamma_small_table_gets_a_gamma_verdict_and_the_bleu_vs_gamma_figure(t
           for g, shift in [(0.0, -0.04), (0.25, -0.02), (0.5, 0.0), (0.75, -0.035), (1.0, -0.04)]),
     ]
     a = _analysis(tmp_path / "results", configs, seeds=range(4), seed_sd=0.0, cell_sd=0.003)
-    gamma = _row(a.claims, claim=CLAIMS["gamma"].text)
+    gamma = _row(a[Claims].table, claim=CLAIMS["gamma"].text)
     assert gamma["verdict"] == "confirmed" and gamma["n"] == 4
     assert "γ = 0.5 (best in [0.5, 0.6]) vs γ = 0.25 (best outside)" in gamma["compared"]
     assert "test BLEU of `v2 dpm_solver++-10`" in gamma["evidence"]
-    (plot,) = bleu_vs_gamma(a.summary, tmp_path)
+    cells, summary = a.analysis.cells, a.analysis.summary
+    (plot,) = bleu_vs_gamma(summary, tmp_path)
     assert plot.png.is_file() and plot.title.startswith("Fig. 4: final test BLEU vs γ")
     data = pd.read_csv(plot.csv)
     swept = data[data["line"] == "swept"]
     assert swept["gamma"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0] and set(swept["arm"]) == {"v2"}
     assert (swept["n"] == 4).all()
-    at_half = a.cells.loc[(a.cells["arm"] == "v2") & (a.cells["gamma"] == 0.5), "bleu"]
+    at_half = cells.loc[(cells["arm"] == "v2") & (cells["gamma"] == 0.5), "bleu"]
     row = swept[swept["gamma"] == 0.5].iloc[0]
     assert (row["t_low"], row["t_high"]) == pytest.approx(t_interval(at_half, alpha=0.05))
     assert set(data.loc[data["line"] == "other", "arm"]) == {"baseline", "zero_absorb", *TRIVIAL}
-    one_gamma = a.summary[a.summary["arm"].ne("v2") | a.summary["gamma"].eq(0.5)]
+    one_gamma = summary[summary["arm"].ne("v2") | summary["gamma"].eq(0.5)]
     assert bleu_vs_gamma(one_gamma, tmp_path / "none") == []  # one γ per arm: no figure, and no notice either
 
 
@@ -532,10 +547,11 @@ def test_inconclusive_claims_state_the_seeds_that_would_decide(tmp_path: Path) -
     base = ConfigSpec("baseline", "ddpm", 2000, mbr=10, sentences_per_s=0.5, tau=3000)
     v2 = ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=420.0, gamma=0.5, tau=1000, bleu_shift=0.008)
     a = _analysis(tmp_path, [base, v2], seeds=(0, 1, 2), cell_sd=0.01, seed_sd=0.0)
-    c = _row(a.claims, claim=CLAIMS["c"].text, reading="equal recipe")
+    c = _row(a[Claims].table, claim=CLAIMS["c"].text, reading="equal recipe")
     assert c["verdict"] == "inconclusive"
-    v2_bleu = a.cells[(a.cells["arm"] == "v2")].set_index("seed")["bleu"]
-    ref_bleu = a.cells[(a.cells["arm"] == "baseline")].set_index("seed")["bleu"]
+    cells = a.analysis.cells
+    v2_bleu = cells[(cells["arm"] == "v2")].set_index("seed")["bleu"]
+    ref_bleu = cells[(cells["arm"] == "baseline")].set_index("seed")["bleu"]
     d = (v2_bleu - ref_bleu).to_numpy()
     margin = 0.05 * ref_bleu.mean()
     z = stats.norm.ppf(0.95) + stats.norm.ppf(0.8)
@@ -552,7 +568,7 @@ def test_refuted_claims(tmp_path: Path) -> None:
     base = ConfigSpec("baseline", "ddpm", 2000, mbr=10, sentences_per_s=0.5, tau=1000)
     v2 = ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=420.0, gamma=0.5, tau=3000, bleu_shift=-0.06)
     a = _analysis(tmp_path, [base, v2], seeds=range(4))
-    verdicts = a.claims.set_index(["claim", "reading"])["verdict"]
+    verdicts = a[Claims].table.set_index(["claim", "reading"])["verdict"]
     assert verdicts[(CLAIMS["b"].text, "equal recipe")] == "refuted"
     assert verdicts[(CLAIMS["c"].text, "equal recipe")] == "refuted"
     assert verdicts[(CLAIMS["a"].text, "equal recipe")] in {"refuted"}
@@ -570,10 +586,11 @@ def test_as_published_reading_when_its_arms_ran(tmp_path: Path) -> None:
                    sec_per_step=0.2),
     ]
     a = _analysis(tmp_path, configs, seeds=range(3))
-    published = a.claims[a.claims["reading"] == "as published"]
+    claims = a[Claims].table
+    published = claims[claims["reading"] == "as published"]
     assert len(published) == 3 and "not tested" not in set(published["verdict"])
     assert "v2_recipe" in published["compared"].iloc[0] and "baseline_v1_recipe" in published["compared"].iloc[0]
-    runs = a.published["summary"]
+    runs = a[TrainingConvergence].published["summary"]
     row = _row(runs, arms="v2_recipe")
     assert row["speedup_examples"] == pytest.approx(row["speedup_steps"] * 8192 / 850)
     assert row["speedup_calibrated"] == pytest.approx(row["speedup_steps"] * 1.0 / 0.2)
@@ -679,11 +696,11 @@ def test_results_without_a_timing_pass_make_no_speed_claim(tmp_path: Path) -> No
     report = path.read_text()
     assert "**No timing pass:**" in report.split("## Paper claims")[0]
     assert "Skipped: no timing pass" in report  # the sampling section
-    a = analyse(loaded, ReportOptions(**FAST))
-    assert a.sampling.empty and a.speeds.empty
-    assert np.isnan(a.convergence["speedup_calibrated"]).all()
+    a = _report(loaded)
+    assert a[SamplingSpeed].sampling.empty and a.analysis.speeds.empty
+    assert np.isnan(a[TrainingConvergence].runs["speedup_calibrated"]).all()
     for claim in ("a", "b"):
-        row = _row(a.claims, claim=CLAIMS[claim].text, reading="equal recipe")
+        row = _row(a[Claims].table, claim=CLAIMS[claim].text, reading="equal recipe")
         assert row["verdict"] == "inconclusive" and "no timing pass" in row["evidence"]
 
 
@@ -744,15 +761,20 @@ def test_sampler_variants_with_equal_sampler_steps_stay_separate(tmp_path: Path)
     v2 = ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=400.0, gamma=0.5)
     order3 = replace(v2, label="dpm3-10", sentences_per_s=300.0, bleu_shift=0.03, decoder="dpm_solver++-10")
     a = _analysis(tmp_path, [base, v2, order3], seeds=range(4))
-    bleu = a.summary[(a.summary["arm"] == "v2") & (a.summary["metric"] == "bleu")]
+
+    def v2_bleu(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[(frame["arm"] == "v2") & (frame["metric"] == "bleu")]
+
+    bleu = v2_bleu(a.analysis.summary)
     assert sorted(bleu["label"]) == ["dpm3-10", "dpm_solver++-10"] and (bleu["n"] == 4).all()
-    tests = a.seed_tests[(a.seed_tests["arm"] == "v2") & (a.seed_tests["metric"] == "bleu")]
+    tests = v2_bleu(a[Significance].seed_tests)
     assert len(tests) == 2 and (tests["n"] == 4).all()
     assert _row(tests, label="dpm3-10")["diff"] == pytest.approx(0.03, abs=0.01)
-    assert len(a.sampling[a.sampling["arm"] == "v2"]) == 2
-    assert _row(a.sampling, label="dpm3-10")["speedup"] == pytest.approx(300 / 5)
-    assert len(a.sentence_tests[(a.sentence_tests["arm"] == "v2") & (a.sentence_tests["metric"] == "bleu")]) == 2 * 4
-    assert len(a.convergence_summary[a.convergence_summary["arms"] == "v2"]) == 1  # one curve for both variants
+    sampling, curves = a[SamplingSpeed].sampling, a[TrainingConvergence].summary
+    assert len(sampling[sampling["arm"] == "v2"]) == 2
+    assert _row(sampling, label="dpm3-10")["speedup"] == pytest.approx(300 / 5)
+    assert len(v2_bleu(a[Significance].sentence_tests)) == 2 * 4
+    assert len(curves[curves["arms"] == "v2"]) == 1  # one curve for both variants
     report = _markdown(a)
     assert "v2 dpm_solver++-10 [dpm3-10]" in report
 
@@ -763,13 +785,14 @@ def test_sweep_points_are_separate_configurations_and_models(tmp_path: Path) -> 
     points = ['{"optim.lr": 0.0001}', '{"optim.lr": 0.001}']
     configs = [replace(c, sweep=p, bleu_shift=0.02 * i) for i, p in enumerate(points) for c in (base, v2)]
     a = _analysis(tmp_path, configs, seeds=range(3))
-    bleu = a.summary[(a.summary["metric"] == "bleu") & (a.summary["sampler"] != "none")]
+    summary, curves, costs = a.analysis.summary, a[TrainingConvergence].summary, a.analysis.costs
+    bleu = summary[(summary["metric"] == "bleu") & (summary["sampler"] != "none")]
     assert len(bleu) == 4 and (bleu["n"] == 3).all()
-    ref = a.references.iloc[0]
+    ref = a.analysis.references.iloc[0]
     assert ref["sweep"] == points[0]  # ties between sweep points go to the first by name
-    assert len(a.convergence_summary) == 4 and (a.convergence_summary["n_seeds"] == 3).all()
-    assert a.convergence_summary["baseline"].sum() == 1
-    assert len(a.costs) == 4 and set(a.costs["sweep"]) == set(points)  # each sweep point timed as its own model
+    assert len(curves) == 4 and (curves["n_seeds"] == 3).all()
+    assert curves["baseline"].sum() == 1
+    assert len(costs) == 4 and set(costs["sweep"]) == set(points)  # each sweep point timed as its own model
     report = _markdown(a)
     assert "v2 dpm_solver++-10 (lr=0.001)" in report
 
@@ -779,12 +802,12 @@ def test_arms_sharing_a_model_have_one_convergence_row(tmp_path: Path) -> None:
     official = replace(next(c for c in configs if c.arm == "v2"), arm="official_v2_sampling", model="v2")
     a = _analysis(tmp_path, [*configs, official], seeds=(0, 1, 2))
     shared = "absorb_train_only / official_v2_sampling / v2"
-    summary = a.convergence_summary
+    summary, runs = a[TrainingConvergence].summary, a[TrainingConvergence].runs
     assert sorted(summary["arms"]) == sorted(["baseline", "hard_mask", shared])
     assert _row(summary, arms=shared)["n_seeds"] == 3
-    assert len(a.convergence) == 3 * 3 and set(a.convergence["arms"]) == set(summary["arms"])
+    assert len(runs) == 3 * 3 and set(runs["arms"]) == set(summary["arms"])
     assert _row(summary, arms="baseline")["baseline"] and not _row(summary, arms=shared)["baseline"]
-    claim = _row(a.claims, claim=CLAIMS["a"].text, reading="equal recipe")
+    claim = _row(a[Claims].table, claim=CLAIMS["a"].text, reading="equal recipe")
     assert claim["verdict"] == "confirmed"  # claim (a) finds v2 in the shared curve
     report = _markdown(a)
     section = report.split("## Training convergence")[1].split("### Curve decoder")[0]

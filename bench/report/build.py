@@ -1,13 +1,15 @@
-"""Build the report: load a results directory, analyse it, write CSV tables, figures and report.md."""
+"""Build the report: load a results directory, analyse it, compute its sections, write CSV tables,
+figures and report.md."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.report.analysis import Analysis, ReportOptions, analyse
+from bench.report.analysis import ReportOptions, analyse
 from bench.report.load import load_results
-from bench.report.markdown import render
+from bench.report.markdown import Report, render
 from bench.report.plots import (
+    Plot,
     absorbing_norms,
     bleu_vs_gamma,
     dataset_bars,
@@ -15,28 +17,38 @@ from bench.report.plots import (
     speed_quality,
     training_curves,
 )
+from bench.report.sections.absorbing import AbsorbingState
+from bench.report.sections.claims import Claims
+from bench.report.sections.convergence import TrainingConvergence
+from bench.report.sections.cross_dataset import AcrossDatasets
+from bench.report.sections.sampling import SamplingSpeed
+from bench.report.sections.significance import Significance
+from bench.report.sections.sweep_points import SweepPoints
 
 REPORT = "report.md"
 
 
-def write_tables(a: Analysis, out_dir: Path) -> list[Path]:
-    """Every non-empty table of the analysis as ``<name>.csv``; returns the paths written."""
+def write_tables(report: Report, out_dir: Path) -> list[Path]:
+    """Every non-empty table of the report as ``<name>.csv``, in the order the report links them;
+    returns the paths written."""
+    a, significance = report.analysis, report[Significance]
+    convergence, absorbing, crossdata = report[TrainingConvergence], report[AbsorbingState], report[AcrossDatasets]
     tables = {
-        "claims": a.claims,
+        "claims": report[Claims].table,
         "summary": a.summary,
         "trivial_margins": a.margins,
-        "seed_tests": a.seed_tests,
-        "sentence_tests": a.sentence_tests,
-        "levels": a.levels,
-        "convergence": a.convergence,
-        "convergence_summary": a.convergence_summary,
-        "curve_check": a.curve_check,
-        "absorbing_norms": a.final_norms,
-        "absorbing_questions": a.questions,
-        "sweep_points": a.sweeps,
-        "dataset_effects": a.crossdata.effects,
-        "heterogeneity": a.crossdata.pooled,
-        "sampling": a.sampling,
+        "seed_tests": significance.seed_tests,
+        "sentence_tests": significance.sentence_tests,
+        "levels": convergence.levels,
+        "convergence": convergence.runs,
+        "convergence_summary": convergence.summary,
+        "curve_check": convergence.curve_check,
+        "absorbing_norms": absorbing.final_norms,
+        "absorbing_questions": absorbing.questions,
+        "sweep_points": report[SweepPoints].sweeps,
+        "dataset_effects": crossdata.crossdata.effects,
+        "heterogeneity": crossdata.crossdata.pooled,
+        "sampling": report[SamplingSpeed].sampling,
     }
     paths = []
     for name, frame in tables.items():
@@ -44,6 +56,19 @@ def write_tables(a: Analysis, out_dir: Path) -> list[Path]:
             frame.to_csv(out_dir / f"{name}.csv", index=False)
             paths.append(out_dir / f"{name}.csv")
     return paths
+
+
+def draw_figures(report: Report, out_dir: Path) -> list[Plot]:
+    """The report's figures (the papers' Figs. 2-4, ‖m‖, per-dataset bars), in the order it shows them."""
+    a = report.analysis
+    return [
+        *training_curves(a.convergence.models, a.convergence.levels, out_dir),
+        *speed_quality(report[SamplingSpeed].sampling, out_dir),
+        *gamma_sweep(a.convergence.models, out_dir),
+        *bleu_vs_gamma(a.summary, out_dir),
+        *absorbing_norms(report[AbsorbingState].norms, out_dir),
+        *dataset_bars(a.summary, out_dir),
+    ]
 
 
 def build_report(results_dir: str | Path, out_dir: str | Path, **options: object) -> Path:
@@ -55,16 +80,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path, **options: object
     results = load_results(results_dir)  # before making out_dir: bad results leave no empty folder
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    a = analyse(results, ReportOptions(**options))
-    tables = write_tables(a, out_dir)
-    plots = [
-        *training_curves(a.models, a.levels, out_dir),
-        *speed_quality(a.sampling, out_dir),
-        *gamma_sweep(a.models, out_dir),
-        *bleu_vs_gamma(a.summary, out_dir),
-        *absorbing_norms(a.norms, out_dir),
-        *dataset_bars(a.summary, out_dir),
-    ]
+    report = Report.compute(analyse(results, ReportOptions(**options)))
+    tables = write_tables(report, out_dir)
     path = out_dir / REPORT
-    path.write_text(render(a, plots, tables, out_dir), encoding="utf-8")
+    path.write_text(render(report, draw_figures(report, out_dir), tables, out_dir), encoding="utf-8")
     return path

@@ -1,4 +1,4 @@
-"""Number formatting shared by the report's tables and claim statements."""
+"""Number formatting and row names shared by the report's sections and claim statements."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from bench.report.configs import CONFIG_KEYS, SCOPE_KEYS, config_labels
+
 NA = "n/a"
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini–Hochberg"}
 
 
 def decimals(x: float) -> int:
@@ -37,6 +40,20 @@ def speedup(x: float) -> str:
     return NA if pd.isna(x) else f"{x:,.0f}x" if x >= 100 else f"{x:.2f}x"
 
 
+def gamma_text(g: float) -> str:
+    return "—" if pd.isna(g) else f"{g:g}"
+
+
+def distinct(series: pd.Series) -> str:
+    """The series' distinct values, sorted as text and comma-separated (n/a if none)."""
+    return ", ".join(map(str, sorted(series.dropna().unique(), key=str))) or NA
+
+
+def mean_std(mean: float, std: float) -> str:
+    places = decimals(mean)
+    return num(mean, places) + ("" if pd.isna(std) else f" ± {num(std, places)}")
+
+
 def with_ci(x: float, low: float, high: float, fmt: Callable[[float], str] = num) -> str:
     """``x [low, high]``; just ``x`` without an interval, n/a without a value."""
     if pd.isna(x):
@@ -58,3 +75,25 @@ def md_table(rows: list[dict] | pd.DataFrame) -> str:
         "| " + " | ".join("---" for _ in frame.columns) + " |",
         *("| " + " | ".join(map(cell, row)) + " |" for row in frame.itertuples(index=False)),
     ])
+
+
+def delta_ci(r: dict) -> str:
+    """A paired row's ``diff [diff_low, diff_high]``, signed, to the decimals of its ``mean_b``."""
+    places = decimals(r["mean_b"])
+    return with_ci(r["diff"], r["diff_low"], r["diff_high"], lambda x: signed(x, places))
+
+
+class Namer:
+    """Names rows the same way in every table: the scope keys that vary, then the config label."""
+
+    def __init__(self, cells: pd.DataFrame) -> None:
+        self.varying = [k for k in SCOPE_KEYS if cells[k].nunique() > 1]
+        configs = cells[CONFIG_KEYS].drop_duplicates()
+        self.labels = configs.assign(config=config_labels(configs))
+
+    def scope(self, row: dict) -> dict:
+        return {k: row[k] for k in self.varying}
+
+    def configs(self, frame: pd.DataFrame) -> list[dict]:
+        """Records of ``frame`` with a ``config`` label (frame must hold CONFIG_KEYS)."""
+        return frame.merge(self.labels, on=CONFIG_KEYS, how="left").to_dict("records")

@@ -27,6 +27,8 @@ MARGIN_COLUMNS = [
 # outcome: "beats" (the interval lies above the trivial value), "fails" (mean at or below it),
 # "unclear" (mean above, interval reaching it; or one seed).
 BEATS, FAILS, UNCLEAR = "beats", "fails", "unclear"
+NO_TRIVIAL = ("the table has no `copy_source` or `nearest_train_target` cell, so no arm's margin over doing "
+              "nothing can be stated.")
 
 
 def trivial_values(cells: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
