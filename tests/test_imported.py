@@ -126,7 +126,10 @@ def test_an_imported_run_is_decoded_and_reported_beside_a_trained_arm(tmp_path, 
     assert manifest["imported_runs"]["official"]["sha256"] == imported[0].weights
     # the report takes an arm without a curve or timing rows
     assert bench_main(["report", "--results", str(results), "--out", str(tmp_path / "report")]) == 0
-    assert "official" in (tmp_path / "report" / "report.md").read_text()
+    report = (tmp_path / "report" / "report.md").read_text()
+    v2_steps = int(table[(table.arm == "v2") & (table.metric == "train_steps")].value.iloc[0])
+    assert f"- **Training steps:** {v2_steps}\n" in report  # the suite's own training only
+    assert "- **Imported runs (decoded, not trained here):** `official`: 300 steps" in report
     # a re-run finds every cell done
     assert run_suite(load_plan(path), results, progress=False).done == 0
 

@@ -41,6 +41,8 @@ class Setup(Section):
     def render(self, page: Page) -> str:
         cells, results = self.cells, self.results
         models = cells[~is_trivial(cells)]
+        imported = models["train_key"].str.startswith("imported-")  # decoded, not trained here
+        trained = models[~imported]
         seed_list = sorted(models["seed"].unique())
         facts = {
             "Suite": distinct(cells["suite"]),
@@ -49,8 +51,8 @@ class Setup(Section):
             "Seeds": f"{', '.join(map(str, seed_list))} ({seeds(len(seed_list))}); trivial rows are deterministic "
                      "(seed 0)",
             "Sampling batch size": distinct(models["batch_size"]),
-            "Training steps": distinct(models["train_steps"].dropna().astype(int)) if "train_steps" in models else NA,
-            "Training examples seen": distinct(models["train_examples"].dropna().astype(int))
+            "Training steps": distinct(trained["train_steps"].dropna().astype(int)) if "train_steps" in models else NA,
+            "Training examples seen": distinct(trained["train_examples"].dropna().astype(int))
             if "train_examples" in models else NA,
             "Device (cells)": distinct(models["device"]),
             "Device (timing pass)": distinct(results.timing["device"]) if results.timing is not None else
@@ -59,6 +61,10 @@ class Setup(Section):
             "BERTScore model": distinct(cells["bertscore_model"]),
             "Results": f"`{results.directory}` ({len(cells)} cells, {len(results.table)} table rows)",
         }
+        if imported.any():
+            runs = models[imported].drop_duplicates("arm").sort_values("arm")
+            facts["Imported runs (decoded, not trained here)"] = "; ".join(
+                f"`{r.arm}`: {int(r.train_steps)} steps" for r in runs.itertuples())
         if self.no_reference is not None:
             facts["Reference"] = self.no_reference
         else:
