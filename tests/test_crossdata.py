@@ -69,14 +69,19 @@ def test_planted_same_and_opposite_effects() -> None:
     assert opposite["tau2"] == pytest.approx((400 - 3) / (4 / 0.003**2 - 4 / 0.003**4 / (4 / 0.003**2)))
 
 
+def _null_draws(rng: np.random.Generator, sds: tuple[float, ...]) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """3 seed-paired differences per dataset, true effect 0 with spread ``sds``: the samples, their
+    means and standard errors."""
+    samples = [rng.normal(0.0, sd, 3) for sd in sds]
+    return samples, np.array([s.mean() for s in samples]), np.array([s.std(ddof=1) / np.sqrt(3) for s in samples])
+
+
 def test_q_is_anticonservative_with_three_seeds_and_welch_is_not() -> None:
     """Why the report answers from Welch's test: 4 datasets × 3 seeds, one true effect."""
     rng = np.random.default_rng(0)
     q_p, welch_p = [], []
     for _ in range(400):
-        samples = [rng.normal(0.0, sd, 3) for sd in (1.0, 1.0, 2.0, 0.5)]
-        y = np.array([s.mean() for s in samples])
-        se = np.array([s.std(ddof=1) / np.sqrt(3) for s in samples])
+        samples, y, se = _null_draws(rng, (1.0, 1.0, 2.0, 0.5))
         q_p.append(random_effects(y, se, alpha=0.05)["q_p"])
         welch_p.append(welch_test(samples)["welch_p"])
     assert np.mean(np.array(q_p) < 0.05) > 0.15
@@ -89,9 +94,7 @@ def test_the_pooled_interval_keeps_its_coverage_with_three_seeds() -> None:
     rng = np.random.default_rng(0)
     covered, normal = [], []
     for _ in range(1000):
-        samples = [rng.normal(0.0, sd, 3) for sd in (0.01, 0.02, 0.03, 0.05)]
-        y = np.array([s.mean() for s in samples])
-        se = np.array([s.std(ddof=1) / np.sqrt(3) for s in samples])
+        _, y, se = _null_draws(rng, (0.01, 0.02, 0.03, 0.05))
         r = random_effects(y, se, alpha=0.05)
         covered.append(r["pooled_low"] <= 0.0 <= r["pooled_high"])
         w = 1 / (se**2 + r["tau2"])
