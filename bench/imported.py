@@ -36,11 +36,6 @@ class ImportedRun:
     train: TrainSpec  # the spec its config.json holds
     identity: str  # run_identity(path)
 
-    @property
-    def key(self) -> str:
-        """The group key of its cells (a trained model's is its spec hash)."""
-        return f"imported-{self.identity[:12]}"
-
 
 def run_path(raw: str, base: Path, where: str) -> Path:
     """``raw`` with ``$VAR``/``${VAR}`` and ``~`` expanded, relative to ``base``; an unset variable is an error."""

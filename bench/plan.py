@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.imported import ImportedRun, open_run, same_dataset
+from bench.schema import IMPORTED_KEY_PREFIX
 from bench.spec import SamplerEntry, Suite, load_suite, nested, suite_file
 from diffuseq.config import ConfigError, TrainSpec, build_train_spec, load_arm
 from diffuseq.family import decodes
@@ -48,7 +49,7 @@ class Cell:
     @property
     def train_key(self) -> str:
         """The model's key: its spec hash, or for an imported run ``imported-`` and its identity."""
-        return f"imported-{self.weights[:12]}" if self.run else self.train.key()
+        return f"{IMPORTED_KEY_PREFIX}{self.weights[:12]}" if self.run else self.train.key()
 
     @property
     def cell_id(self) -> str:

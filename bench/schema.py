@@ -21,6 +21,7 @@ PER_SENTENCE = "per_sentence.parquet"
 TIMING = "timing.parquet"
 
 CELL_KINDS = ("model", "trivial")
+IMPORTED_KEY_PREFIX = "imported-"  # train_key of an imported run: this, then its identity's first 12 hex
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from bench.report.configs import CONFIG_KEYS, config_labels, is_trivial
 from bench.report.fmt import NA, distinct, md_table, seeds
 from bench.report.load import Results
 from bench.report.sections import Page, Section
+from bench.schema import IMPORTED_KEY_PREFIX
 
 
 def _arms_legend(cells: pd.DataFrame) -> str:
@@ -41,7 +42,7 @@ class Setup(Section):
     def render(self, page: Page) -> str:
         cells, results = self.cells, self.results
         models = cells[~is_trivial(cells)]
-        imported = models["train_key"].str.startswith("imported-")  # decoded, not trained here
+        imported = models["train_key"].str.startswith(IMPORTED_KEY_PREFIX)  # decoded, not trained here
         trained = models[~imported]
         seed_list = sorted(models["seed"].unique())
         facts = {
