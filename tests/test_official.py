@@ -24,7 +24,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "official"
 FIXTURE = FIXTURES / "v2"
 CKPT_NAME = "ema_0.99_000300.pt"
 CKPT = FIXTURE / CKPT_NAME
-BRANCHES = ("v1", "v2")
+BRANCHES = ("v1", "v2", "v2_plm")  # v2_plm: v2 with --use_plm_init bert (d = H, no projections)
+V2 = ("v2", "v2_plm")
 
 
 def import_args(branch: str) -> list[str]:
@@ -59,15 +60,16 @@ def one_thread():
 def test_the_fixture_imports_with_the_official_config(runs, branch):
     meta = json.loads((runs[branch] / "config.json").read_text())
     train = meta["train"]
+    plm = {"embed_dim": 32, "init": "plm"} if branch == "v2_plm" else {}
     assert train["model"] == {"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "embed_dim": 16,
-                              "time_embed_dim": 16, "dropout": 0.1, "head_bias": True}
+                              "time_embed_dim": 16, "dropout": 0.1, "head_bias": True, **plm}
     assert train["data"]["seq_len"] == 32 and train["data"]["tokenizer"] == "imported"
-    absorbing, gamma = ("learned", 0.5) if branch == "v2" else ("none", 0.0)
+    absorbing, gamma = ("learned", 0.5) if branch in V2 else ("none", 0.0)
     assert train["diffusion"] == {"steps": 2000, "schedule": "sqrt", "absorbing": absorbing, "gamma": gamma,
                                   "reg_rate": 0.01, "timestep_sampler": "loss_aware"}
     assert (train["optim"]["steps"], train["optim"]["ema_rate"], train["optim"]["lr"]) == (300, 0.99, 2e-3)
     assert meta["vocab_size"] == 144
-    assert meta["imported_from"]["official_branch"] == {"v1": "main", "v2": "diffuseq-v2"}[branch]
+    assert meta["imported_from"]["official_branch"] == {"v1": "main", "v2": "diffuseq-v2", "v2_plm": "diffuseq-v2"}[branch]
     assert (runs[branch] / "checkpoints" / "step_0000300" / "ema.safetensors").is_file()
 
 
@@ -78,7 +80,8 @@ def test_every_official_tensor_is_used_and_every_one_of_ours_filled(runs, branch
     layer_keys = {f"input_transformers.layer.0.{name}.{kind}" for name in [*LAYER, *(f"attention.self.{p}" for p in QKV)]
                   for kind in ("weight", "bias")}
     assert set(sd) == used | layer_keys
-    assert ("mean_embed" in sd) == (branch == "v2")
+    assert ("mean_embed" in sd) == (branch in V2)
+    assert any(k.startswith("input_up_proj.") for k in sd) == (branch != "v2_plm")
     model, _, _ = load_model(runs[branch])
     ours = model.state_dict()
     mapped = map_state_dict(sd, 32, "fixture")
@@ -113,7 +116,7 @@ def official_generator(seed2: int, draws: int, shape: tuple[int, ...]) -> torch.
 # branch → (our arm, sample-section overrides, randn draws the official decoder makes per batch):
 # v2's DPM-Solver script draws the start noise only; v1's DDPM draws it and one at every t,
 # t = 0 included (unused there), 1 + T.
-DECODERS = {"v2": ("official_v2_exact", {}, 1), "v1": ("baseline", {"mbr": 1}, 2001)}
+DECODERS = {"v2": ("official_v2_exact", {}, 1), "v2_plm": ("official_v2_exact", {}, 1), "v1": ("baseline", {"mbr": 1}, 2001)}
 
 
 @pytest.mark.parametrize("branch", BRANCHES)
@@ -180,7 +183,7 @@ def _import_with(tmp_path: Path, capsys, args_update: dict | None = None, state_
 
 
 @pytest.mark.parametrize(("option", "value"), [
-    ("noise_schedule", "trunc_lin"), ("learn_sigma", True), ("use_plm_init", "bert"), ("timestep_respacing", "100"),
+    ("noise_schedule", "trunc_lin"), ("learn_sigma", True), ("use_plm_init", "roberta"), ("timestep_respacing", "100"),
     ("predict_xstart", False), ("rescale_timesteps", False), ("use_kl", True), ("schedule_sampler", "fixstep"),
     ("hidden_dim", 32),
 ])
@@ -189,6 +192,11 @@ def test_each_unsupported_option_is_one_line_naming_it(tmp_path, capsys, option,
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: ") and f"{option} = {value!r} is not supported" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_plm_start_needs_hidden_dim_equal_to_the_bert_width(tmp_path, capsys):
+    code, err = _import_with(tmp_path, capsys, {"use_plm_init": "bert"})
+    assert code == 2 and "hidden_dim = 16 is not supported: --use_plm_init bert embeds tokens" in err
 
 
 def test_denoise_without_a_learned_state_is_refused(tmp_path, capsys):

@@ -5,6 +5,8 @@
         --python /work/official-venv/bin/python --work /work/official-work/v2
     python benchmarks/parity/make_fixture.py make --checkout /work/official-v1 --branch v1 \
         --python /work/official-venv/bin/python --work /work/official-work/v1
+    python benchmarks/parity/make_fixture.py make --checkout /work/official-v2 --branch v2_plm \
+        --python /work/official-venv/bin/python --work /work/official-work/v2_plm
 
 Run it with this project's Python (it reads the embedded synthetic data from ``diffuseq``); the
 official scripts run as subprocesses under ``--python``, the official code's own virtualenv.
@@ -27,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 
 from diffuseq import synthetic
+from diffuseq.official import OFFICIAL_SPECIALS
 
 # The fixtures: tiny models small enough to commit, one per official branch.
 SIZES = {"train": 400, "valid": 64, "test": 16}
@@ -51,20 +54,24 @@ DDP_EDITS = [  # train_util.py, both branches: the loss reads model.model.module
 # Per branch: the flags only it has, its decoder and the settings of its scripts/run_decode*.py,
 # and its compatibility edits (README.md says each in words): file → [(what, pattern that must
 # match, pattern that must not)].
-BRANCHES = {
-    "v2": {  # diffuseq-v2: learned absorbing state, discrete noise γ = 0.5; DPM-Solver++ 10 steps
-        "train": {"learned_mean_embed": True, "denoise": True, "denoise_rate": 0.5, "reg_rate": 0.0, "data_split_num": 0},
-        "decoder": "sample_seq2seq_dpmSolver.py",
-        "decode": {"step": 10, "start_n": 0, "rejection_rate": 0.0, "note": "fixture"},
-        "edits": {
-            "train_util.py": DDP_EDITS,
-            "sample_seq2seq_dpmSolver.py": [
-                ("load the checkpoint with only map_location (no positional arguments)",
-                 r"dist_util\.load_state_dict\(\s*args\.model_path\s*,\s*map_location", r"load_state_dict\(args\.model_path,\s*False"),
-                ("move the solver's output with .to(dist_util.dev()), not .cuda()", r"\.to\(dist_util\.dev\(\)\)", r"\.cuda\(\)"),
-            ],
-        },
+V2 = {  # diffuseq-v2: learned absorbing state, discrete noise γ = 0.5; DPM-Solver++ 10 steps
+    "train": {"learned_mean_embed": True, "denoise": True, "denoise_rate": 0.5, "reg_rate": 0.0, "data_split_num": 0},
+    "decoder": "sample_seq2seq_dpmSolver.py",
+    "decode": {"step": 10, "start_n": 0, "rejection_rate": 0.0, "note": "fixture"},
+    "edits": {
+        "train_util.py": DDP_EDITS,
+        "sample_seq2seq_dpmSolver.py": [
+            ("load the checkpoint with only map_location (no positional arguments)",
+             r"dist_util\.load_state_dict\(\s*args\.model_path\s*,\s*map_location", r"load_state_dict\(args\.model_path,\s*False"),
+            ("move the solver's output with .to(dist_util.dev()), not .cuda()", r"\.to\(dist_util\.dev\(\)\)", r"\.cuda\(\)"),
+        ],
     },
+}
+BRANCHES = {
+    "v2": V2,
+    # v2 started from a pretrained BERT (--use_plm_init bert; SAVE_PRETRAINED), so hidden_dim = H
+    "v2_plm": {**V2, "pretrained": True,
+               "train": {**V2["train"], "use_plm_init": "bert", "hidden_dim": BERT_CONFIG["hidden_size"]}},
     "v1": {  # main (DiffuSeq): DDPM over all 2000 steps with clamp at every step
         "train": {},
         "decoder": "sample_seq2seq.py",
@@ -96,6 +103,19 @@ def init(*args, **kwargs):
 def log(*args, **kwargs):
     pass
 '''
+
+
+# The "pretrained" BERT of v2_plm: the tiny config at random init, seeded, its word embeddings
+# N(0, 1) as in a random-init official model (BERT's std 0.02 rows drown in the noise and 300 steps
+# learn to decode nothing), saved as BertModel.save_pretrained writes it (the official model loads
+# it with BertModel.from_pretrained(config_name)).
+SAVE_PRETRAINED = """import json, sys, torch
+from transformers import BertConfig, BertModel
+torch.manual_seed(7)
+bert = BertModel(BertConfig(**json.loads(sys.argv[2])))
+torch.nn.init.normal_(bert.embeddings.word_embeddings.weight)
+bert.save_pretrained(sys.argv[1])
+"""
 
 
 def check(checkout: Path, branch: str) -> list[str]:
@@ -144,15 +164,20 @@ def official_env(stubs: Path, checkout: Path, logdir: Path, home: Path) -> dict[
             "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-def write_inputs(work: Path) -> dict[str, Path]:
-    """Data splits, the vocabulary file, the BERT config folder and the wandb stand-in."""
+def write_inputs(work: Path, python: str, pretrained: bool) -> dict[str, Path]:
+    """Data splits, the vocabulary file, the BERT config folder (with ``pretrained``: a BertModel
+    saved there by ``python``, its vocabulary the official one's size) and the wandb stand-in."""
     pairs = synthetic.generate()
     data = write_pairs(work / "data", {split: pairs[split][:n] for split, n in SIZES.items()})
     counts = Counter(w for s, t in pairs["train"][: SIZES["train"]] for w in f"{s} {t}".split())
     words = sorted(counts, key=lambda w: (-counts[w], w))
     (work / "vocab.txt").write_text("".join(f"{w}\n" for w in words))
-    return {"data": data, "config": write_bert_config(work / "bert-config", BERT_CONFIG), "vocab": work / "vocab.txt",
-            "stubs": write_stubs(work)}
+    config = write_bert_config(work / "bert-config", BERT_CONFIG)
+    if pretrained:
+        bert = {**BERT_CONFIG, "vocab_size": len(OFFICIAL_SPECIALS) + len(words)}
+        run_logged([python, "-c", SAVE_PRETRAINED, str(config), json.dumps(bert)], work, {"PATH": "/usr/bin:/bin",
+                   "HOME": str(work), "HF_HUB_OFFLINE": "1"}, work / "pretrained.log")
+    return {"data": data, "config": config, "vocab": work / "vocab.txt", "stubs": write_stubs(work)}
 
 
 def flags(args: dict) -> list[str]:
@@ -174,7 +199,7 @@ def make(checkout: Path, branch: str, python: str, work: Path, out: Path) -> Non
     if problems := check(checkout, branch):
         sys.exit("\n".join(problems))
     shutil.rmtree(work, ignore_errors=True)
-    inputs = write_inputs(work)
+    inputs = write_inputs(work, python, conf.get("pretrained", False))
     model_dir, gen_dir = work / "model", work / "generation"
     model_dir.mkdir()
     gen_dir.mkdir()
@@ -207,7 +232,8 @@ def main() -> None:
     m = sub.add_parser("make", help="train and decode with the official code; write the fixture")
     for q in (c, m):
         q.add_argument("--checkout", type=Path, required=True)
-        q.add_argument("--branch", choices=sorted(BRANCHES), default="v2", help="v2: diffuseq-v2; v1: main (default: v2)")
+        q.add_argument("--branch", choices=sorted(BRANCHES), default="v2",
+                       help="v2: diffuseq-v2; v2_plm: the same, --use_plm_init bert; v1: main (default: v2)")
     m.add_argument("--python", required=True, help="the official code's virtualenv python")
     m.add_argument("--work", type=Path, required=True, help="scratch folder (emptied first)")
     m.add_argument("--out", type=Path, help="default: tests/fixtures/official/BRANCH")
