@@ -165,7 +165,8 @@ def _bert_vocab(path: Path) -> TextTokenizer:
     """A BERT tokenizer from a ``tokenizer.json``, or an uncased WordPiece over a ``vocab.txt`` (line i is id i)."""
     if path.suffix == ".json":
         return TextTokenizer.load(path)
-    return TextTokenizer.from_wordpiece_vocab({line.rstrip("\n"): i for i, line in enumerate(path.read_text(encoding="utf-8").splitlines())})
+    with path.open(encoding="utf-8") as f:  # lines as BERT's loader reads them (not str.splitlines, which splits at U+2028)
+        return TextTokenizer.from_wordpiece_vocab({line.rstrip("\n"): i for i, line in enumerate(f)})
 
 
 def _word_vocab(path: Path) -> dict[str, int]:
@@ -174,8 +175,9 @@ def _word_vocab(path: Path) -> dict[str, int]:
     if path.suffix == ".json":
         return {str(k): int(v) for k, v in read_json(path, "vocab.json").items()}
     vocab = {s: i for i, s in enumerate(OFFICIAL_SPECIALS)}
-    for row in path.read_text(encoding="utf-8").splitlines():
-        vocab[row.strip().split(" ")[0]] = len(vocab)
+    with path.open(encoding="utf-8") as f:
+        for row in f:
+            vocab[row.strip().split(" ")[0]] = len(vocab)
     return vocab
 
 

@@ -95,6 +95,15 @@ def test_bad_jsonl_names_file_and_line(tmp_path, content, message):
         read_jsonl(path)
 
 
+def test_a_jsonl_line_ends_only_at_a_newline(tmp_path):
+    """Raw U+2028, U+2029, \\x85, \\x0c and \\r are valid inside a JSON string: each stays in its pair."""
+    odd = "a\u2028b\u2029c\x85d\x0ce\x1cf"
+    path = tmp_path / "odd.jsonl"
+    path.write_text(json.dumps({"src": odd, "trg": "x"}, ensure_ascii=False) + "\r\n" + '{"src": "y", "trg": "z"}\n',
+                    encoding="utf-8", newline="")
+    assert [(p.src, p.trg) for p in read_jsonl(path)] == [(odd, "x"), ("y", "z")]
+
+
 def test_missing_dataset_errors_are_actionable(tmp_path, monkeypatch):
     monkeypatch.delenv("DIFFUSEQ_DATA_ROOT", raising=False)
     with pytest.raises(DataError, match="no data root"):
