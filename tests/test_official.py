@@ -12,13 +12,10 @@ import torch
 
 from diffuseq.cli import main as cli_main
 from diffuseq.config import load_arm
-from diffuseq.data import encode_pairs, read_jsonl
-from diffuseq.family import sample_batch
 from diffuseq.official import CHECKED, LAYER, QKV, TOP_LEVEL, load_official_state, map_state_dict
+from diffuseq.official_replay import official_generator, official_ids, replay
 from diffuseq.rundir import load_model
-from diffuseq.sampling.base import build_sampler
 from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec
-from diffuseq.schedule import NoiseSchedule
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official"
 FIXTURE = FIXTURES / "v2"
@@ -95,28 +92,19 @@ def test_every_official_tensor_is_used_and_every_one_of_ours_filled(runs, branch
     assert torch.equal(ours["pos_emb.weight"], sd["position_embeddings.weight"][:32])
 
 
-def official_ids(text: str, vocab: dict[str, int], length: int) -> list[int]:
-    """The official decoder's target tokens from its text (a word vocabulary: one word per id,
-    trailing [PAD] dropped by the official writer)."""
-    ids = [vocab[w] for w in text.split()]
-    return ids + [vocab["[PAD]"]] * (length - len(ids))
+# branch → (our arm, sample-section overrides) matching its official decoder
+DECODERS = {"v2": ("official_v2_exact", {}), "v2_plm": ("official_v2_exact", {}), "v1": ("baseline", {"mbr": 1})}
 
 
-def official_generator(seed2: int, draws: int, shape: tuple[int, ...]) -> torch.Generator:
-    """Torch's CPU generator as an official decoder has it at a batch's first ``randn_like``:
-    ``set_seed(seed2)``, one int64 draw for the test DataLoader's worker base seed, then ``draws``
-    ``randn`` of the batch's ``shape`` for the batches before."""
-    g = torch.Generator().manual_seed(seed2)
-    torch.empty((), dtype=torch.int64).random_(generator=g)
-    for _ in range(draws):
-        torch.randn(shape, generator=g)
-    return g
-
-
-# branch → (our arm, sample-section overrides, randn draws the official decoder makes per batch):
-# v2's DPM-Solver script draws the start noise only; v1's DDPM draws it and one at every t,
-# t = 0 included (unused there), 1 + T.
-DECODERS = {"v2": ("official_v2_exact", {}, 1), "v2_plm": ("official_v2_exact", {}, 1), "v1": ("baseline", {"mbr": 1}, 2001)}
+def test_the_official_generator_replays_the_official_draw_order():
+    """set_seed, one int64 draw, then randn of the batch shape: the third batch's start noise."""
+    torch.manual_seed(110)
+    torch.empty((), dtype=torch.int64).random_()
+    for _ in range(2):
+        torch.randn(4, 3)
+    expected = torch.randn(4, 3)
+    assert torch.equal(torch.randn((4, 3), generator=official_generator(110, 2, (4, 3))), expected)
+    assert official_ids("a b", {"a": 5, "b": 6, "[PAD]": 3}, 4) == [5, 6, 3, 3]
 
 
 @pytest.mark.parametrize("branch", BRANCHES)
@@ -125,30 +113,12 @@ def test_decoding_the_import_reproduces_the_official_decoder(runs, branch, one_t
     (v2: official_v2_exact; v1: baseline, DDPM over 2000 steps with clamp, MBR off): the
     official decoder's tokens on at least 99% of target positions."""
     fx = FIXTURES / branch
-    args = json.loads((fx / "decode_args.json").read_text())
-    vocab = json.loads((fx / "vocab.json").read_text())
-    official = [json.loads(line) for line in (fx / "official_samples.jsonl").open()]
-    model, tok, spec = load_model(runs[branch])
-    enc = encode_pairs(tok, read_jsonl(fx / "data" / "test.jsonl"), spec.data.seq_len)
-    arm, over, draws = DECODERS[branch]
+    arm, over = DECODERS[branch]
     sample = build_sampler_spec(load_arm(arm)["sample"] | over)
-    assert sample.steps == args["step"]
-    sampler = build_sampler(sample, NoiseSchedule(spec.diffusion.schedule, spec.diffusion.steps))
-    b = args["batch_size"]
-    agree = total = 0
-    for batch, start in enumerate(range(0, len(official), b)):
-        ids, mask = enc.input_ids[start : start + b], enc.input_mask[start : start + b]
-        gen = official_generator(args["seed2"], batch * draws, (len(ids), spec.data.seq_len, spec.model.embed_dim))
-        out, nfe = sample_batch(model, sampler, ids, mask, spec.diffusion.gamma, gen)
-        assert nfe == args["step"]
-        for row, inp, m, off in zip(out, ids, mask.bool(), official[start : start + b], strict=True):
-            n = int(m.sum())
-            assert inp[~m].tolist() == official_ids(off["source"], vocab, len(inp) - n)
-            assert inp[m].tolist() == official_ids(off["reference"], vocab, n)
-            agree += int((row[m] == torch.tensor(official_ids(off["recover"], vocab, n))).sum())
-            total += n
-    assert total == int(enc.input_mask.sum())
-    assert agree / total >= 0.99, f"{agree}/{total} target tokens agree"
+    assert sample.steps == json.loads((fx / "decode_args.json").read_text())["step"]
+    got = replay(runs[branch], fx, sample)
+    assert got.positions == 318 and got.rows == 16
+    assert got.share >= 0.99, f"{got.positions_agree}/{got.positions} target tokens agree"
 
 
 def test_the_imported_run_samples_like_ours(runs, tmp_path):
