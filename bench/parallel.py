@@ -8,9 +8,11 @@ choice reads the cores this process may use and the size of the largest model:
   so one worker per core, 1 thread each (at most one worker per model group);
 - larger models (the paper preset), a GPU, or a cluster task: one worker with every core.
 
-Threads never oversubscribe: workers × training processes × threads ≤ cores. The choice changes
-speed only: the numbers of a cell are the same for any of them (tests/test_bench.py), and
-MANIFEST.json and the results table record it.
+Threads never oversubscribe: workers × training processes × threads ≤ cores. The worker count
+changes speed only. The thread count also changes the last bits of torch's parallel reductions,
+so curves trained at 1 and at 2 threads differ at rounding level (docs/design.md §3); the decoded
+outputs and metrics of a short run stay the same (tests/test_bench.py). MANIFEST.json, the
+results table and the training log record the count.
 """
 
 from __future__ import annotations

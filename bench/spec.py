@@ -154,7 +154,8 @@ class Suite(_Strict):
     timing: TimingSpec = TimingSpec()
     executor: ExecutorSpec = ExecutorSpec()
     threads: PositiveInt | Literal["auto"] = Field("auto", description="torch threads per worker; auto: the cores divided "
-                                           "among the workers (bench/parallel.py)")
+                                           "among the workers (bench/parallel.py); curves repeat bit for bit "
+                                           "only at the same count")
 
     @field_validator("preset")
     @classmethod

@@ -303,7 +303,8 @@ def validate(run: Run, loop: LoopSpec, eval_hook: EvalHook | None) -> dict[str, 
     spec, d = run.spec, run.d
     val_batch = spec.optim.microbatch or spec.optim.batch_size // d.world
     row = {"step": run.step, "split": "valid",
-           **validation_loss(run.objective, run.valid_set, val_batch, loop.val_batches, d.device), "wall_s": run.wall}
+           **validation_loss(run.objective, run.valid_set, val_batch, loop.val_batches, d.device), "wall_s": run.wall,
+           "threads": torch.get_num_threads()}  # the last bits of a curve depend on it (docs/design.md §3)
     if d.main and eval_hook is not None:
         ema_model = run.family.build(run.tok).to(d.device)
         ema_model.load_state_dict(run.ema)

@@ -43,6 +43,7 @@ def test_training_loss_falls_on_embedded_data(tmp_path, arm):
     last = rows[-1]
     val = [r["val_loss"] for r in log_rows(tmp_path, "valid")]
     assert val[-1] < val[0]
+    assert {r["threads"] for r in log_rows(tmp_path, "valid")} == {torch.get_num_threads()}  # curves' last bits depend on it
     assert {"tokens_per_s", "lr", "grad_norm", "nll", "prior", "reg"} <= set(last)
 
 
