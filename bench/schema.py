@@ -45,7 +45,7 @@ class CellRecord:
     gamma: float  # discrete-noise γ used in training (NaN for trivial cells)
     code_version: str  # git describe of the code
     device: str  # e.g. cpu, cuda:NVIDIA H100
-    threads: int  # torch threads of the process that decoded and scored the cell (the executor's choice; speed only)
+    threads: int  # torch threads of the process that decoded and scored the cell (the executor's choice; docs/design.md §3)
     bertscore_model: str  # model used for BERTScore
     wall_time_s: float  # wall time of the whole cell (sampling + evaluation); bookkeeping only
     label: str  # sampler variant label, e.g. dpm_solver++-10

@@ -444,6 +444,26 @@ def test_trivial_rows_margins_and_the_fails_sentence(tmp_path: Path) -> None:
     assert claims.loc[claims["reading"] == "equal recipe", "copy_margin"].str.contains("v2 -0.0").any()
 
 
+def test_the_first_lines_say_where_the_best_stand_against_copying_and_at_what_scale(tmp_path: Path) -> None:
+    configs = [replace(c, bleu_shift=0.03) if (c.arm, c.steps) == ("v2", 20) else c
+               for c in PAPER_LIKE if c.arm in ("baseline", "v2")]  # v2's 20 steps planted best of its family
+    ar = ConfigSpec("ar_transformer", "greedy", 1, bleu_shift=0.06)
+    report = _analysis(tmp_path, [*configs, ar], trivial={"copy_source": 0.08})
+    a = report.analysis
+    copy = a.cells.loc[a.cells["arm"] == "copy_source", "bleu"].item()
+    best_ar = _row(a.summary, arm="ar_transformer", metric="bleu")["mean"]
+    best_own = _row(a.summary, arm="v2", steps=20, metric="bleu")["mean"]
+    first = _markdown(report).split("## Paper claims")[0].splitlines()
+    assert first[4] == (f"- **Against copying the source** on `synthetic` (`copy_source` BLEU {copy:.4f}), the best model "
+                        "configuration, then the best of the continuous (DiffuSeq) family: `ar_transformer greedy-1` "
+                        f"{best_ar:.4f} ({best_ar - copy:+.4f}); `v2 dpm_solver++-20` {best_own:.4f} ({best_own - copy:+.4f}).")
+    assert first[5].startswith("- **Every verdict below is about this suite's scale** (preset `")
+    assert "training steps" in first[5] and "per model)" in first[5]
+    # When a DiffuSeq-family configuration is the best, it is named once.
+    only_ours = _markdown(_analysis(tmp_path / "b", configs))
+    assert "the best model configuration: `v2 dpm_solver++-20`" in only_ours and "continuous (DiffuSeq) family" not in only_ours
+
+
 def test_absorbing_state_questions_when_their_arms_ran(tmp_path: Path) -> None:
     base = ConfigSpec("baseline", "ddpm", 50, sentences_per_s=5.0)
     v2 = ConfigSpec("v2", "dpm_solver++", 10, sentences_per_s=400.0, gamma=0.5, m_norm=0.05)

@@ -1,4 +1,5 @@
-"""The report's first lines: where a configuration fails to beat a trivial row, and missing evidence."""
+"""The report's first lines: where the models stand against copying the source, the scale every
+verdict holds at, where a configuration fails to beat a trivial row, and missing evidence."""
 
 from __future__ import annotations
 
@@ -7,11 +8,41 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench.report.analysis import Analysis
-from bench.report.configs import TRIVIAL_ARMS, is_trivial
-from bench.report.fmt import md_table, signed, with_ci
+from bench.report.configs import COPY_SOURCE, TRIVIAL_ARMS, is_trivial
+from bench.report.fmt import Namer, distinct, md_table, signed, with_ci
 from bench.report.sections import Page, Section
 from bench.report.timing import NO_TIMING, device_note
 from bench.report.trivial import FAILS, NO_TRIVIAL, UNCLEAR
+from diffuseq.config import DEFAULT_FAMILY
+from diffuseq.family import family_of
+
+
+def _scale(cells: pd.DataFrame) -> str:
+    """The sentence naming the scale every verdict holds at: preset and training length."""
+    models = cells[~is_trivial(cells)]
+    length = ""
+    if "train_steps" in models and models["train_steps"].notna().any():
+        steps = distinct(models["train_steps"].dropna().astype(int))
+        examples = distinct(models["train_examples"].dropna().astype(int)) if "train_examples" in models else None
+        length = f"; {steps} training steps" + (f", {examples} examples seen," if examples else "") + " per model"
+    return (f"**Every verdict below is about this suite's scale** (preset `{distinct(cells['preset'])}`{length}) "
+            "and says nothing on its own about larger models or longer training.")
+
+
+def _against_copying(margins: pd.DataFrame, name: Namer) -> list[str]:
+    """Per dataset: copy_source's BLEU, the best model configuration's and the best DiffuSeq-family one's."""
+    rows = margins[(margins["trivial"] == COPY_SOURCE) & (margins["metric"] == "bleu")]
+    lines = []
+    for dataset, g in rows.groupby("dataset", sort=True):
+        best = g["mean"].idxmax()
+        own = g[[family_of(s) == DEFAULT_FAMILY for s in g["sampler"]]]
+        shown = [best] + ([own["mean"].idxmax()] if len(own) and best not in own.index else [])
+        parts = [f"`{r['config']}` {r['mean']:.4f} ({signed(r['margin'], 4)})" for r in name.configs(g.loc[shown])]
+        what = ("the best model configuration, then the best of the continuous (DiffuSeq) family"
+                if len(shown) > 1 else "the best model configuration")
+        lines.append(f"**Against copying the source** on `{dataset}` (`copy_source` BLEU "
+                     f"{g['trivial_value'].iloc[0]:.4f}), {what}: {'; '.join(parts)}.")
+    return lines
 
 
 def _notes(a: Analysis) -> list[str]:
@@ -30,19 +61,21 @@ def _notes(a: Analysis) -> list[str]:
 
 @dataclass(frozen=True)
 class ReadFirst(Section):
-    """Failures to beat a trivial row (a table of them), unclear BLEU margins, and notes on devices and timing."""
+    """The best BLEU against copying the source and the scale, failures to beat a trivial row (a
+    table of them), unclear BLEU margins, and notes on devices and timing."""
 
     margins: pd.DataFrame
     has_trivial: bool
+    scale: str
     notes: list[str]
 
     @classmethod
     def compute(cls, a: Analysis) -> ReadFirst:
-        return cls(a.margins, bool(is_trivial(a.cells).any()), _notes(a))
+        return cls(a.margins, bool(is_trivial(a.cells).any()), _scale(a.cells), _notes(a))
 
     def render(self, page: Page) -> str:
         name, margins = page.name, self.margins
-        lines = []
+        lines = [*_against_copying(margins, name), self.scale]
         failing = margins[margins["outcome"] == FAILS]
         table = ""
         if len(failing):
