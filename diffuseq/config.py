@@ -62,10 +62,12 @@ class DataSpec(Spec):
     hf: bool = Field(False, description="load `dataset` with datasets.load_dataset instead of jsonl")
     src_column: str = "src"
     trg_column: str = "trg"
-    tokenizer: Literal["bert", "wordpiece", "imported"] = Field(
-        "bert", description="bert (uncased WordPiece), wordpiece (trained on the data), or imported (the run "
+    tokenizer: Literal["bert", "wordpiece", "words", "imported"] = Field(
+        "bert", description="bert (uncased WordPiece), wordpiece (trained on the data), words (the data's "
+        "most frequent words, case kept: the official --vocab FILE tokenizer), or imported (the run "
         "directory's tokenizer.json, written by `diffuseq import-official`)")
-    vocab_size: int = Field(30522, gt=16, description="vocabulary size of a trained wordpiece tokenizer")
+    vocab_size: int = Field(30522, gt=16, description="vocabulary size of a tokenizer built from the data "
+                            "(wordpiece, words: the specials included)")
     seq_len: int = Field(128, ge=8, description="length of z = x ⊕ y in tokens")
     max_train_examples: int | None = Field(None, gt=0, description="use only the first N training pairs")
     extra_train_files: tuple[str, ...] = Field((), description="more jsonl files appended to train")

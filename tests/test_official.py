@@ -234,3 +234,23 @@ def test_a_bert_vocabulary_run_takes_a_wordpiece_vocab_or_the_bundled_one(tmp_pa
     assert tok.encode_batch(["Should I paint?"]) == [[5 + words.index(w) for w in ("should", "i", "paint", "?")]]
     code, err = _import_with(tmp_path / "b", capsys, {"vocab": "bert", "config_name": str(tmp_path / "nowhere")}, vocab=None)
     assert code == 2 and "bundled BERT uncased: 30522 tokens, but" in err
+
+
+def test_the_words_tokenizer_is_the_official_vocabulary_of_the_same_data():
+    """data.tokenizer words over the fixture's 400 training pairs gives every word and special the
+    id the official code's vocab.json gave it (make_fixture wrote its --vocab file from the same
+    counts), and encodes as the official loader does: whitespace words, case kept, [UNK] otherwise."""
+    from diffuseq import synthetic
+    from diffuseq.config import build_train_spec
+    from diffuseq.tokenizer import build_tokenizer
+
+    texts = [x for s, t in synthetic.generate()["train"][:400] for x in (s, t)]
+    tok = build_tokenizer("words", 144, texts)
+    official = json.loads((FIXTURE / "vocab.json").read_text())
+    renamed = {"[START]": "[CLS]", "[END]": "[SEP]"}
+    assert {renamed.get(w, w): i for w, i in official.items()} == {w: i for i, w in enumerate(tok.words())}
+    assert (FIXTURE / "vocab.txt").read_text().split() == tok.words()[4:]
+    assert tok.encode_batch(["should i paint a Zebra ?"]) == [[official[w] if w in official else official["[UNK]"]
+                                                             for w in ["should", "i", "paint", "a", "Zebra", "?"]]]
+    assert tok.mask_id is None and build_tokenizer("words", 20, texts).vocab_size == 20
+    assert build_train_spec("smoke", "v2", {"data": {"tokenizer": "words"}}).data.tokenizer == "words"

