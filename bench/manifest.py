@@ -77,7 +77,7 @@ def vocabularies(cells: list[Cell]) -> dict[str, str]:
                  if not c.run}.values():
         pairs = load_split(data, "train")
         tok = build_tokenizer(data.tokenizer, data.vocab_size, [s for p in pairs for s in (p.src, p.trg)])
-        name = f"{data.dataset} {data.tokenizer}" + (f"-{data.vocab_size}" if data.tokenizer == "wordpiece" else "")
+        name = f"{data.dataset} {data.tokenizer}" + (f"-{data.vocab_size}" if data.tokenizer in ("wordpiece", "words") else "")
         out[name] = hashlib.sha1(tok.tok.to_str().encode()).hexdigest()
     return dict(sorted(out.items()))
 

@@ -40,16 +40,16 @@ if TYPE_CHECKING:
 
 class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    # Fields added after models were trained and results published: left out of dumps at these
-    # values, so every earlier spec keeps its content hash (``TrainSpec.key``, ``SamplerSpec.key``),
+    # Fields added after models were trained and results published: left out of dumps at their
+    # defaults, so every earlier spec keeps its content hash (``TrainSpec.key``, ``SamplerSpec.key``),
     # its cell ids and its config.json.
-    later_defaults: ClassVar[dict[str, Any]] = {}
+    later_fields: ClassVar[tuple[str, ...]] = ()
 
     @model_serializer(mode="wrap")
     def _omit_later_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         out = handler(self)
-        for key, default in self.later_defaults.items():
-            if out.get(key) == default:
+        for key in self.later_fields:
+            if key in out and out[key] == type(self).model_fields[key].default:
                 del out[key]
         return out
 
@@ -95,7 +95,7 @@ class ModelSpec(Spec):
     time_embed_dim: int = Field(128, ge=2)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     head_bias: bool = Field(True, description="a bias on the tied output head, logits = z·Eᵀ + b (as the official lm_head)")
-    later_defaults: ClassVar[dict[str, Any]] = {"family": DEFAULT_FAMILY, "init": "random"}
+    later_fields: ClassVar[tuple[str, ...]] = ("family", "init")
 
     init: Literal["random", "plm"] = Field(
         "random", description="random, or plm: the official --use_plm_init bert, from the MiniLM that "
@@ -114,7 +114,7 @@ class ModelSpec(Spec):
         return self
 
     @model_validator(mode="after")
-    def _plm_has_no_projections(self) -> ModelSpec:
+    def _plm_start_fits(self) -> ModelSpec:
         if self.init == "plm" and self.family != DEFAULT_FAMILY:
             raise ValueError(f"model.init plm is the continuous family's (the official model's); model.family is {self.family}")
         if self.init == "plm" and self.embed_dim != self.hidden:

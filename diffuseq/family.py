@@ -160,6 +160,9 @@ class ContinuousFamily(Family):
 
     def build(self, tok: TextTokenizer) -> Denoiser:
         d = self.spec.diffusion
+        if d.absorbing == "mask_token" and tok.mask_id is None:
+            raise ConfigError(f"diffusion.absorbing mask_token uses the [MASK] row, which the {self.spec.data.tokenizer} "
+                              "vocabulary lacks (data.tokenizer); use a bert or wordpiece tokenizer")
         return Denoiser(self.spec.model, tok.vocab_size, self.spec.data.seq_len, d.absorbing, tok.mask_id)
 
     def losses(self, model: Denoiser, ids: Tensor, mask: Tensor, t: Tensor) -> dict[str, Tensor]:

@@ -25,7 +25,7 @@ def iter_jsonl(path: Path, error: type[Exception] = ValueError, torn_ok: bool = 
     except OSError as err:
         raise error(f"{path}: cannot read: {err.strerror or err}") from None
     try:
-        lines = raw.decode("utf-8").split("\n")  # JSON Lines: not str.splitlines, which also splits at U+2028, \x0c, ...
+        lines = raw.decode("utf-8").split("\n")  # JSON Lines: not str.splitlines, which also splits at U+2028, U+2029, \x85 (valid raw in a string)
     except UnicodeDecodeError as err:
         raise error(_not_utf8(path, raw, err.start)) from None
     for lineno, line in enumerate(lines, start=1):

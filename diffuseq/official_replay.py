@@ -58,6 +58,7 @@ class Agreement:
     positions: int
     rows_agree: int
     rows: int
+    nfe: int  # model calls per sample of our decoder
 
     @property
     def share(self) -> float:
@@ -75,11 +76,11 @@ def replay(run_dir: Path, decode_dir: Path, sample: SamplerSpec) -> Agreement:
     enc = encode_pairs(tok, read_jsonl(decode_dir / "data" / "test.jsonl"), spec.data.seq_len)
     sampler = build_sampler(sample, NoiseSchedule(spec.diffusion.schedule, spec.diffusion.steps))
     draws, b = draws_per_batch(sample), args["batch_size"]
-    agree = total = rows_agree = 0
+    agree = total = rows_agree = nfe = 0
     for batch, start in enumerate(range(0, len(official), b)):
         ids, mask = enc.input_ids[start : start + b], enc.input_mask[start : start + b]
         gen = official_generator(args["seed2"], batch * draws, (len(ids), spec.data.seq_len, spec.model.embed_dim))
-        out, _ = sample_batch(model, sampler, ids, mask, spec.diffusion.gamma, gen)
+        out, nfe = sample_batch(model, sampler, ids, mask, spec.diffusion.gamma, gen)
         for i, (row, inp, m, off) in enumerate(zip(out, ids, mask.bool(), official[start : start + b], strict=True)):
             n = int(m.sum())
             if (inp[~m].tolist() != official_ids(off["source"], vocab, len(inp) - n)
@@ -87,4 +88,4 @@ def replay(run_dir: Path, decode_dir: Path, sample: SamplerSpec) -> Agreement:
                 raise ValueError(f"{decode_dir}: pair {start + i} is laid out otherwise than the official decoder's")
             same = int((row[m] == torch.tensor(official_ids(off["recover"], vocab, n))).sum())
             agree, total, rows_agree = agree + same, total + n, rows_agree + (same == n)
-    return Agreement(agree, total, rows_agree, len(official))
+    return Agreement(agree, total, rows_agree, len(official), nfe)

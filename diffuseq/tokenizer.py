@@ -13,10 +13,11 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 from filelock import FileLock
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from diffuseq.errors import UserError
 from diffuseq.io import atomic_path
@@ -26,8 +27,16 @@ SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 # The official word vocabulary's specials, in its order: [START] 0, [END] 1, [UNK] 2, [PAD] 3
 # ([START] and [END] are named [CLS] and [SEP] here); no [MASK].
 OFFICIAL_WORD_SPECIALS = ("[CLS]", "[SEP]", "[UNK]", "[PAD]")
+
 CONTINUATION = "##"  # WordPiece prefix of a piece that continues a word
 WORDPIECE_VERSION = "deterministic-1"  # part of the cache key of trained vocabularies
+
+
+@cache
+def py_whitespace() -> str:
+    """A regex of runs of the characters Python's ``str.split()`` splits at (the official loader's
+    split: Unicode White_Space and \\x1c-\\x1f, which HF's WhitespaceSplit keeps inside words)."""
+    return "[" + "".join(f"\\x{{{i:x}}}" for i in range(0x110000) if chr(i).isspace()) + "]+"
 
 
 def bert_tokenizer_path() -> Path:
@@ -98,7 +107,7 @@ class TextTokenizer:
         """A word-level tokenizer: text split on whitespace, case kept, each word its id or [UNK]'s
         (the official DiffuSeq ``--vocab FILE`` tokenizer); ``vocab`` must hold the specials but [MASK]."""
         tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(py_whitespace()), behavior="removed")
         tok.add_special_tokens([s for s in SPECIALS if s in vocab])
         return cls(tok)
 

@@ -42,7 +42,7 @@ from diffuseq.data import BatchOrder, Encoded, check_batch_fits, encode_pairs, l
 from diffuseq.errors import UserError
 from diffuseq.family import Family, make_family
 from diffuseq.io import iter_jsonl, write_atomic
-from diffuseq.plm import start_from_plm
+from diffuseq.plm import check_fits, start_from_plm
 from diffuseq.rundir import check_rerun, record_extension
 from diffuseq.runtime import flush_denormals
 from diffuseq.timesteps import UniformTimesteps, make_timesteps
@@ -213,6 +213,8 @@ def setup_run(spec: TrainSpec, run_dir: Path, d: Dist) -> Run:
         dist.barrier()  # rank 0 writes the tokenizer first; the others then read it
     if d.main:
         set_aside_corrupt(run_dir)
+    if spec.model.init == "plm" and not checkpoint_dirs(run_dir):
+        check_fits(spec)  # before the run directory is written: a spec the MiniLM cannot fill leaves nothing
     tok, train_set, valid_set = prepare_data(spec, run_dir)
     if d.world > 1 and d.main:
         dist.barrier()
@@ -226,7 +228,7 @@ def setup_run(spec: TrainSpec, run_dir: Path, d: Dist) -> Run:
     model = family.build(tok)
     ckpts = checkpoint_dirs(run_dir)
     if spec.model.init == "plm" and not ckpts:  # a resumed run loads its own weights below
-        start_from_plm(model, spec, tok.vocab_size)
+        start_from_plm(model, spec)
     model = model.to(d.device)
     objective = Objective(model, family)
     run = Run(spec, run_dir, d, family, tok, train_set, valid_set, model, objective,

@@ -96,8 +96,9 @@ def test_every_official_tensor_is_used_and_every_one_of_ours_filled(runs, branch
 DECODERS = {"v2": ("official_v2_exact", {}), "v2_plm": ("official_v2_exact", {}), "v1": ("baseline", {"mbr": 1})}
 
 
-def test_the_official_generator_replays_the_official_draw_order():
-    """set_seed, one int64 draw, then randn of the batch shape: the third batch's start noise."""
+def test_the_official_generator_is_the_seeded_stream_after_the_same_draws():
+    """official_generator(seed2, k, shape) holds the global stream's state after set_seed, one int64
+    draw and k randn of ``shape`` (that this is the official order, the fixture replays check)."""
     torch.manual_seed(110)
     torch.empty((), dtype=torch.int64).random_()
     for _ in range(2):
@@ -117,7 +118,7 @@ def test_decoding_the_import_reproduces_the_official_decoder(runs, branch, one_t
     sample = build_sampler_spec(load_arm(arm)["sample"] | over)
     assert sample.steps == json.loads((fx / "decode_args.json").read_text())["step"]
     got = replay(runs[branch], fx, sample)
-    assert got.positions == 318 and got.rows == 16
+    assert got.positions == 318 and got.rows == 16 and got.nfe == sample.steps
     assert got.share >= 0.99, f"{got.positions_agree}/{got.positions} target tokens agree"
 
 
@@ -254,3 +255,11 @@ def test_the_words_tokenizer_is_the_official_vocabulary_of_the_same_data():
                                                              for w in ["should", "i", "paint", "a", "Zebra", "?"]]]
     assert tok.mask_id is None and build_tokenizer("words", 20, texts).vocab_size == 20
     assert build_train_spec("smoke", "v2", {"data": {"tokenizer": "words"}}).data.tokenizer == "words"
+    # no [MASK]: an arm that needs its row is a clean error naming the fields
+    from diffuseq.config import ConfigError
+    from diffuseq.family import make_family
+
+    with pytest.raises(ConfigError, match=r"diffusion\.absorbing mask_token .* words vocabulary lacks \(data\.tokenizer\)"):
+        make_family("continuous", build_train_spec("smoke", "hard_mask", {"data": {"tokenizer": "words"}})).build(tok)
+    # words are what str.split() makes of a text, as in the official loader (\x1c splits, HF's WhitespaceSplit would not)
+    assert tok.encode_batch(["should\x1ci"]) == [[official["should"], official["i"]]]

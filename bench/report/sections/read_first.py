@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench.report.analysis import Analysis
-from bench.report.configs import COPY_SOURCE, TRIVIAL_ARMS, is_trivial
+from bench.report.configs import COPY_SOURCE, SCOPE_KEYS, TRIVIAL_ARMS, is_trivial
 from bench.report.fmt import Namer, distinct, md_table, signed, with_ci
 from bench.report.sections import Page, Section
 from bench.report.timing import NO_TIMING, device_note
@@ -22,18 +22,20 @@ def _scale(cells: pd.DataFrame) -> str:
     models = cells[~is_trivial(cells)]
     length = ""
     if "train_steps" in models and models["train_steps"].notna().any():
-        steps = distinct(models["train_steps"].dropna().astype(int))
-        examples = distinct(models["train_examples"].dropna().astype(int)) if "train_examples" in models else None
-        length = f"; {steps} training steps" + (f", {examples} examples seen," if examples else "") + " per model"
+        length = f"; {distinct(models['train_steps'].dropna().astype(int))} training steps"
+        if "train_examples" in models and models["train_examples"].notna().any():
+            length += f", {distinct(models['train_examples'].dropna().astype(int))} examples seen,"
+        length += " per model"
     return (f"**Every verdict below is about this suite's scale** (preset `{distinct(cells['preset'])}`{length}) "
             "and says nothing on its own about larger models or longer training.")
 
 
 def _against_copying(margins: pd.DataFrame, name: Namer) -> list[str]:
-    """Per dataset: copy_source's BLEU, the best model configuration's and the best DiffuSeq-family one's."""
+    """Per scope (suite, preset, dataset): copy_source's BLEU, the best model configuration's and
+    the best DiffuSeq-family one's."""
     rows = margins[(margins["trivial"] == COPY_SOURCE) & (margins["metric"] == "bleu")]
     lines = []
-    for dataset, g in rows.groupby("dataset", sort=True):
+    for (*_, dataset), g in rows.groupby(SCOPE_KEYS, sort=True):
         best = g["mean"].idxmax()
         own = g[[family_of(s) == DEFAULT_FAMILY for s in g["sampler"]]]
         shown = [best] + ([own["mean"].idxmax()] if len(own) and best not in own.index else [])
