@@ -27,6 +27,7 @@ from bench.schema import IMPORTED_KEY_PREFIX
 from bench.spec import SamplerEntry, Suite, load_suite, nested, suite_file
 from diffuseq.config import ConfigError, TrainSpec, build_train_spec, load_arm
 from diffuseq.family import decodes
+from diffuseq.plm import check_fits
 from diffuseq.sampling.spec import SamplerSpec, build_sampler_spec, overlay
 
 
@@ -222,6 +223,8 @@ def make_plan(suite: Suite, source: str = "suite") -> Plan:
                     train = build_train_spec(suite.preset, doc, over,
                                              source=f"{source}: {where}overrides/sweep (arm {a})")
                     check_decodes(source, a, train, samplers[a])
+                    if train.model.init == "plm":
+                        check_plm(source, a, train)
                     for label, spec in samplers[a]:
                         cell = Cell(suite.name, a, dataset, seed, tuple(sorted(point.items())),
                                     label or f"{spec.sampler}-{spec.steps}", spec, train, settings, curve[a], doc["label"])
@@ -257,6 +260,14 @@ def check_decodes(source: str, arm: str, train: TrainSpec, samplers: list[tuple[
         if not decodes(train, spec.sampler):
             raise ConfigError(f"{source}: samplers: sampler {spec.sampler!r} cannot decode arm {arm!r} "
                               f"(a {train.model.family} model); restrict that entry with `arms:`")
+
+
+def check_plm(source: str, arm: str, train: TrainSpec) -> None:
+    """A PLM start the pretrained model can fill, refused here rather than when the cell's turn comes."""
+    try:
+        check_fits(train)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: arm {arm}: {err}") from None
 
 
 def imported_dataset(suite: Suite, source: str, name: str, run: ImportedRun) -> str:

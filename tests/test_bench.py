@@ -74,6 +74,9 @@ def write_suite(tmp_path: Path, **changes) -> Path:
         ({"seeds": [0, -1]}, r"suite\.yaml: seeds: .*negative seed\(s\) \[-1\]; seeds must be 0 or more"),
         ({"seeds": [0, 3, 3]}, r"suite\.yaml: seeds: .*duplicate seed 3; list each seed once"),
         ({"arms": ["v2", "hard_mask", "v2"]}, r"suite\.yaml: arms: .*duplicate arm v2; list each arm once"),
+        ({"overrides": {"model.init": "plm", "model.hidden": 384, "model.embed_dim": 384, "model.heads": 4}},
+         r"suite\.yaml: arm hard_mask: model\.init plm starts from all-MiniLM-L6-v2 \(num_attention_heads 12\): "
+         r"set model\.heads=12, not 4"),
     ],
 )
 def test_bad_suites_name_file_key_and_choices(tmp_path, monkeypatch, changes, message):
