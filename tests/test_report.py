@@ -457,7 +457,7 @@ def test_the_first_lines_say_where_the_best_stand_against_copying_and_at_what_sc
     assert first[4] == (f"- **Against copying the source** on `synthetic` (`copy_source` BLEU {copy:.4f}), the best model "
                         "configuration, then the best of the continuous (DiffuSeq) family: `ar_transformer greedy-1` "
                         f"{best_ar:.4f} ({best_ar - copy:+.4f}); `v2 dpm_solver++-20` {best_own:.4f} ({best_own - copy:+.4f}).")
-    assert first[5].startswith("- **Every verdict below is about this suite's scale** (preset `")
+    assert first[5].startswith("- **Every verdict below is about this suite's scale** (the `")
     assert "training steps" in first[5] and "per model)" in first[5]
     # When a DiffuSeq-family configuration is the best, it is named once.
     only_ours = _markdown(_analysis(tmp_path / "b", configs))

@@ -26,8 +26,8 @@ def _scale(cells: pd.DataFrame) -> str:
         if "train_examples" in models and models["train_examples"].notna().any():
             length += f", {distinct(models['train_examples'].dropna().astype(int))} examples seen,"
         length += " per model"
-    return (f"**Every verdict below is about this suite's scale** (preset `{distinct(cells['preset'])}`{length}) "
-            "and says nothing on its own about larger models or longer training.")
+    return (f"**Every verdict below is about this suite's scale** (the `{distinct(cells['preset'])}` preset as the "
+            f"suite sets it up{length}) and says nothing on its own about larger models or longer training.")
 
 
 def _against_copying(margins: pd.DataFrame, name: Namer) -> list[str]:
