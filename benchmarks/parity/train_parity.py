@@ -63,6 +63,7 @@ from make_fixture import (  # noqa: E402
 
 from diffuseq.data import read_jsonl  # noqa: E402
 from diffuseq.io import iter_jsonl  # noqa: E402
+from diffuseq.official import OFFICIAL_SPECIALS  # noqa: E402
 from diffuseq.tokenizer import OFFICIAL_WORD_SPECIALS  # noqa: E402
 
 OURS_ARM = {"v1": "baseline", "v2": "v2"}  # the arm trained against each official branch
@@ -182,7 +183,7 @@ def mapping_differences(official_training_args: dict, bert_cfg: dict, ours) -> l
 def _our_specials(text: str) -> str:
     """An official word-vocabulary text with its [START] / [END] under our names, [CLS] / [SEP]
     (the same ids), which scoring strips as it strips them from our decoders' texts."""
-    return " ".join({"[START]": "[CLS]", "[END]": "[SEP]"}.get(w, w) for w in text.split(" "))
+    return " ".join(OFFICIAL_SPECIALS.get(w, w) for w in text.split(" "))
 
 
 # ---------------------------------------------------------------------------------------------
