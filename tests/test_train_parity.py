@@ -150,3 +150,11 @@ def test_tiny_runs_every_stage(tmp_path):
     bleu = (out / "bleu.csv").read_text().splitlines()
     assert len(bleu) == 1 + 2 * 3  # per branch: official/official, official/ours, ours/ours
     assert json.loads((out / "mapping.json").read_text())["differences"] == {"v1-s0": [], "v2-s0": []}
+    for branch in ("v1", "v2"):  # the official decoder ran in two chunks of 4 pairs, joined in order
+        logs = out / "logs" / f"official-{branch}-s0"
+        assert sorted(f.name for f in logs.glob("decode-chunk*.log")) == ["decode-chunk0.log", "decode-chunk1.log"]
+        rows = [json.loads(line) for line in (logs / "samples.official-decoder.jsonl").read_text().splitlines()]
+        assert [r["index"] for r in rows] == list(range(8))
+        chunk1 = (tmp_path / "work" / f"official-{branch}-s0" / "samples.official.chunk1.jsonl").read_text()
+        assert [tp._our_specials(json.loads(line)["recover"]) for line in chunk1.splitlines()] == \
+            [r["recover"] for r in rows[4:]]

@@ -108,7 +108,7 @@ class Config:
 
 TINY = {"layers": 1, "hidden": 32, "heads": 2, "ffn": 64, "embed_dim": 16, "time_embed_dim": 16, "seq_len": 32,
         "diffusion_steps": 200, "lr": 2e-3, "ema_rate": 0.9, "steps": 20, "log_every": 5, "eval_every": 5,
-        "save_every": 10, "decode_pairs": 8, "decode_batch": 8}
+        "save_every": 10, "decode_pairs": 8, "decode_batch": 4}  # two official decode chunks
 TINY_SIZES = {"train": 400, "valid": 64, "test": 16}
 # Where the prepared official code lives (README §1-3): the defaults of --python and --checkout-*.
 OFFICIAL = {"python": Path(os.environ.get("DIFFUSEQ_OFFICIAL_PYTHON", "/work/official-venv/bin/python")),
@@ -377,7 +377,9 @@ class Study:
             self.vocab.write_text("".join(f"{w}\n" for w in words))
         self.stubs = write_stubs(self.work)
         rows = [(p.src, p.trg) for p in read_jsonl(Path(self.cfg.dataset, "valid.jsonl"))[: self.cfg.decode_pairs]]
-        self.decode_data = write_pairs(self.work / "decode-data", {"test": rows})
+        size = self.cfg.decode_batch
+        self.decode_chunks = [write_pairs(self.work / "decode-data" / f"chunk{c}", {"test": rows[i : i + size]})
+                              for c, i in enumerate(range(0, len(rows), size))]
 
     # -- official ---------------------------------------------------------------------------
     def official_dir(self, branch: str, seed: int) -> Path:
@@ -399,31 +401,42 @@ class Study:
                    run / "train.log")
 
     def decode_official(self, branch: str, seed: int, nfe: int | None = None) -> Path:
-        """The official decoder on the first decode pairs; its rows as our sample file."""
-        run, checkout, conf = self.official_dir(branch, seed), self.checkouts[branch], BRANCHES[branch]
+        """The official decoder on the first decode pairs; its rows as our sample file. It runs
+        once per batch of pairs (chunk c with seed ``seed2 + c``), so that a stopped study loses
+        at most one batch: v1's DDPM over all T steps takes hours for the 200 pairs."""
+        run = self.official_dir(branch, seed)
         out = run / "samples.official.jsonl"
-        if out.is_file():
-            return out
-        dec = run / "decode"
-        shutil.rmtree(dec, ignore_errors=True)
-        (dec / "model").mkdir(parents=True)
-        (dec / "gen").mkdir()
-        ckpt = self.final_ckpt(branch, seed)
-        (dec / "model" / ckpt.name).symlink_to(ckpt)
-        targs = json.loads((ckpt.parent / "training_args.json").read_text())
-        targs.update(data_dir=str(self.decode_data), checkpoint_path=str(dec / "model"))
-        (dec / "model" / "training_args.json").write_text(json.dumps(targs, indent=2))
-        step = nfe or (self.cfg.diffusion_steps if branch == "v1" else conf["decode"]["step"])
-        decode = {**DECODE_ARGS, **conf["decode"], "step": step, "batch_size": self.cfg.decode_batch,
-                  "model_path": dec / "model" / ckpt.name, "out_dir": dec / "gen"}
-        print(f"official {branch} seed {seed}: decoding with {conf['decoder']}", flush=True)
-        run_logged([self.python, conf["decoder"], *flags(decode)], checkout,
-                   official_env(self.stubs, checkout, dec, run), run / "decode.log")
-        (found,) = (dec / "gen").glob("*/*.samples/*.json")
-        rows = [row for _, row in iter_jsonl(found)]
-        out.write_text("".join(json.dumps({"index": i, **{k: _our_specials(r[k]) for k in ("source", "reference", "recover")}})
-                               + "\n" for i, r in enumerate(rows)))
+        if not out.is_file():
+            rows = [row for c in range(len(self.decode_chunks)) for row in self._decode_chunk(branch, seed, c, nfe)]
+            out.write_text("".join(json.dumps({"index": i, **{k: _our_specials(r[k]) for k in ("source", "reference", "recover")}})
+                                   + "\n" for i, r in enumerate(rows)))
         return out
+
+    def _decode_chunk(self, branch: str, seed: int, chunk: int, nfe: int | None) -> list[dict]:
+        """The official decoder's rows for one chunk of the decode pairs (kept once written)."""
+        run, checkout, conf = self.official_dir(branch, seed), self.checkouts[branch], BRANCHES[branch]
+        done = run / f"samples.official.chunk{chunk}.jsonl"
+        if not done.is_file():
+            dec = run / f"decode-chunk{chunk}"
+            shutil.rmtree(dec, ignore_errors=True)
+            (dec / "model").mkdir(parents=True)
+            (dec / "gen").mkdir()
+            ckpt = self.final_ckpt(branch, seed)
+            (dec / "model" / ckpt.name).symlink_to(ckpt)
+            targs = json.loads((ckpt.parent / "training_args.json").read_text())
+            targs.update(data_dir=str(self.decode_chunks[chunk]), checkpoint_path=str(dec / "model"))
+            (dec / "model" / "training_args.json").write_text(json.dumps(targs, indent=2))
+            step = nfe or (self.cfg.diffusion_steps if branch == "v1" else conf["decode"]["step"])
+            decode = {**DECODE_ARGS, **conf["decode"], "step": step, "batch_size": self.cfg.decode_batch,
+                      "seed2": DECODE_ARGS["seed2"] + chunk, "model_path": dec / "model" / ckpt.name, "out_dir": dec / "gen"}
+            print(f"official {branch} seed {seed}: decoding chunk {chunk + 1}/{len(self.decode_chunks)} with "
+                  f"{conf['decoder']}", flush=True)
+            run_logged([self.python, conf["decoder"], *flags(decode)], checkout,
+                       official_env(self.stubs, checkout, dec, run), run / f"decode-chunk{chunk}.log")
+            (found,) = (dec / "gen").glob("*/*.samples/*.json")
+            shutil.copyfile(found, done.with_suffix(".partial"))
+            done.with_suffix(".partial").replace(done)  # whole or absent
+        return [row for _, row in iter_jsonl(done)]
 
     def import_official(self, branch: str, seed: int) -> Path:
         run = self.official_dir(branch, seed) / "imported"
@@ -580,7 +593,8 @@ def collect(study: Study, branches: list[str], seeds: list[int]) -> tuple[list[d
                 pts = official_curves(odir / "model" / "progress.csv") + official_m_norms(odir / "model", cfg.steps)
                 curves += [dict(impl="official", branch=branch, seed=seed, step=s, metric=m, value=v) for s, m, v in pts]
                 _copy(logs / f"official-{tag}", odir / "model" / "progress.csv", odir / "model" / "log.txt",
-                      odir / "model" / "training_args.json", odir / "train.log", odir / "decode.log")
+                      odir / "model" / "training_args.json", odir / "train.log",
+                      *sorted(odir.glob("decode-chunk*.log")))
             if (ours / "log.jsonl").is_file():
                 curves += [dict(impl="ours", branch=branch, seed=seed, step=s, metric=m, value=v)
                            for s, m, v in our_curves(ours / "log.jsonl")]
