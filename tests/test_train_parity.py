@@ -134,7 +134,7 @@ MISSING = [f"{what} at {path}" for what, path in NEEDED.items() if not path.exis
 @pytest.mark.skipif(bool(MISSING), reason="needs " + "; ".join(MISSING) + " (benchmarks/parity/README.md)")
 def test_tiny_runs_every_stage(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks/parity/train_parity.py"), "--tiny",
-                           "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")],
+                           "--jobs", "2", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")],
                           capture_output=True, text=True, timeout=3600, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     out = tmp_path / "out"
