@@ -128,7 +128,7 @@ def training_curves(curves: pd.DataFrame | None, levels: pd.DataFrame, out_dir: 
             ax.grid(alpha=0.3)
             ax.set(xlabel=_AXES[x], title=f"{suffix}: by {_AXES[x].split(' (')[0]}")
         panels[0].set(ylabel="validation BLEU")
-        panels[-1].legend(fontsize=8)
+        panels[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside the panels, hiding no curve
         plots.append(_save(fig, data, out_dir, f"fig2_training_{suffix}", f"{title} ({suffix})"))
     return plots
 
