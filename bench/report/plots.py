@@ -212,14 +212,13 @@ def bleu_vs_gamma(summary: pd.DataFrame, out_dir: Path) -> list[Plot]:
             err = np.abs(g[["t_low", "t_high"]].to_numpy().T - g["mean"].to_numpy())
             label = config_labels(g.iloc[:1].assign(gamma=np.nan)).iloc[0]
             ax.errorbar(g["gamma"], g["mean"], yerr=np.nan_to_num(err), marker="o", capsize=3, label=label)
-        for label, mean in zip(config_labels(others), others["mean"], strict=True):
-            ax.axhline(mean, linestyle=":" if label.endswith("(trivial)") else "--", linewidth=1, color="grey")
-            ax.annotate(label, (1.0, mean), xycoords=("axes fraction", "data"), xytext=(3, 0),
-                        textcoords="offset points", fontsize=7, va="center")
+        for i, (label, mean) in enumerate(zip(config_labels(others), others["mean"], strict=True), start=1):
+            ax.axhline(mean, linestyle=":" if label.endswith("(trivial)") else "--", linewidth=1, color=f"C{i}",
+                       label=label)  # in the legend: lines at near-equal means would overprint text labels
         ax.set(xlabel="γ (discrete-noise rate in training)", ylabel="test BLEU (mean, 95% t interval over seeds)",
                title=f"{suffix}: final BLEU vs γ")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         data = pd.concat([points.assign(line="swept"), others.assign(line="other")], ignore_index=True)
         columns = [*CONFIG_KEYS, "line", "n", "mean", "std", "t_low", "t_high"]
         plots.append(_save(fig, data[columns], out_dir, f"fig4_bleu_vs_gamma_{suffix}",
