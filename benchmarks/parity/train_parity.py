@@ -434,8 +434,9 @@ class Study:
             run_logged([self.python, conf["decoder"], *flags(decode)], checkout,
                        official_env(self.stubs, checkout, dec, run), run / f"decode-chunk{chunk}.log")
             (found,) = (dec / "gen").glob("*/*.samples/*.json")
-            shutil.copyfile(found, done.with_suffix(".partial"))
-            done.with_suffix(".partial").replace(done)  # whole or absent
+            partial = done.with_suffix(".partial")
+            shutil.copyfile(found, partial)
+            partial.replace(done)  # whole or absent
         return [row for _, row in iter_jsonl(done)]
 
     def import_official(self, branch: str, seed: int) -> Path:
@@ -499,11 +500,10 @@ class Study:
         _each([(train, b, s) for train in (self.train_official, self.train_ours) for b, s in runs], jobs)
         imported = {(b, s): self.import_official(b, s) for b, s in runs}
         decodes = []
-        for branch in sorted(branches):
-            mine = [(b, s) for b, s in runs if b == branch]
-            decodes += [(self.decode_ours, imported[b, s], b, self.ours_decoder_out(b, s, "official")) for b, s in mine]
-            decodes += [(self.decode_ours, self.ours_dir(b, s), b, self.ours_decoder_out(b, s, "ours")) for b, s in mine]
-            decodes += [(self._decode_chunk, b, s, c, None) for b, s in mine for c in range(len(self.decode_chunks))]
+        for b in sorted(branches):  # v1's 2000-call decodes first
+            decodes += [(self.decode_ours, imported[b, s], b, self.ours_decoder_out(b, s, "official")) for s in seeds]
+            decodes += [(self.decode_ours, self.ours_dir(b, s), b, self.ours_decoder_out(b, s, "ours")) for s in seeds]
+            decodes += [(self._decode_chunk, b, s, c, None) for s in seeds for c in range(len(self.decode_chunks))]
         _each(decodes, jobs)
         for b, s in runs:
             self.decode_official(b, s)  # joins the chunks
@@ -548,9 +548,10 @@ def measure(study: Study, branches: list[str], seeds: int, steps: int, nfe: int)
     """Seconds per training step of each implementation at ``study.cfg``, and per model call of
     each decoder on ``cfg.decode_pairs`` pairs, as wall and CPU time: training by the difference
     of a 10-step and a (10 + ``steps``)-step process (the official loop logs no times), decoders
-    from ``nfe`` model calls (their start-up included). Then the estimate of the whole study
-    (``seeds`` seeds, ``cfg.steps`` steps; v1 decodes T calls, v2 10), in core-hours and in hours
-    on 2 cores (``--jobs 2``). Written to ``work/timing.json``."""
+    from ``nfe`` model calls (start-up included, the official decoder's once per ``decode_batch``
+    chunk). Then the estimate of the whole study (``seeds`` seeds, ``cfg.steps`` steps; v1
+    decodes T calls, v2 10), in core-hours and in hours on 2 cores (``--jobs 2``). Written to
+    ``work/timing.json``."""
     out: dict = {}
     for branch in branches:
         if problems := check(study.checkouts[branch], branch):
