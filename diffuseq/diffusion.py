@@ -135,6 +135,7 @@ def training_losses(
     mask: torch.Tensor,
     t: torch.Tensor,
     reg_rate: float = 0.0,
+    token_nll: bool = False,
 ) -> dict[str, torch.Tensor]:
     """DiffuSeq's per-example loss terms for token ids (B, L), target mask (B, L), timesteps (B,).
 
@@ -143,8 +144,10 @@ def training_losses(
     - ``nll``: rounding loss -log p(w | z0) under the tied logits, averaged over positions;
     - ``prior``: ||sqrt(ᾱ_T)·z0||² averaged (the official form; ~1e-4 of the MSE here);
     - ``reg``: reg_rate·||m||₂ for a learned m (0 otherwise);
-    - ``loss`` = mse + nll + prior + reg, shape (B,).
-    The model's own token NLL is not computed: the official code only logs it.
+    - ``loss`` = mse + nll + prior + reg, shape (B,);
+    - with ``token_nll``, also ``token_nll``: -log p(w | f(z_t, t)), the model's own prediction
+      rounded, averaged over target positions: what the official code logs as ``nll`` (it is not
+      part of the loss, so training leaves it off; validation logs it).
     """
     sched = process.schedule
     emb = model.embed(ids)
@@ -158,4 +161,7 @@ def training_losses(
     t_last = torch.full_like(t, sched.T - 1)
     prior = _mean_flat((sched.sqrt_alpha_bar(t_last)[:, None, None] * z0) ** 2)
     reg = reg_rate * m.norm(p=2) if model.absorbing == "learned" else mse.new_zeros(())
-    return {"mse": mse, "nll": nll, "prior": prior, "reg": reg.expand_as(mse), "loss": mse + nll + prior + reg}
+    terms = {"mse": mse, "nll": nll, "prior": prior, "reg": reg.expand_as(mse), "loss": mse + nll + prior + reg}
+    if token_nll:
+        terms["token_nll"] = (rounding_nll(model, pred, ids) * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return terms

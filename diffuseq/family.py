@@ -150,7 +150,7 @@ class ContinuousFamily(Family):
     name = "continuous"
     samplers = ()  # every registered diffuseq.sampling sampler (see family_of)
     uses_timesteps = True
-    val_terms = ("loss", "mse", "nll")
+    val_terms = ("loss", "mse", "nll", "token_nll")
     log_terms = ("m_norm", "emb_norm", "m_norm_ema", "emb_norm_ema")
 
     def __init__(self, spec: TrainSpec):
@@ -166,7 +166,9 @@ class ContinuousFamily(Family):
         return Denoiser(self.spec.model, tok.vocab_size, self.spec.data.seq_len, d.absorbing, tok.mask_id)
 
     def losses(self, model: Denoiser, ids: Tensor, mask: Tensor, t: Tensor) -> dict[str, Tensor]:
-        return training_losses(model, self.process, ids, mask, t, self.spec.diffusion.reg_rate)
+        """The loss terms; in eval mode (validation) also ``token_nll``, which only the log reads."""
+        return training_losses(model, self.process, ids, mask, t, self.spec.diffusion.reg_rate,
+                               token_nll=not model.training)
 
     def decode(self, model: Denoiser, ids: Tensor, mask: Tensor, options: DecodeOptions,
                generator: torch.Generator) -> tuple[Tensor, int]:

@@ -141,7 +141,7 @@ def read_log(run_dir: Path) -> list[dict]:
 def validation_loss(objective: Objective, valid: Encoded, batch: int, batches: int, device: torch.device) -> dict[str, float]:
     """Mean of each of the family's ``val_terms`` on a fixed subset with fixed timesteps and
     noise (comparable across steps): ``val_loss`` (continuous: and its MSE and rounding-NLL
-    terms, ``val_mse``, ``val_nll``)."""
+    terms, ``val_mse``, ``val_nll``, and the model's own token NLL, ``val_token_nll``)."""
     was_training = objective.training
     objective.eval()
     state = torch.get_rng_state()

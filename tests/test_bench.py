@@ -419,7 +419,7 @@ def test_curves_use_each_arms_own_decoder_and_cells_check_it(tmp_path):
     assert list(own["v2"]) == ["dpm_solver++-10"]
     assert set(bleu[~bleu.own_decoder].decoder) == {"dpm_solver++-5"}
     assert (bleu.examples == bleu.step * TINY["overrides"]["optim.batch_size"]).all()
-    assert {"m_norm", "m_norm_ema", "emb_norm", "val_mse", "val_nll"} <= set(curves.metric)
+    assert {"m_norm", "m_norm_ema", "emb_norm", "val_mse", "val_nll", "val_token_nll"} <= set(curves.metric)
     assert (curves[(curves.arm == "baseline") & (curves.metric == "m_norm")].value == 0).all()
     table = pd.read_parquet(tmp_path / "res" / "table.parquet").pivot(index="arm", columns="metric", values="value")
     assert table.loc["v2", "valid_bleu_full"] == table.loc["v2", "curve_bleu_final"]  # same decoder, same seed

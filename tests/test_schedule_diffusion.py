@@ -86,7 +86,7 @@ def test_loss_terms_equal_hand_computation():
     t = torch.tensor([0, 30])
 
     torch.manual_seed(5)
-    terms = training_losses(model, proc, ids, mask, t, reg_rate=0.01)
+    terms = training_losses(model, proc, ids, mask, t, reg_rate=0.01, token_nll=True)
 
     torch.manual_seed(5)  # replay the same random draws by hand
     emb = model.word_emb.weight[ids]
@@ -105,6 +105,11 @@ def test_loss_terms_equal_hand_computation():
     for k, v in {"mse": mse, "nll": nll, "prior": prior}.items():
         torch.testing.assert_close(terms[k], v, rtol=1e-5, atol=1e-7, msg=k)
     torch.testing.assert_close(terms["loss"], mse + nll + prior + reg, rtol=1e-5, atol=1e-7)
+    # the model's own prediction rounded, on the 3 target positions only (the official ``nll``)
+    pred_logits = pred @ model.word_emb.weight.T + model.lm_bias
+    token_nll = torch.stack([F.cross_entropy(pred_logits[i, 2:], ids[i, 2:]) for i in range(2)])
+    torch.testing.assert_close(terms["token_nll"], token_nll, rtol=1e-5, atol=1e-7)
+    assert "token_nll" not in training_losses(model, proc, ids, mask, t)  # training leaves it off
 
 
 def test_zero_absorbing_state_is_the_origin_with_discrete_noise():

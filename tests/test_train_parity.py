@@ -47,13 +47,25 @@ def test_an_official_progress_csv_parses_into_curves(tmp_path):
 
 def test_our_log_parses_into_the_same_metrics(tmp_path):
     rows = [{"step": 5, "split": "train", "loss": 3.9, "mse": 1.0, "nll": 2.8, "m_norm": 1.03, "m_norm_ema": 1.05},
-            {"step": 5, "split": "valid", "val_loss": 3.8, "val_mse": 1.01, "val_nll": 2.79},
+            {"step": 5, "split": "valid", "val_loss": 3.8, "val_mse": 1.01, "val_nll": 2.79, "val_token_nll": 6.5},
             {"step": 10, "split": "valid", "val_loss": 3.0, "val_mse": 0.9, "val_nll": 2.1}]
     log = tmp_path / "log.jsonl"
     log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 15, "spl')  # torn last line
     got = {(s, m): v for s, m, v in tp.our_curves(log)}
     assert got == pytest.approx({(5, "train_mse"): 1.0, (5, "train_nll"): 2.9, (5, "m_norm"): 1.05,
-                                 (5, "val_mse"): 1.01, (5, "val_nll"): 2.79, (10, "val_mse"): 0.9, (10, "val_nll"): 2.1})
+                                 (5, "val_mse"): 1.01, (5, "val_nll"): 2.79, (5, "val_token_nll"): 6.5,
+                                 (10, "val_mse"): 0.9, (10, "val_nll"): 2.1})
+
+
+def test_the_curve_figure_has_one_panel_per_branch_and_metric_with_points(tmp_path):
+    rows = [dict(impl=impl, branch=b, seed=seed, step=step, metric=m, value=1.0 / step + seed)
+            for impl in ("official", "ours") for seed in (0, 1) for step in (1, 50, 100)
+            for b, m in (("v1", "val_mse"), ("v2", "val_mse"), ("v2", "m_norm"))]
+    path = tmp_path / "curves.png"
+    assert tp.plot_curves(rows, ["v1", "v2"], path) == [("v1", "val_mse"), ("v2", "val_mse"), ("v2", "m_norm")]
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert tp.plot_curves([], ["v1"], tmp_path / "none.png") == []
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_the_final_value_averages_the_last_window():
@@ -140,10 +152,11 @@ def test_tiny_runs_every_stage(tmp_path):
     out = tmp_path / "out"
     report = (out / "report.md").read_text()
     for branch in ("v1", "v2"):
-        for metric in ("val_mse", "val_nll"):
+        for metric in ("val_mse", "val_nll", "val_token_nll"):
             assert f"| {branch} | {metric} |" in report
     assert "| v2 | m_norm |" in report
     assert "inconclusive" in report  # one seed
+    assert "![curves](curves.png)" in report and (out / "curves.png").is_file()
     curves = (out / "curves.csv").read_text().splitlines()
     assert curves[0] == "impl,branch,seed,step,metric,value"
     assert {tuple(r.split(",")[:2]) for r in curves[1:]} == {(i, b) for i in ("official", "ours") for b in ("v1", "v2")}

@@ -19,10 +19,10 @@ against our arm ``v2``) and seed it
    decoder on the official model, our decoder on the imported official model and on ours (v1:
    DDPM over all T steps with the clamp, arm ``baseline`` with MBR off; v2: DPM-Solver++ 10
    steps as shipped, arm ``official_v2_exact``), scored with ``diffuseq eval`` (BLEU);
-4. writes under ``--out``: ``curves.csv`` (impl, branch, seed, step, metric, value), ``bleu.csv``,
-   ``logs/`` (each run's logs and samples), ``mapping.json`` and ``report.md`` (the verdict per
-   metric: inside the official seed range, and a TOST equivalence test with a margin fixed in
-   advance, ``--margin``).
+4. writes under ``--out``: ``curves.csv`` (impl, branch, seed, step, metric, value) and its
+   figure ``curves.png``, ``bleu.csv``, ``logs/`` (each run's logs and samples), ``mapping.json``
+   and ``report.md`` (the verdict per metric: inside the official seed range, and a TOST
+   equivalence test with a margin fixed in advance, ``--margin``).
 
 Checkpoints and run folders go to ``--work`` (not for git). Resumable: a run whose final
 checkpoint exists is not trained again, and a decode or score already written is kept. Run it
@@ -68,7 +68,8 @@ from diffuseq.tokenizer import OFFICIAL_WORD_SPECIALS  # noqa: E402
 
 OURS_ARM = {"v1": "baseline", "v2": "v2"}  # the arm trained against each official branch
 DECODE_ARM = {"v1": ("baseline", ["mbr=1"]), "v2": ("official_v2_exact", [])}  # our decoder as the official one
-CURVE_METRICS = ("val_mse", "val_nll", "m_norm")
+CURVE_METRICS = ("val_mse", "val_nll", "val_token_nll", "m_norm")
+IMPL_COLOURS = {"official": "tab:blue", "ours": "tab:orange"}
 BERT_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -192,10 +193,9 @@ def official_curves(progress_csv: Path) -> list[tuple[int, str, float]]:
     """(step, metric, value) of an official ``progress.csv``.
 
     Metrics: ``val_mse`` and ``train_mse`` (its ``eval_mse``, ``mse``); ``val_nll`` and
-    ``train_nll``, the rounding NLL as our log has it, i.e. ``loss − mse`` (the official loss is
-    mse + the rounding NLL of x0 + the tiny prior term + reg·‖m‖, as ours is: see
-    :func:`rounding_nll`); and ``val_token_nll``, the official logged ``eval_nll``, which is the
-    token NLL of the model's x0 prediction, a quantity our loop does not compute.
+    ``train_nll``, ``loss − mse`` (see :func:`rounding_nll`); and ``val_token_nll``, its logged
+    ``eval_nll``: the token NLL of the model's x0 prediction on the target positions, which our
+    validation logs as ``val_token_nll``.
 
     The official loop logs after the step with index s, i.e. after s + 1 updates, which is the
     step given here. An evaluation row written right after a training row carries no ``step``
@@ -217,8 +217,11 @@ def official_curves(progress_csv: Path) -> list[tuple[int, str, float]]:
 
 def rounding_nll(row: dict, prefix: str, name: str) -> list[tuple[str, float]]:
     """``{name}mse`` and ``{name}nll`` = loss − mse from a log row's ``{prefix}mse`` and
-    ``{prefix}loss``; nothing when the row has no such values. Both codes' loss is mse + rounding
-    NLL + prior + reg, so loss − mse is the same quantity in both (prior and reg are ~1e-2 of it)."""
+    ``{prefix}loss``; nothing when the row has no such values. Both codes' loss is mse + the
+    rounding NLL of z0 + the prior + reg·‖m‖, and the official log holds no term of it but the
+    MSE, so loss − mse, taken the same way from both logs, is what can be compared. Once the
+    embeddings have spread apart the rounding NLL is ~0 and this is mostly the prior, at the float32
+    resolution of the logged loss (~1e-8 at a loss of 0.2)."""
     mse, loss = row.get(f"{prefix}mse"), row.get(f"{prefix}loss")
     if mse in (None, "") or loss in (None, ""):
         return []
@@ -242,12 +245,14 @@ def official_m_norms(model_dir: Path, steps: int) -> list[tuple[int, str, float]
 def our_curves(log_jsonl: Path) -> list[tuple[int, str, float]]:
     """(step, metric, value) of our ``log.jsonl``: ``val_mse``/``val_nll`` and
     ``train_mse``/``train_nll`` as :func:`rounding_nll` forms them (nll = loss − mse, as for the
-    official log), and ``m_norm_ema`` (the EMA weights' ‖m‖, what the official checkpoints hold) as
-    ``m_norm``. For a step logged twice (a resumed run) the last row wins."""
+    official log), ``val_token_nll``, and ``m_norm_ema`` (the EMA weights' ‖m‖, what the official
+    checkpoints hold) as ``m_norm``. For a step logged twice (a resumed run) the last row wins."""
     rows: dict[tuple[int, str], float] = {}
     for _, row in iter_jsonl(log_jsonl, torn_ok=True):  # a line torn by a crash is skipped
         valid = row.get("split") == "valid"
         found = rounding_nll(row, "val_" if valid else "", "val_" if valid else "train_")
+        if valid and row.get("val_token_nll") is not None:
+            found.append(("val_token_nll", float(row["val_token_nll"])))
         if not valid and row.get("m_norm_ema") is not None:
             found.append(("m_norm", float(row["m_norm_ema"])))
         for name, value in found:
@@ -660,6 +665,37 @@ def verdicts(curves: list[dict], branches: list[str], cfg: Config, margin: float
     return out
 
 
+def plot_curves(curves: list[dict], branches: list[str], path: Path) -> list[tuple[str, str]]:
+    """``path``: one panel per (branch, metric of ``CURVE_METRICS``) that has points, a line per
+    (implementation, seed) against the step, official in blue and ours in orange. Returns the
+    panels drawn, in (branch, metric) order; nothing is written when there are none."""
+    from matplotlib.figure import Figure
+
+    series: dict[tuple, list[tuple[int, float]]] = {}
+    for r in curves:
+        if r["branch"] in branches and r["metric"] in CURVE_METRICS:
+            series.setdefault((r["branch"], r["metric"], r["impl"], r["seed"]), []).append((r["step"], r["value"]))
+    where = {(b, m): (branches.index(b), CURVE_METRICS.index(m)) for b, m, _, _ in series}
+    if not where:
+        return []
+    fig = Figure(figsize=(4.2 * len(CURVE_METRICS), 3.2 * len(branches)))
+    axes = fig.subplots(len(branches), len(CURVE_METRICS), squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    labelled = set()
+    for (b, m, impl, _), pts in sorted(series.items()):
+        ax = axes[where[b, m]]
+        pts.sort()
+        ax.plot([s for s, _ in pts], [v for _, v in pts], color=IMPL_COLOURS[impl], lw=1, marker=".", ms=3, alpha=0.8,
+                label=None if (b, m, impl) in labelled else impl)
+        labelled.add((b, m, impl))
+        ax.set(visible=True, title=f"{b}: {m}", xlabel="step (updates)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return sorted(where, key=where.get)
+
+
 def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> Path:
     cfg, out = study.cfg, study.out
     out.mkdir(parents=True, exist_ok=True)
@@ -668,6 +704,7 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
     write_csv(out / "bleu.csv", bleus, ["branch", "seed", "model", "decoder", "arm", "pairs", "bleu"])
     (out / "mapping.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "differences": mapping}, indent=2))
     vs = verdicts(curves, branches, cfg, study.margin, study.window)
+    drawn = plot_curves(curves, branches, out / "curves.png")
     lines = [
         "# Training parity: official DiffuSeq vs ours" + (" (--tiny: a smoke run, not a result)" if tiny else ""),
         "",
@@ -688,17 +725,24 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
         f"{study.window:.0%} of training). Inside: our mean in the official seeds' [min, max]. TOST: two one-sided "
         f"Welch t-tests, margin ±{study.margin:.0%} of the official mean (fixed in advance, --margin), α = 0.05.",
         "",
+        "Metrics: val_mse, the validation MSE of the model's x0; val_nll, loss − mse (rounding NLL of z0 + prior + "
+        "reg·‖m‖: the official log holds no other form of the rounding NLL; ~0 once the embeddings have spread apart, "
+        "then at the float32 resolution of the logged loss); val_token_nll, the token NLL of the model's x0 on the "
+        "target positions (the official log's nll); m_norm, ‖m‖ of the EMA weights (v2).",
+        "",
         "| branch | metric | ours | official [min, max] | seed range | margin | TOST p | equivalence |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *(v.line() for v in vs),
         "",
+        *(["![curves](curves.png)", "", "curves.png: every seed's curve, official blue, ours orange.", ""]
+          if drawn else []),
         "## BLEU of the first decode pairs (valid)",
         "",
         "| branch | seed | model | decoder | BLEU |",
         "| --- | --- | --- | --- | --- |",
         *(f"| {b['branch']} | {b['seed']} | {b['model']} | {b['decoder']} ({b['arm']}) | {b['bleu']:.4f} |" for b in bleus),
         "",
-        "Files: curves.csv (impl, branch, seed, step, metric, value), bleu.csv, mapping.json, logs/.",
+        "Files: curves.csv (impl, branch, seed, step, metric, value), curves.png, bleu.csv, mapping.json, logs/.",
     ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out / "report.md"
