@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from diffuseq import evaluate, official, sample
 from diffuseq.config import (
     PRESETS,
@@ -50,6 +52,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--log-every", type=int, default=LoopSpec().log_every)
     g.add_argument("--eval-every", type=int, default=LoopSpec().eval_every, help="validation loss every N steps")
     g.add_argument("--save-every", type=int, default=LoopSpec().save_every, help="checkpoint every N steps")
+    g.add_argument("--keep-checkpoints", type=int, default=LoopSpec().keep_checkpoints,
+                   help="how many of the newest checkpoints to keep (default %(default)s)")
     g.add_argument("--threads", type=int, help="torch CPU threads")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -65,6 +69,16 @@ def config_file(path: Path) -> dict[str, Any]:
     return doc
 
 
+def loop_spec(args: argparse.Namespace) -> LoopSpec:
+    """The ``--log-every`` … ``--threads`` flags as a LoopSpec; a bad value is a ConfigError naming the flag."""
+    flags = {"log_every": args.log_every, "eval_every": args.eval_every, "save_every": args.save_every,
+             "keep_checkpoints": args.keep_checkpoints, "threads": args.threads}
+    try:
+        return LoopSpec(**flags)
+    except ValidationError as err:
+        raise ConfigError("; ".join(f"--{e['loc'][0].replace('_', '-')}: {e['msg']}" for e in err.errors())) from None
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from diffuseq.train import train
 
@@ -78,7 +92,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     spec = build_train_spec(args.preset, args.arm, over, source=str(args.config or "command line"))
     arm_name = Path(args.arm).stem
     run_dir = args.run_dir or Path("runs") / f"{Path(spec.data.dataset).name}-{arm_name}-{spec.key()}"
-    loop = LoopSpec(log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every, threads=args.threads)
+    loop = loop_spec(args)
     logging.getLogger("diffuseq").info("training %s (spec %s) in %s", arm_name, spec.key(), run_dir)
     result = train(spec, run_dir, loop, progress=not args.no_progress)
     print(f"done: {result.checkpoint} ({result.steps} steps, {result.wall_s:.0f} s of training)")

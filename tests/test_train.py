@@ -126,9 +126,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
 def test_cli_trains_and_reports_bad_input(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "--preset", "smoke", "--arm", "hard_mask", "--run-dir", str(run), "--no-progress", "--steps", "4",
-            *[x for kv in TINY for x in ("--set", kv)]]
+            "--save-every", "1", "--keep-checkpoints", "3", *[x for kv in TINY for x in ("--set", kv)]]
     assert cli_main(args) == 0
     assert (run / "config.json").is_file() and (run / "tokenizer.json").is_file()
+    assert sorted(c.name for c in (run / "checkpoints").iterdir()) == [f"step_{n:07d}" for n in (2, 3, 4)]
     assert cli_main(["train", "--set", "model.nope=1", "--run-dir", str(tmp_path / "x")]) == 2
     assert "model.nope" in capsys.readouterr().err
     assert cli_main(["train", "--dataset", "qqp", "--data-root", str(tmp_path), "--run-dir", str(tmp_path / "y")]) == 2
@@ -146,6 +147,8 @@ def test_cli_bad_arguments_are_one_line_errors(tmp_path, capsys):
     run = ["--run-dir", str(tmp_path / "run")]
     assert cli_main(["train", "--set", "model.layers", *run]) == 2
     assert "--set 'model.layers': expected KEY=VALUE" in one_error_line(capsys)
+    assert cli_main(["train", "--eval-every", "0", *run]) == 2
+    assert "error: --eval-every: Input should be greater than or equal to 1" in one_error_line(capsys)
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("model:\n  layers: [1, 2\noptim: {}\n")
     assert cli_main(["train", "--config", str(bad_yaml), *run]) == 2

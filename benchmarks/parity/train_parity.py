@@ -466,7 +466,8 @@ class Study:
         print(f"ours {branch} seed {seed}: training ({run}.train.log)", flush=True)
         sh(diffuseq("train", "--arm", OURS_ARM[branch], "--config", run.parent / f"{run.name}.yaml", "--run-dir", run,
                     "--log-every", self.cfg.log_every, "--eval-every", self.cfg.eval_every,
-                    "--save-every", self.cfg.save_every, "--threads", 1, "--no-progress"),
+                    "--save-every", self.cfg.save_every, "--keep-checkpoints", self.cfg.steps // self.cfg.save_every + 1,
+                    "--threads", 1, "--no-progress"),  # every checkpoint kept, as the official run keeps its EMA files
            run.parent / f"{run.name}.train.log")
         key = json.loads((run / "config.json").read_text())["key"]
         if key != spec.key():
