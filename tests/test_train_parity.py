@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,33 @@ def test_the_curve_figure_has_one_panel_per_branch_and_metric_with_points(tmp_pa
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert tp.plot_curves([], ["v1"], tmp_path / "none.png") == []
     assert not (tmp_path / "none.png").exists()
+
+
+def test_ema_curves_score_official_files_and_our_runs_the_same_way(tmp_path):
+    from diffuseq.official import import_official
+
+    fx = ROOT / "tests" / "fixtures" / "official" / "v1"
+    data, bert, model = tmp_path / "data", tmp_path / "bert", tmp_path / "official" / "model"
+    for folder in (data, bert, model):
+        folder.mkdir(parents=True)
+    shutil.copyfile(fx / "data" / "test.jsonl", data / "valid.jsonl")
+    shutil.copyfile(fx / "bert_config.json", bert / "config.json")
+    shutil.copyfile(fx / "ema_0.99_000300.pt", model / "ema_0.99_000300.pt")
+    args = {**json.loads((fx / "training_args.json").read_text()),
+            "vocab": str(fx / "vocab.txt"), "config_name": str(bert), "data_dir": str(data)}
+    (model / "training_args.json").write_text(json.dumps(args))
+
+    official = tp.ema_curves(model, tmp_path / "official.json", batch=4, steps=300)
+    assert sorted(m for _, m, _ in official) == ["ema_val_mse", "ema_val_token_nll"]
+    assert {s for s, _, _ in official} == {300} and all(v > 0 for _, _, v in official)
+    # the same weights as a run directory of ours give the same numbers
+    import_official(model / "ema_0.99_000300.pt", tmp_path / "ours")
+    assert tp.ema_curves(tmp_path / "ours", tmp_path / "ours.json", batch=4, steps=300) == official
+    # a checkpoint already scored is read from the cache, not scored again
+    cache = json.loads((tmp_path / "official.json").read_text())
+    cache["ema_0.99_000300.pt"]["ema_val_mse"] = -1.0
+    (tmp_path / "official.json").write_text(json.dumps(cache))
+    assert (300, "ema_val_mse", -1.0) in tp.ema_curves(model, tmp_path / "official.json", batch=4, steps=300)
 
 
 def test_the_final_value_averages_the_last_window():
@@ -152,7 +180,7 @@ def test_tiny_runs_every_stage(tmp_path):
     out = tmp_path / "out"
     report = (out / "report.md").read_text()
     for branch in ("v1", "v2"):
-        for metric in ("val_mse", "val_nll", "val_token_nll"):
+        for metric in ("val_mse", "val_nll", "val_token_nll", "ema_val_mse", "ema_val_token_nll"):
             assert f"| {branch} | {metric} |" in report
     assert "| v2 | m_norm |" in report
     assert "inconclusive" in report  # one seed

@@ -68,7 +68,8 @@ from diffuseq.tokenizer import OFFICIAL_WORD_SPECIALS  # noqa: E402
 
 OURS_ARM = {"v1": "baseline", "v2": "v2"}  # the arm trained against each official branch
 DECODE_ARM = {"v1": ("baseline", ["mbr=1"]), "v2": ("official_v2_exact", [])}  # our decoder as the official one
-CURVE_METRICS = ("val_mse", "val_nll", "val_token_nll", "m_norm")
+CURVE_METRICS = ("val_mse", "val_nll", "val_token_nll", "m_norm", "ema_val_mse", "ema_val_token_nll")
+EMA_EVAL_BATCHES = 16  # batches of --batch validation pairs that ema_curves scores each saved EMA checkpoint on
 IMPL_COLOURS = {"official": "tab:blue", "ours": "tab:orange"}
 BERT_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -238,8 +239,51 @@ def official_m_norms(model_dir: Path, steps: int) -> list[tuple[int, str, float]
         n = int(ckpt.stem.rsplit("_", 1)[1])
         sd = torch.load(ckpt, map_location="cpu", weights_only=True)
         if "mean_embed" in sd:
-            out.append((n if n == steps else n + 1, "m_norm", float(sd["mean_embed"].detach().norm())))
+            out.append((official_updates(n, steps), "m_norm", float(sd["mean_embed"].detach().norm())))
     return out
+
+
+def ema_curves(run: Path, cache: Path, batch: int, steps: int) -> list[tuple[int, str, float]]:
+    """``ema_val_mse`` and ``ema_val_token_nll`` of every saved EMA checkpoint of ``run`` (ours: a
+    run directory; official: its ``model`` folder of ``ema_<rate>_<N>.pt``, imported one by one),
+    each scored by our validation code (:func:`diffuseq.train.validation_loss`): eval mode, the first
+    ``EMA_EVAL_BATCHES`` × ``batch`` validation pairs, fixed timesteps and noise. The logged curves
+    measure differently on the two sides (official: the online weights on one importance-weighted
+    batch with dropout on; ours: the online weights on 4 fixed batches without); these measure both
+    the same way. Kept in ``cache`` (JSON, per checkpoint), so a report does not score them again."""
+    import tempfile
+
+    import torch
+
+    from diffuseq.data import encode_pairs, load_split
+    from diffuseq.family import make_family
+    from diffuseq.official import checkpoint_step, import_official
+    from diffuseq.rundir import load_model
+    from diffuseq.train import Objective, validation_loss
+
+    done = json.loads(cache.read_text()) if cache.is_file() else {}
+    official = (run / "training_args.json").is_file()
+    ckpts = sorted(run.glob("ema_*_*.pt")) if official else sorted((run / "checkpoints").glob("step_*"))
+    for ckpt in (c for c in ckpts if c.name not in done):
+        with tempfile.TemporaryDirectory() as tmp:
+            if official:
+                import_official(ckpt, Path(tmp, "run"))
+                step = official_updates(checkpoint_step(ckpt, {})[0], steps)
+            else:
+                step = int(ckpt.name.split("_")[1])
+            model, tok, spec = load_model(Path(tmp, "run") if official else run, step=None if official else step)
+            valid = encode_pairs(tok, load_split(spec.data, "valid")[: EMA_EVAL_BATCHES * batch], spec.data.seq_len)
+            terms = validation_loss(Objective(model, make_family(spec.model.family, spec)), valid, batch,
+                                    EMA_EVAL_BATCHES, torch.device("cpu"))
+        done[ckpt.name] = {"step": step, "ema_val_mse": terms["val_mse"], "ema_val_token_nll": terms["val_token_nll"]}
+        cache.write_text(json.dumps(done, indent=1))
+    return [(r["step"], m, r[m]) for r in done.values() for m in ("ema_val_mse", "ema_val_token_nll")]
+
+
+def official_updates(n: int, steps: int) -> int:
+    """Updates done in an official checkpoint file numbered ``n``: the loop saves after the step of
+    index n, i.e. after n + 1 updates, except the last file, written after all ``steps``."""
+    return n if n == steps else n + 1
 
 
 def our_curves(log_jsonl: Path) -> list[tuple[int, str, float]]:
@@ -456,9 +500,12 @@ class Study:
     def ours_dir(self, branch: str, seed: int) -> Path:
         return self.work / f"ours-{branch}-s{seed}"
 
+    def ours_final(self, branch: str, seed: int) -> Path:
+        return self.ours_dir(branch, seed) / "checkpoints" / f"step_{self.cfg.steps:07d}"
+
     def train_ours(self, branch: str, seed: int) -> None:
         run = self.ours_dir(branch, seed)
-        if (run / "checkpoints" / f"step_{self.cfg.steps:07d}").is_dir():
+        if self.ours_final(branch, seed).is_dir():
             return
         spec = our_spec(self.cfg, branch, seed)
         run.mkdir(parents=True, exist_ok=True)
@@ -619,6 +666,12 @@ def collect(study: Study, branches: list[str], seeds: list[int]) -> tuple[list[d
             if (ours / "log.jsonl").is_file():
                 curves += [dict(impl="ours", branch=branch, seed=seed, step=s, metric=m, value=v)
                            for s, m, v in our_curves(ours / "log.jsonl")]
+            for impl, run, done, cache in (
+                    ("official", odir / "model", study.final_ckpt(branch, seed), odir / "ema_eval.json"),
+                    ("ours", ours, study.ours_final(branch, seed), ours.parent / f"{ours.name}.ema_eval.json")):
+                if done.exists():  # finished runs only: a running one is still writing checkpoints
+                    curves += [dict(impl=impl, branch=branch, seed=seed, step=s, metric=m, value=v)
+                               for s, m, v in ema_curves(run, cache, cfg.batch, cfg.steps)]
                 _copy(logs / f"ours-{tag}", ours / "log.jsonl", ours / "config.json",
                       ours.parent / f"{ours.name}.train.log")
             if study.final_ckpt(branch, seed).is_file() and (ours / "config.json").is_file():
@@ -679,7 +732,7 @@ def plot_curves(curves: list[dict], branches: list[str], path: Path) -> list[tup
     where = {(b, m): (branches.index(b), CURVE_METRICS.index(m)) for b, m, _, _ in series}
     if not where:
         return []
-    fig = Figure(figsize=(4.2 * len(CURVE_METRICS), 3.2 * len(branches)))
+    fig = Figure(figsize=(3.4 * len(CURVE_METRICS), 3.0 * len(branches)))
     axes = fig.subplots(len(branches), len(CURVE_METRICS), squeeze=False)
     for ax in axes.flat:
         ax.set_visible(False)
@@ -729,7 +782,11 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
         "Metrics: val_mse, the validation MSE of the model's x0; val_nll, loss − mse (rounding NLL of z0 + prior + "
         "reg·‖m‖: the official log holds no other form of the rounding NLL; ~0 once the embeddings have spread apart, "
         "then at the float32 resolution of the logged loss); val_token_nll, the token NLL of the model's x0 on the "
-        "target positions (the official log's nll); m_norm, ‖m‖ of the EMA weights (v2).",
+        "target positions (the official log's nll); m_norm, ‖m‖ of the EMA weights (v2). The logged val_* are measured "
+        "differently by the two codes (official: the online weights with dropout on, one importance-weighted batch per "
+        "evaluation; ours: the online weights in eval mode, 4 fixed batches); ema_val_mse and ema_val_token_nll score "
+        f"every saved EMA checkpoint of both with our validation code ({EMA_EVAL_BATCHES} fixed batches of "
+        f"{cfg.batch} validation pairs, eval mode, fixed timesteps and noise): the same ruler on both.",
         "",
         "| branch | metric | ours | official [min, max] | seed range | margin | TOST p | equivalence |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
