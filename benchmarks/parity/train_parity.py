@@ -649,9 +649,10 @@ def summary_bleu(summary: dict) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # Collecting and reporting
-def collect(study: Study, branches: list[str], seeds: list[int]) -> tuple[list[dict], list[dict], dict]:
-    """Curves (tidy rows), BLEU rows and the mapping check of every run found in ``work``."""
-    cfg, curves, bleus, mapping = study.cfg, [], [], {}
+def collect(study: Study, branches: list[str], seeds: list[int]) -> tuple[list[dict], set[tuple], list[dict], dict]:
+    """Curves (tidy rows) of every run found in ``work``, the finished runs among them
+    ((impl, branch, seed)), BLEU rows and the mapping check."""
+    cfg, curves, finished, bleus, mapping = study.cfg, [], set(), [], {}
     logs = study.out / "logs"
     for branch in branches:
         for seed in seeds:
@@ -666,14 +667,15 @@ def collect(study: Study, branches: list[str], seeds: list[int]) -> tuple[list[d
             if (ours / "log.jsonl").is_file():
                 curves += [dict(impl="ours", branch=branch, seed=seed, step=s, metric=m, value=v)
                            for s, m, v in our_curves(ours / "log.jsonl")]
+                _copy(logs / f"ours-{tag}", ours / "log.jsonl", ours / "config.json",
+                      ours.parent / f"{ours.name}.train.log")
             for impl, run, done, cache in (
                     ("official", odir / "model", study.final_ckpt(branch, seed), odir / "ema_eval.json"),
                     ("ours", ours, study.ours_final(branch, seed), ours.parent / f"{ours.name}.ema_eval.json")):
                 if done.exists():  # finished runs only: a running one is still writing checkpoints
+                    finished.add((impl, branch, seed))
                     curves += [dict(impl=impl, branch=branch, seed=seed, step=s, metric=m, value=v)
                                for s, m, v in ema_curves(run, cache, cfg.batch, cfg.steps)]
-                _copy(logs / f"ours-{tag}", ours / "log.jsonl", ours / "config.json",
-                      ours.parent / f"{ours.name}.train.log")
             if study.final_ckpt(branch, seed).is_file() and (ours / "config.json").is_file():
                 targs = json.loads((study.final_ckpt(branch, seed).parent / "training_args.json").read_text())
                 mapping[tag] = mapping_differences(targs, bert_config(cfg), our_spec(cfg, branch, seed))
@@ -686,7 +688,7 @@ def collect(study: Study, branches: list[str], seeds: list[int]) -> tuple[list[d
                                       arm=DECODE_ARM[branch][0] if decoder == "ours" else BRANCHES[branch]["decoder"],
                                       pairs=cfg.decode_pairs, bleu=study.bleu(files[0])))
                     _copy(logs / f"{model}-{tag}", files[0], name=f"samples.{decoder}-decoder.jsonl")
-    return curves, bleus, mapping
+    return curves, finished, bleus, mapping
 
 
 def _copy(folder: Path, *files: Path, name: str | None = None) -> None:
@@ -703,13 +705,15 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
         w.writerows(rows)
 
 
-def verdicts(curves: list[dict], branches: list[str], cfg: Config, margin: float, window: float) -> list[Verdict]:
+def verdicts(curves: list[dict], finished: set[tuple], branches: list[str], cfg: Config, margin: float,
+             window: float) -> list[Verdict]:
+    """One verdict per branch and metric, from the final values of the finished runs."""
     out = []
     for branch in branches:
         for metric in CURVE_METRICS:
             finals: dict[str, list[float]] = {"ours": [], "official": []}
             for impl in finals:
-                for seed in sorted({r["seed"] for r in curves if r["branch"] == branch and r["impl"] == impl}):
+                for seed in sorted({s for i, b, s in finished if (i, b) == (impl, branch)}):
                     pts = [(r["step"], r["value"]) for r in curves if (r["impl"], r["branch"], r["seed"], r["metric"])
                            == (impl, branch, seed, metric)]
                     if (v := final_value(sorted(pts), cfg.steps, window)) is not None:
@@ -753,11 +757,11 @@ def plot_curves(curves: list[dict], branches: list[str], path: Path) -> list[tup
 def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> Path:
     cfg, out = study.cfg, study.out
     out.mkdir(parents=True, exist_ok=True)
-    curves, bleus, mapping = collect(study, branches, seeds)
+    curves, finished, bleus, mapping = collect(study, branches, seeds)
     write_csv(out / "curves.csv", curves, ["impl", "branch", "seed", "step", "metric", "value"])
     write_csv(out / "bleu.csv", bleus, ["branch", "seed", "model", "decoder", "arm", "pairs", "bleu"])
     (out / "mapping.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "differences": mapping}, indent=2))
-    vs = verdicts(curves, branches, cfg, study.margin, study.window)
+    vs = verdicts(curves, finished, branches, cfg, study.margin, study.window)
     drawn = plot_curves(curves, branches, out / "curves.png")
     lines = [
         "# Training parity: official DiffuSeq vs ours" + (" (--tiny: a smoke run, not a result)" if tiny else ""),
@@ -776,7 +780,8 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
         "## Verdict at the final step",
         "",
         f"Final value: the mean of a curve's points after step {cfg.steps * (1 - study.window):g} (the last "
-        f"{study.window:.0%} of training). Inside: our mean in the official seeds' [min, max]. TOST: two one-sided "
+        f"{study.window:.0%} of training), over the finished runs only. Inside: our mean in the official seeds' "
+        "[min, max]. TOST: two one-sided "
         f"Welch t-tests, margin ±{study.margin:.0%} of the official mean (fixed in advance, --margin), α = 0.05.",
         "",
         "Metrics: val_mse, the validation MSE of the model's x0; val_nll, loss − mse (rounding NLL of z0 + prior + "
