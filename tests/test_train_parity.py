@@ -56,6 +56,7 @@ def test_our_log_parses_into_the_same_metrics(tmp_path):
     assert got == pytest.approx({(5, "train_mse"): 1.0, (5, "train_nll"): 2.9, (5, "m_norm"): 1.05,
                                  (5, "val_mse"): 1.01, (5, "val_nll"): 2.79, (5, "val_token_nll"): 6.5,
                                  (10, "val_mse"): 0.9, (10, "val_nll"): 2.1})
+    assert not [m for _, m, _ in tp.our_curves(log, learned_m=False) if m == "m_norm"]  # v1: no m
 
 
 def test_the_curve_figure_has_one_panel_per_branch_and_metric_with_points(tmp_path):

@@ -286,18 +286,19 @@ def official_updates(n: int, steps: int) -> int:
     return n if n == steps else n + 1
 
 
-def our_curves(log_jsonl: Path) -> list[tuple[int, str, float]]:
+def our_curves(log_jsonl: Path, learned_m: bool = True) -> list[tuple[int, str, float]]:
     """(step, metric, value) of our ``log.jsonl``: ``val_mse``/``val_nll`` and
     ``train_mse``/``train_nll`` as :func:`rounding_nll` forms them (nll = loss − mse, as for the
-    official log), ``val_token_nll``, and ``m_norm_ema`` (the EMA weights' ‖m‖, what the official
-    checkpoints hold) as ``m_norm``. For a step logged twice (a resumed run) the last row wins."""
+    official log), ``val_token_nll``, and with ``learned_m`` ``m_norm_ema`` (the EMA weights' ‖m‖,
+    what the official checkpoints hold) as ``m_norm`` (v1 has no m: its log says 0). For a step
+    logged twice (a resumed run) the last row wins."""
     rows: dict[tuple[int, str], float] = {}
     for _, row in iter_jsonl(log_jsonl, torn_ok=True):  # a line torn by a crash is skipped
         valid = row.get("split") == "valid"
         found = rounding_nll(row, "val_" if valid else "", "val_" if valid else "train_")
         if valid and row.get("val_token_nll") is not None:
             found.append(("val_token_nll", float(row["val_token_nll"])))
-        if not valid and row.get("m_norm_ema") is not None:
+        if learned_m and not valid and row.get("m_norm_ema") is not None:
             found.append(("m_norm", float(row["m_norm_ema"])))
         for name, value in found:
             rows[(int(row["step"]), name)] = value
@@ -666,7 +667,7 @@ def collect(study: Study, branches: list[str], seeds: list[int]) -> tuple[list[d
                       *sorted(odir.glob("decode-chunk*.log")))
             if (ours / "log.jsonl").is_file():
                 curves += [dict(impl="ours", branch=branch, seed=seed, step=s, metric=m, value=v)
-                           for s, m, v in our_curves(ours / "log.jsonl")]
+                           for s, m, v in our_curves(ours / "log.jsonl", learned_m=branch == "v2")]
                 _copy(logs / f"ours-{tag}", ours / "log.jsonl", ours / "config.json",
                       ours.parent / f"{ours.name}.train.log")
             for impl, run, done, cache in (
