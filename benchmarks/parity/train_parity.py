@@ -683,7 +683,8 @@ def collect(study: Study, branches: list[str], seeds: list[int]) -> tuple[list[d
             for model, decoder, path in (("official", "official", odir / "samples.official.jsonl"),
                                          ("official", "ours", study.ours_decoder_out(branch, seed, "official")),
                                          ("ours", "ours", study.ours_decoder_out(branch, seed, "ours"))):
-                files = [path] if path.suffix == ".jsonl" else sorted(path.glob("samples.seed*.jsonl"))
+                files = [path] if path.suffix == ".jsonl" else sorted(
+                    f for f in path.glob("samples.seed*.jsonl") if ".partial" not in f.name)  # a decode running
                 if files and files[0].is_file():
                     bleus.append(dict(branch=branch, seed=seed, model=model, decoder=decoder,
                                       arm=DECODE_ARM[branch][0] if decoder == "ours" else BRANCHES[branch]["decoder"],
