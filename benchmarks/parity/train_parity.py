@@ -62,7 +62,7 @@ from make_fixture import (  # noqa: E402
 )
 
 from diffuseq.data import read_jsonl  # noqa: E402
-from diffuseq.io import iter_jsonl  # noqa: E402
+from diffuseq.io import iter_jsonl, write_atomic  # noqa: E402
 from diffuseq.official import OFFICIAL_SPECIALS  # noqa: E402
 from diffuseq.tokenizer import OFFICIAL_WORD_SPECIALS  # noqa: E402
 
@@ -276,7 +276,7 @@ def ema_curves(run: Path, cache: Path, batch: int, steps: int) -> list[tuple[int
             terms = validation_loss(Objective(model, make_family(spec.model.family, spec)), valid, batch,
                                     EMA_EVAL_BATCHES, torch.device("cpu"))
         done[ckpt.name] = {"step": step, "ema_val_mse": terms["val_mse"], "ema_val_token_nll": terms["val_token_nll"]}
-        cache.write_text(json.dumps(done, indent=1))
+        write_atomic(cache, json.dumps(done, indent=1).encode())  # a kill leaves the last whole cache
     return [(r["step"], m, r[m]) for r in done.values() for m in ("ema_val_mse", "ema_val_token_nll")]
 
 
