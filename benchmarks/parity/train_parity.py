@@ -264,6 +264,7 @@ def ema_curves(run: Path, cache: Path, batch: int, steps: int) -> list[tuple[int
     done = json.loads(cache.read_text()) if cache.is_file() else {}
     official = (run / "training_args.json").is_file()
     ckpts = sorted(run.glob("ema_*_*.pt")) if official else sorted((run / "checkpoints").glob("step_*"))
+    valid, family = None, None  # one run: one tokenizer and spec for all its checkpoints
     for ckpt in (c for c in ckpts if c.name not in done):
         with tempfile.TemporaryDirectory() as tmp:
             if official:
@@ -272,9 +273,10 @@ def ema_curves(run: Path, cache: Path, batch: int, steps: int) -> list[tuple[int
             else:
                 step = int(ckpt.name.split("_")[1])
             model, tok, spec = load_model(Path(tmp, "run") if official else run, step=None if official else step)
-            valid = encode_pairs(tok, load_split(spec.data, "valid")[: EMA_EVAL_BATCHES * batch], spec.data.seq_len)
-            terms = validation_loss(Objective(model, make_family(spec.model.family, spec)), valid, batch,
-                                    EMA_EVAL_BATCHES, torch.device("cpu"))
+            if valid is None:
+                valid = encode_pairs(tok, load_split(spec.data, "valid")[: EMA_EVAL_BATCHES * batch], spec.data.seq_len)
+                family = make_family(spec.model.family, spec)
+            terms = validation_loss(Objective(model, family), valid, batch, EMA_EVAL_BATCHES, torch.device("cpu"))
         done[ckpt.name] = {"step": step, "ema_val_mse": terms["val_mse"], "ema_val_token_nll": terms["val_token_nll"]}
         write_atomic(cache, json.dumps(done, indent=1).encode())  # a kill leaves the last whole cache
     return [(r["step"], m, r[m]) for r in done.values() for m in ("ema_val_mse", "ema_val_token_nll")]
