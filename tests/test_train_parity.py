@@ -158,6 +158,44 @@ def test_a_work_folder_of_another_configuration_is_refused(tmp_path):
         study.prepare()
 
 
+def test_published_tables_carry_over_the_runs_a_new_work_folder_lacks(tmp_path):
+    """A session's checkpoints need not outlive it: the report merges what the work folder holds
+    with the runs and decodes already published in --out, and says whether a retrained run
+    reproduced its published curves."""
+    cfg = tp.Config(**tp.TINY, dataset=str(tmp_path / "qqp"))
+    study = tp.Study(cfg, tmp_path / "out", tmp_path / "work", "python", {}, 0.1, 0.2)
+    study.out.mkdir()
+    end = cfg.steps
+    published = [dict(impl=i, branch="v1", seed=0, step=s, metric="ema_val_mse", value=v)
+                 for i, v in (("official", 0.5), ("ours", 0.6)) for s, v in ((10, v + 0.25), (end, v))]
+    tp.write_csv(study.out / "curves.csv", published, ["impl", "branch", "seed", "step", "metric", "value"])
+    old_bleu = dict(branch="v1", seed=0, model="official", decoder="official", arm="x", pairs=8, bleu=0.125)
+    tp.write_csv(study.out / "bleu.csv", [old_bleu], list(old_bleu))
+    (study.out / "mapping.json").write_text(json.dumps({  # written on another machine: only the data folder's name counts
+        "config": dataclasses.asdict(cfg) | {"dataset": "/elsewhere/qqp"}, "differences": {"v1-s0": []}}))
+
+    def merge(ours_final: float) -> tuple:
+        # the work folder: ours-v1-s0 trained again to the end, official-v1-s0 stopped early
+        curves = [dict(impl="ours", branch="v1", seed=0, step=s, metric="ema_val_mse", value=v)
+                  for s, v in ((10, 0.85), (end, ours_final))]
+        curves.append(dict(impl="official", branch="v1", seed=0, step=5, metric="val_mse", value=1.0))
+        finished, bleus, mapping = {("ours", "v1", 0)}, [], {}
+        carried, reproduced = tp.carry_over(study, curves, finished, bleus, mapping)
+        return carried, reproduced, curves, finished, bleus, mapping
+
+    carried, reproduced, curves, finished, bleus, mapping = merge(0.6)
+    assert carried == ["official-v1-s0"]  # published finished beats an unfinished run here
+    assert finished == {("ours", "v1", 0), ("official", "v1", 0)}
+    assert sorted((r["impl"], r["step"], r["value"]) for r in curves) == [
+        ("official", 10, 0.75), ("official", end, 0.5), ("ours", 10, 0.85), ("ours", end, 0.6)]
+    assert reproduced == ["ours-v1-s0: reproduced its published curves exactly"]
+    assert bleus == [old_bleu] and mapping == {"v1-s0": []}
+    assert merge(0.66)[1] == ["ours-v1-s0: differs from its published curves by up to 10.00% of a value"]
+
+    (study.out / "mapping.json").write_text(json.dumps({"config": dataclasses.asdict(cfg) | {"steps": 99}}))
+    assert merge(0.6)[:2] == ([], [])  # another configuration's tables are not mixed in
+
+
 def test_equal_embedding_and_hidden_sizes_are_refused():
     with pytest.raises(SystemExit, match="no input/output projections"):
         tp.Config(hidden=128, embed_dim=128).check()

@@ -695,6 +695,73 @@ def collect(study: Study, branches: list[str], seeds: list[int]) -> tuple[list[d
     return curves, finished, bleus, mapping
 
 
+def published(out: Path, cfg: Config) -> tuple[list[dict], list[dict], dict[str, list[str]]]:
+    """The curve rows, BLEU rows and mapping check an earlier report wrote to ``out`` for the same
+    configuration (its work folder may be gone: a session's checkpoints need not outlive it),
+    with numbers parsed; nothing when ``out`` holds none or another configuration's."""
+    mapping = out / "mapping.json"
+    if not mapping.is_file():
+        return [], [], {}
+    old = json.loads(mapping.read_text())
+    mine = dataclasses.asdict(cfg) | {"dataset": Path(cfg.dataset).name}
+    if old.get("config", {}) | {"dataset": Path(old.get("config", {}).get("dataset", "")).name} != mine:
+        print(f"{out}: its published tables are of another configuration; not carried over", flush=True)
+        return [], [], {}
+
+    def rows(name: str, ints: tuple[str, ...], floats: tuple[str, ...]) -> list[dict]:
+        if not (out / name).is_file():
+            return []
+        with (out / name).open(newline="") as f:
+            return [r | {k: int(r[k]) for k in ints} | {k: float(r[k]) for k in floats} for r in csv.DictReader(f)]
+
+    return (rows("curves.csv", ("seed", "step"), ("value",)), rows("bleu.csv", ("seed", "pairs"), ("bleu",)),
+            old.get("differences", {}))
+
+
+def carry_over(study: Study, curves: list[dict], finished: set[tuple], bleus: list[dict],
+               mapping: dict) -> tuple[list[str], list[str]]:
+    """Merges (in place) the published tables into the work folder's: a run's published curves are
+    kept unless the work folder holds that run finished, or the published run is unfinished too;
+    published BLEU rows are kept for the decodes the work folder has not made. A published run is
+    finished when it has its final EMA score. Returns the runs carried over, and one line per run
+    retrained here: whether it reproduced its published curves (it does when training is
+    deterministic on the machine)."""
+    old_curves, old_bleus, old_mapping = published(study.out, study.cfg)
+
+    def run(r: dict) -> tuple:
+        return r["impl"], r["branch"], r["seed"]
+
+    old_done = {run(r) for r in old_curves if r["metric"] == "ema_val_mse" and r["step"] == study.cfg.steps}
+    here = {run(r) for r in curves if run(r) in finished or run(r) not in old_done}
+    carried = sorted({run(r) for r in old_curves} - here)
+    curves[:] = [r for r in curves if run(r) in here] + [r for r in old_curves if run(r) in carried]
+    finished |= old_done & set(carried)
+    decoded = {(b["branch"], b["seed"], b["model"], b["decoder"]) for b in bleus}
+    bleus += [b for b in old_bleus if (b["branch"], b["seed"], b["model"], b["decoder"]) not in decoded]
+    for tag, diffs in old_mapping.items():
+        mapping.setdefault(tag, diffs)
+    new = {(*run(r), r["step"], r["metric"]): r["value"] for r in curves}
+    gaps: dict[tuple, float] = {}
+    for r in old_curves:
+        if run(r) in here & finished & old_done and (v := new.get((*run(r), r["step"], r["metric"]))) is not None:
+            gaps[run(r)] = max(gaps.get(run(r), 0.0), abs(v - r["value"]) / max(abs(r["value"]), 1e-12))
+    return ([f"{i}-{b}-s{s}" for i, b, s in carried],
+            [f"{i}-{b}-s{s}: {'reproduced its published curves exactly' if g == 0 else f'differs from its published curves by up to {g:.2%} of a value'}"
+             for (i, b, s), g in sorted(gaps.items())])
+
+
+def bleu_verdicts(bleus: list[dict], branches: list[str], margin: float) -> list[Verdict]:
+    """Per branch and decoder: the BLEU of our models against that of the official models."""
+    out = []
+    for branch in branches:
+        for decoder in ("ours", "official"):
+            got = {m: [b["bleu"] for b in bleus if (b["branch"], b["model"], b["decoder"]) == (branch, m, decoder)]
+                   for m in ("ours", "official")}
+            if got["ours"] and got["official"]:
+                out.append(verdict(f"BLEU, {decoder} decoder", branch, got["ours"], got["official"], margin))
+    return out
+
+
 def _copy(folder: Path, *files: Path, name: str | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for f in files:
@@ -762,6 +829,11 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
     cfg, out = study.cfg, study.out
     out.mkdir(parents=True, exist_ok=True)
     curves, finished, bleus, mapping = collect(study, branches, seeds)
+    carried, reproduced = carry_over(study, curves, finished, bleus, mapping)
+    branches = sorted(set(branches) | {r["branch"] for r in curves})
+    seeds = sorted(set(seeds) | {r["seed"] for r in curves})
+    curves.sort(key=lambda r: (r["impl"], r["branch"], r["seed"], r["step"], r["metric"]))
+    bleus.sort(key=lambda b: (b["branch"], b["seed"], b["model"], b["decoder"]))
     write_csv(out / "curves.csv", curves, ["impl", "branch", "seed", "step", "metric", "value"])
     write_csv(out / "bleu.csv", bleus, ["branch", "seed", "model", "decoder", "arm", "pairs", "bleu"])
     (out / "mapping.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "differences": mapping}, indent=2))
@@ -777,6 +849,11 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
         "",
         "Mapping check (our importer's reading of each official training_args.json against our spec): "
         + ("; ".join(f"{k}: {'identical' if not d else ', '.join(d)}" for k, d in mapping.items()) or "no run yet"),
+        "",
+        "Runs carried over from the tables already published in this folder (their work folder was not here): "
+        + (", ".join(carried) or "none") + ".",
+        *(["", "Runs trained again in this work folder that were published before:", "",
+           *(f"- {line}" for line in reproduced)] if reproduced else []),
         "",
         "Not matched by construction (benchmarks/parity/README.md §5): the random streams, the data order, the "
         "validation batches (official: one importance-weighted batch per evaluation), the output bias's initialisation.",
@@ -803,7 +880,18 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
         "",
         *(["![curves](curves.png)", "", "curves.png: every seed's curve, official blue, ours orange.", ""]
           if drawn else []),
-        "## BLEU of the first decode pairs (valid)",
+        f"## BLEU of the first {cfg.decode_pairs} validation pairs",
+        "",
+        "Decoders: official, the official script as shipped (v1: DDPM over all T steps with the clamp; v2: "
+        "DPM-Solver++ 10 steps); ours, the arm that reproduces it (v1 `baseline` with MBR off; v2 "
+        "`official_v2_exact`). BLEU: DiffuSeq's sentence-level mean. Our models against the official models, "
+        "per decoder, as for the curves:",
+        "",
+        "| branch | metric | ours | official [min, max] | seed range | margin | TOST p | equivalence |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *(v.line() for v in bleu_verdicts(bleus, branches, study.margin)),
+        "",
+        "Every decode:",
         "",
         "| branch | seed | model | decoder | BLEU |",
         "| --- | --- | --- | --- | --- |",
