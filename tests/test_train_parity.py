@@ -171,8 +171,9 @@ def test_published_tables_carry_over_the_runs_a_new_work_folder_lacks(tmp_path):
     tp.write_csv(study.out / "curves.csv", published, ["impl", "branch", "seed", "step", "metric", "value"])
     old_bleu = dict(branch="v1", seed=0, model="official", decoder="official", arm="x", pairs=8, bleu=0.125)
     tp.write_csv(study.out / "bleu.csv", [old_bleu], list(old_bleu))
-    (study.out / "mapping.json").write_text(json.dumps({  # written on another machine: only the data folder's name counts
-        "config": dataclasses.asdict(cfg) | {"dataset": "/elsewhere/qqp"}, "differences": {"v1-s0": []}}))
+    (study.out / "mapping.json").write_text(json.dumps({  # on another machine (only the data folder's name counts),
+        "config": dataclasses.asdict(cfg) | {"dataset": "/elsewhere/qqp", "decode_pairs": 2},  # decoding fewer pairs
+        "differences": {"v1-s0": []}}))
 
     def merge(ours_final: float) -> tuple:
         # the work folder: ours-v1-s0 trained again to the end, official-v1-s0 stopped early
@@ -193,7 +194,11 @@ def test_published_tables_carry_over_the_runs_a_new_work_folder_lacks(tmp_path):
     assert merge(0.66)[1] == ["ours-v1-s0: differs from its published curves by up to 10.00% of a value"]
 
     (study.out / "mapping.json").write_text(json.dumps({"config": dataclasses.asdict(cfg) | {"steps": 99}}))
-    assert merge(0.6)[:2] == ([], [])  # another configuration's tables are not mixed in
+    assert merge(0.6)[:2] == ([], [])  # another training configuration's tables are not mixed in
+
+    bleus = [old_bleu | {"pairs": 8}, old_bleu | {"pairs": 2, "bleu": 0.5}, old_bleu | {"model": "ours", "pairs": 2}]
+    (v,) = tp.bleu_verdicts(bleus, ["v1"], 0.1)  # per number of pairs: the 8-pair row has no model to face
+    assert (v.metric, v.ours, v.official) == ("BLEU (2 pairs), official decoder", (0.125,), (0.5,))
 
 
 def test_equal_embedding_and_hidden_sizes_are_refused():

@@ -71,6 +71,7 @@ DECODE_ARM = {"v1": ("baseline", ["mbr=1"]), "v2": ("official_v2_exact", [])}  #
 CURVE_METRICS = ("val_mse", "val_nll", "val_token_nll", "m_norm", "ema_val_mse", "ema_val_token_nll")
 EMA_EVAL_BATCHES = 16  # batches of --batch validation pairs that ema_curves scores each saved EMA checkpoint on
 IMPL_COLOURS = {"official": "tab:blue", "ours": "tab:orange"}
+DECODE_FIELDS = ("decode_pairs", "decode_batch")  # Config fields that change the decodes only (bleu.csv keeps pairs)
 BERT_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -702,9 +703,10 @@ def published(out: Path, cfg: Config) -> tuple[list[dict], list[dict], dict[str,
     mapping = out / "mapping.json"
     if not mapping.is_file():
         return [], [], {}
-    old = json.loads(mapping.read_text())
-    mine = dataclasses.asdict(cfg) | {"dataset": Path(cfg.dataset).name}
-    if old.get("config", {}) | {"dataset": Path(old.get("config", {}).get("dataset", "")).name} != mine:
+    def trained(c: dict) -> dict:  # what the curves depend on: not the data's folder, nor the decode settings
+        return {k: Path(v).name if k == "dataset" else v for k, v in c.items() if k not in DECODE_FIELDS}
+
+    if trained(json.loads(mapping.read_text()).get("config", {})) != trained(dataclasses.asdict(cfg)):
         print(f"{out}: its published tables are of another configuration; not carried over", flush=True)
         return [], [], {}
 
@@ -715,7 +717,7 @@ def published(out: Path, cfg: Config) -> tuple[list[dict], list[dict], dict[str,
             return [r | {k: int(r[k]) for k in ints} | {k: float(r[k]) for k in floats} for r in csv.DictReader(f)]
 
     return (rows("curves.csv", ("seed", "step"), ("value",)), rows("bleu.csv", ("seed", "pairs"), ("bleu",)),
-            old.get("differences", {}))
+            json.loads(mapping.read_text()).get("differences", {}))
 
 
 def carry_over(study: Study, curves: list[dict], finished: set[tuple], bleus: list[dict],
@@ -751,14 +753,17 @@ def carry_over(study: Study, curves: list[dict], finished: set[tuple], bleus: li
 
 
 def bleu_verdicts(bleus: list[dict], branches: list[str], margin: float) -> list[Verdict]:
-    """Per branch and decoder: the BLEU of our models against that of the official models."""
+    """Per branch, decoder and number of decoded pairs: the BLEU of our models against that of the
+    official models."""
     out = []
     for branch in branches:
         for decoder in ("ours", "official"):
-            got = {m: [b["bleu"] for b in bleus if (b["branch"], b["model"], b["decoder"]) == (branch, m, decoder)]
-                   for m in ("ours", "official")}
-            if got["ours"] and got["official"]:
-                out.append(verdict(f"BLEU, {decoder} decoder", branch, got["ours"], got["official"], margin))
+            for pairs in sorted({b["pairs"] for b in bleus if b["branch"] == branch}):
+                got = {m: [b["bleu"] for b in bleus if (b["branch"], b["model"], b["decoder"], b["pairs"])
+                           == (branch, m, decoder, pairs)] for m in ("ours", "official")}
+                if got["ours"] and got["official"]:
+                    out.append(verdict(f"BLEU ({pairs} pairs), {decoder} decoder", branch, got["ours"], got["official"],
+                                       margin))
     return out
 
 
@@ -880,11 +885,11 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
         "",
         *(["![curves](curves.png)", "", "curves.png: every seed's curve, official blue, ours orange.", ""]
           if drawn else []),
-        f"## BLEU of the first {cfg.decode_pairs} validation pairs",
+        "## BLEU of the first validation pairs",
         "",
         "Decoders: official, the official script as shipped (v1: DDPM over all T steps with the clamp; v2: "
         "DPM-Solver++ 10 steps); ours, the arm that reproduces it (v1 `baseline` with MBR off; v2 "
-        "`official_v2_exact`). BLEU: DiffuSeq's sentence-level mean. Our models against the official models, "
+        "`official_v2_exact`). BLEU: DiffuSeq's sentence-level mean over the first `pairs` validation pairs. Our models against the official models, "
         "per decoder, as for the curves:",
         "",
         "| branch | metric | ours | official [min, max] | seed range | margin | TOST p | equivalence |",
@@ -893,9 +898,10 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
         "",
         "Every decode:",
         "",
-        "| branch | seed | model | decoder | BLEU |",
-        "| --- | --- | --- | --- | --- |",
-        *(f"| {b['branch']} | {b['seed']} | {b['model']} | {b['decoder']} ({b['arm']}) | {b['bleu']:.4f} |" for b in bleus),
+        "| branch | seed | model | decoder | pairs | BLEU |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(f"| {b['branch']} | {b['seed']} | {b['model']} | {b['decoder']} ({b['arm']}) | {b['pairs']} | {b['bleu']:.4f} |"
+          for b in bleus),
         "",
         "Files: curves.csv (impl, branch, seed, step, metric, value), curves.png, bleu.csv, mapping.json, logs/.",
     ]
