@@ -774,6 +774,15 @@ def _copy(folder: Path, *files: Path, name: str | None = None) -> None:
             shutil.copyfile(f, folder / (name or f.name))
 
 
+def portable(cfg: Config) -> dict:
+    """``cfg`` as published: the dataset under ``$DIFFUSEQ_DATA_ROOT`` written relative to it, not
+    as this machine's path."""
+    out, root = dataclasses.asdict(cfg), os.environ.get("DIFFUSEQ_DATA_ROOT")
+    if root and Path(cfg.dataset).resolve().is_relative_to(Path(root).resolve()):
+        out["dataset"] = f"$DIFFUSEQ_DATA_ROOT/{Path(cfg.dataset).resolve().relative_to(Path(root).resolve())}"
+    return out
+
+
 def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
     with path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
@@ -841,16 +850,16 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
     bleus.sort(key=lambda b: (b["branch"], b["seed"], b["model"], b["decoder"]))
     write_csv(out / "curves.csv", curves, ["impl", "branch", "seed", "step", "metric", "value"])
     write_csv(out / "bleu.csv", bleus, ["branch", "seed", "model", "decoder", "arm", "pairs", "bleu"])
-    (out / "mapping.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "differences": mapping}, indent=2))
+    (out / "mapping.json").write_text(json.dumps({"config": portable(cfg), "differences": mapping}, indent=2))
     vs = verdicts(curves, finished, branches, cfg, study.margin, study.window)
     drawn = plot_curves(curves, branches, out / "curves.png")
     lines = [
         "# Training parity: official DiffuSeq vs ours" + (" (--tiny: a smoke run, not a result)" if tiny else ""),
         "",
-        f"Branches {', '.join(branches)}; seeds {', '.join(map(str, seeds))}; data {cfg.dataset}. "
+        f"Branches {', '.join(branches)}; seeds {', '.join(map(str, seeds))}; data {portable(cfg)['dataset']}. "
         "Configuration (both implementations; benchmarks/parity/README.md maps every flag):",
         "",
-        "    " + json.dumps(dataclasses.asdict(cfg)),
+        "    " + json.dumps(portable(cfg)),
         "",
         "Mapping check (our importer's reading of each official training_args.json against our spec): "
         + ("; ".join(f"{k}: {'identical' if not d else ', '.join(d)}" for k, d in mapping.items()) or "no run yet"),
