@@ -700,13 +700,13 @@ def published(out: Path, cfg: Config) -> tuple[list[dict], list[dict], dict[str,
     """The curve rows, BLEU rows and mapping check an earlier report wrote to ``out`` for the same
     configuration (its work folder may be gone: a session's checkpoints need not outlive it),
     with numbers parsed; nothing when ``out`` holds none or another configuration's."""
-    mapping = out / "mapping.json"
-    if not mapping.is_file():
-        return [], [], {}
     def trained(c: dict) -> dict:  # what the curves depend on: not the data's folder, nor the decode settings
         return {k: Path(v).name if k == "dataset" else v for k, v in c.items() if k not in DECODE_FIELDS}
 
-    if trained(json.loads(mapping.read_text()).get("config", {})) != trained(dataclasses.asdict(cfg)):
+    if not (out / "mapping.json").is_file():
+        return [], [], {}
+    mapping = json.loads((out / "mapping.json").read_text())
+    if trained(mapping.get("config", {})) != trained(dataclasses.asdict(cfg)):
         print(f"{out}: its published tables are of another configuration; not carried over", flush=True)
         return [], [], {}
 
@@ -717,7 +717,7 @@ def published(out: Path, cfg: Config) -> tuple[list[dict], list[dict], dict[str,
             return [r | {k: int(r[k]) for k in ints} | {k: float(r[k]) for k in floats} for r in csv.DictReader(f)]
 
     return (rows("curves.csv", ("seed", "step"), ("value",)), rows("bleu.csv", ("seed", "pairs"), ("bleu",)),
-            json.loads(mapping.read_text()).get("differences", {}))
+            mapping.get("differences", {}))
 
 
 def carry_over(study: Study, curves: list[dict], finished: set[tuple], bleus: list[dict],
@@ -738,8 +738,8 @@ def carry_over(study: Study, curves: list[dict], finished: set[tuple], bleus: li
     carried = sorted({run(r) for r in old_curves} - here)
     curves[:] = [r for r in curves if run(r) in here] + [r for r in old_curves if run(r) in carried]
     finished |= old_done & set(carried)
-    decoded = {(b["branch"], b["seed"], b["model"], b["decoder"]) for b in bleus}
-    bleus += [b for b in old_bleus if (b["branch"], b["seed"], b["model"], b["decoder"]) not in decoded]
+    decoded = {(b["branch"], b["seed"], b["model"], b["decoder"], b["pairs"]) for b in bleus}
+    bleus += [b for b in old_bleus if (b["branch"], b["seed"], b["model"], b["decoder"], b["pairs"]) not in decoded]
     for tag, diffs in old_mapping.items():
         mapping.setdefault(tag, diffs)
     new = {(*run(r), r["step"], r["metric"]): r["value"] for r in curves}
@@ -847,7 +847,7 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
     branches = sorted(set(branches) | {r["branch"] for r in curves})
     seeds = sorted(set(seeds) | {r["seed"] for r in curves})
     curves.sort(key=lambda r: (r["impl"], r["branch"], r["seed"], r["step"], r["metric"]))
-    bleus.sort(key=lambda b: (b["branch"], b["seed"], b["model"], b["decoder"]))
+    bleus.sort(key=lambda b: (b["branch"], b["pairs"], b["seed"], b["model"], b["decoder"]))
     write_csv(out / "curves.csv", curves, ["impl", "branch", "seed", "step", "metric", "value"])
     write_csv(out / "bleu.csv", bleus, ["branch", "seed", "model", "decoder", "arm", "pairs", "bleu"])
     (out / "mapping.json").write_text(json.dumps({"config": portable(cfg), "differences": mapping}, indent=2))
