@@ -201,6 +201,17 @@ def test_published_tables_carry_over_the_runs_a_new_work_folder_lacks(tmp_path):
     assert (v.metric, v.ours, v.official) == ("BLEU (2 pairs), official decoder", (0.125,), (0.5,))
 
 
+def test_both_decoders_on_the_official_models_are_paired_by_seed():
+    row = dict(branch="v2", pairs=200, model="official", arm="x")
+    bleus = [row | {"seed": 0, "decoder": "official", "bleu": 0.25}, row | {"seed": 0, "decoder": "ours", "bleu": 0.5},
+             row | {"seed": 1, "decoder": "official", "bleu": 0.5}, row | {"seed": 1, "decoder": "ours", "bleu": 0.25},
+             row | {"seed": 2, "decoder": "ours", "bleu": 0.75},  # no official decode of seed 2: no pair
+             row | {"seed": 0, "decoder": "ours", "bleu": 0.0, "model": "ours"}]  # our model: not in this table
+    assert tp.decoder_pairs(bleus) == ["| v2 | 200 | 0 | 0.2500 | 0.5000 | +0.2500 |",
+                                       "| v2 | 200 | 1 | 0.5000 | 0.2500 | -0.2500 |",
+                                       "| v2 | 200 | mean of 2 | | | +0.0000 |"]
+
+
 def test_equal_embedding_and_hidden_sizes_are_refused():
     with pytest.raises(SystemExit, match="no input/output projections"):
         tp.Config(hidden=128, embed_dim=128).check()
@@ -238,7 +249,7 @@ def test_tiny_runs_every_stage(tmp_path):
     for branch in ("v1", "v2"):  # the official decoder ran in two chunks of 4 pairs, joined in order
         logs = out / "logs" / f"official-{branch}-s0"
         assert sorted(f.name for f in logs.glob("decode-chunk*.log")) == ["decode-chunk0.log", "decode-chunk1.log"]
-        rows = [json.loads(line) for line in (logs / "samples.official-decoder.jsonl").read_text().splitlines()]
+        rows = [json.loads(line) for line in (logs / "examples.official-decoder.jsonl").read_text().splitlines()]
         assert [r["index"] for r in rows] == list(range(8))
         chunk1 = (tmp_path / "work" / f"official-{branch}-s0" / "samples.official.chunk1.jsonl").read_text()
         assert [tp._our_specials(json.loads(line)["recover"]) for line in chunk1.splitlines()] == \
