@@ -175,26 +175,36 @@ def test_published_tables_carry_over_the_runs_a_new_work_folder_lacks(tmp_path):
         "config": dataclasses.asdict(cfg) | {"dataset": "/elsewhere/qqp", "decode_pairs": 2},  # decoding fewer pairs
         "differences": {"v1-s0": []}}))
 
+    study.ours_final("v1", 0).mkdir(parents=True)  # its final checkpoint: the run's stamp
+
     def merge(ours_final: float) -> tuple:
         # the work folder: ours-v1-s0 trained again to the end, official-v1-s0 stopped early
         curves = [dict(impl="ours", branch="v1", seed=0, step=s, metric="ema_val_mse", value=v)
                   for s, v in ((10, 0.85), (end, ours_final))]
         curves.append(dict(impl="official", branch="v1", seed=0, step=5, metric="val_mse", value=1.0))
         finished, bleus, mapping = {("ours", "v1", 0)}, [], {}
-        carried, reproduced = tp.carry_over(study, curves, finished, bleus, mapping)
-        return carried, reproduced, curves, finished, bleus, mapping
+        merged = tp.carry_over(study, curves, finished, bleus, mapping)
+        return merged, curves, finished, bleus, mapping
 
-    carried, reproduced, curves, finished, bleus, mapping = merge(0.6)
-    assert carried == ["official-v1-s0"]  # published finished beats an unfinished run here
+    merged, curves, finished, bleus, mapping = merge(0.6)
+    assert merged.carried == ["official-v1-s0"]  # published finished beats an unfinished run here
     assert finished == {("ours", "v1", 0), ("official", "v1", 0)}
     assert sorted((r["impl"], r["step"], r["value"]) for r in curves) == [
         ("official", 10, 0.75), ("official", end, 0.5), ("ours", 10, 0.85), ("ours", end, 0.6)]
-    assert reproduced == ["ours-v1-s0: reproduced its published curves exactly"]
+    assert merged.reproduced == {"ours-v1-s0": "reproduced its published curves exactly"}
+    assert list(merged.stamps) == ["ours-v1-s0"]
     assert bleus == [old_bleu] and mapping == {"v1-s0": []}
-    assert merge(0.66)[1] == ["ours-v1-s0: differs from its published curves by up to 10.00% of a value"]
+    assert merge(0.66)[0].reproduced == {"ours-v1-s0": "differs from its published curves by up to 10.00% of a value"}
+
+    # Published with this run's stamp: the same training, so no new comparison, but the old verdict stays.
+    stamped = json.loads((study.out / "mapping.json").read_text()) | {
+        "stamps": merged.stamps, "reproduced": {"ours-v1-s0": "earlier verdict"}}
+    (study.out / "mapping.json").write_text(json.dumps(stamped))
+    assert merge(0.66)[0].reproduced == {"ours-v1-s0": "earlier verdict"}
 
     (study.out / "mapping.json").write_text(json.dumps({"config": dataclasses.asdict(cfg) | {"steps": 99}}))
-    assert merge(0.6)[:2] == ([], [])  # another training configuration's tables are not mixed in
+    merged = merge(0.6)[0]  # another training configuration's tables are not mixed in
+    assert (merged.carried, merged.reproduced) == ([], {})
 
     bleus = [old_bleu | {"pairs": 8}, old_bleu | {"pairs": 2, "bleu": 0.5}, old_bleu | {"model": "ours", "pairs": 2}]
     (v,) = tp.bleu_verdicts(bleus, ["v1"], 0.1)  # per number of pairs: the 8-pair row has no model to face

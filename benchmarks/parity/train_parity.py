@@ -699,8 +699,8 @@ def collect(study: Study, branches: list[str], seeds: list[int]) -> tuple[list[d
     return curves, finished, bleus, mapping
 
 
-def published(out: Path, cfg: Config) -> tuple[list[dict], list[dict], dict[str, list[str]]]:
-    """The curve rows, BLEU rows and mapping check an earlier report wrote to ``out`` for the same
+def published(out: Path, cfg: Config) -> tuple[list[dict], list[dict], dict]:
+    """The curve rows, BLEU rows and ``mapping.json`` an earlier report wrote to ``out`` for the same
     configuration (its work folder may be gone: a session's checkpoints need not outlive it),
     with numbers parsed; nothing when ``out`` holds none or another configuration's."""
     def trained(c: dict) -> dict:  # what the curves depend on: not the data's folder, nor the decode settings
@@ -719,22 +719,34 @@ def published(out: Path, cfg: Config) -> tuple[list[dict], list[dict], dict[str,
         with (out / name).open(newline="") as f:
             return [r | {k: int(r[k]) for k in ints} | {k: float(r[k]) for k in floats} for r in csv.DictReader(f)]
 
-    return (rows("curves.csv", ("seed", "step"), ("value",)), rows("bleu.csv", ("seed", "pairs"), ("bleu",)),
-            mapping.get("differences", {}))
+    return rows("curves.csv", ("seed", "step"), ("value",)), rows("bleu.csv", ("seed", "pairs"), ("bleu",)), mapping
 
 
-def carry_over(study: Study, curves: list[dict], finished: set[tuple], bleus: list[dict],
-               mapping: dict) -> tuple[list[str], list[str]]:
+@dataclass
+class Merged:
+    """What ``carry_over`` adds to a report: the runs taken from the published tables, each
+    finished run's stamp (its final checkpoint's mtime: a new one is a new training), and per run
+    trained again after it was published, whether it reproduced the published curves."""
+
+    carried: list[str]
+    stamps: dict[str, str]
+    reproduced: dict[str, str]
+
+
+def carry_over(study: Study, curves: list[dict], finished: set[tuple], bleus: list[dict], mapping: dict) -> Merged:
     """Merges (in place) the published tables into the work folder's: a run's published curves are
     kept unless the work folder holds that run finished, or the published run is unfinished too;
     published BLEU rows are kept for the decodes the work folder has not made. A published run is
-    finished when it has its final EMA score. Returns the runs carried over, and one line per run
-    retrained here: whether it reproduced its published curves (it does when training is
-    deterministic on the machine)."""
-    old_curves, old_bleus, old_mapping = published(study.out, study.cfg)
+    finished when it has its final EMA score. A finished run whose stamp differs from its published
+    one was trained again, and is compared with its published curves (they agree exactly when
+    training is deterministic on the machine); the verdicts of earlier comparisons are kept."""
+    old_curves, old_bleus, old = published(study.out, study.cfg)
 
     def run(r: dict) -> tuple:
         return r["impl"], r["branch"], r["seed"]
+
+    def tag(impl: str, branch: str, seed: int) -> str:
+        return f"{impl}-{branch}-s{seed}"
 
     old_done = {run(r) for r in old_curves if r["metric"] == "ema_val_mse" and r["step"] == study.cfg.steps}
     here = {run(r) for r in curves if run(r) in finished or run(r) not in old_done}
@@ -743,16 +755,25 @@ def carry_over(study: Study, curves: list[dict], finished: set[tuple], bleus: li
     finished |= old_done & set(carried)
     decoded = {(b["branch"], b["seed"], b["model"], b["decoder"], b["pairs"]) for b in bleus}
     bleus += [b for b in old_bleus if (b["branch"], b["seed"], b["model"], b["decoder"], b["pairs"]) not in decoded]
-    for tag, diffs in old_mapping.items():
-        mapping.setdefault(tag, diffs)
+    for t, diffs in old.get("differences", {}).items():
+        mapping.setdefault(t, diffs)
+    stamps, reproduced = dict(old.get("stamps", {})), dict(old.get("reproduced", {}))
+    retrained = set()
+    for i, b, s in here & finished:
+        final = study.final_ckpt(b, s) if i == "official" else study.ours_final(b, s)
+        stamp = str(final.stat().st_mtime_ns)
+        if (i, b, s) in old_done and stamps.get(tag(i, b, s)) != stamp:
+            retrained.add((i, b, s))
+        stamps[tag(i, b, s)] = stamp
     new = {(*run(r), r["step"], r["metric"]): r["value"] for r in curves}
     gaps: dict[tuple, float] = {}
     for r in old_curves:
-        if run(r) in here & finished & old_done and (v := new.get((*run(r), r["step"], r["metric"]))) is not None:
+        if run(r) in retrained and (v := new.get((*run(r), r["step"], r["metric"]))) is not None:
             gaps[run(r)] = max(gaps.get(run(r), 0.0), abs(v - r["value"]) / max(abs(r["value"]), 1e-12))
-    return ([f"{i}-{b}-s{s}" for i, b, s in carried],
-            [f"{i}-{b}-s{s}: {'reproduced its published curves exactly' if g == 0 else f'differs from its published curves by up to {g:.2%} of a value'}"
-             for (i, b, s), g in sorted(gaps.items())])
+    for key, g in gaps.items():
+        reproduced[tag(*key)] = ("reproduced its published curves exactly" if g == 0 else
+                                 f"differs from its published curves by up to {g:.2%} of a value")
+    return Merged([tag(*r) for r in carried], dict(sorted(stamps.items())), dict(sorted(reproduced.items())))
 
 
 def bleu_verdicts(bleus: list[dict], branches: list[str], margin: float) -> list[Verdict]:
@@ -760,7 +781,7 @@ def bleu_verdicts(bleus: list[dict], branches: list[str], margin: float) -> list
     official models."""
     out = []
     for branch in branches:
-        for decoder in ("ours", "official"):
+        for decoder in sorted({b["decoder"] for b in bleus if b["model"] == "ours"}):  # the study: ours only
             for pairs in sorted({b["pairs"] for b in bleus if b["branch"] == branch}):
                 got = {m: [b["bleu"] for b in bleus if (b["branch"], b["model"], b["decoder"], b["pairs"])
                            == (branch, m, decoder, pairs)] for m in ("ours", "official")}
@@ -857,34 +878,35 @@ def plot_curves(curves: list[dict], branches: list[str], path: Path) -> list[tup
 
 
 def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> Path:
-    cfg, out = study.cfg, study.out
+    cfg, out, shown = study.cfg, study.out, portable(study.cfg)
     out.mkdir(parents=True, exist_ok=True)
     curves, finished, bleus, mapping = collect(study, branches, seeds)
-    carried, reproduced = carry_over(study, curves, finished, bleus, mapping)
+    merged = carry_over(study, curves, finished, bleus, mapping)
     branches = sorted(set(branches) | {r["branch"] for r in curves})
     seeds = sorted(set(seeds) | {r["seed"] for r in curves})
     curves.sort(key=lambda r: (r["impl"], r["branch"], r["seed"], r["step"], r["metric"]))
     bleus.sort(key=lambda b: (b["branch"], b["pairs"], b["seed"], b["model"], b["decoder"]))
     write_csv(out / "curves.csv", curves, ["impl", "branch", "seed", "step", "metric", "value"])
     write_csv(out / "bleu.csv", bleus, ["branch", "seed", "model", "decoder", "arm", "pairs", "bleu"])
-    (out / "mapping.json").write_text(json.dumps({"config": portable(cfg), "differences": mapping}, indent=2))
+    (out / "mapping.json").write_text(json.dumps({"config": shown, "differences": mapping, "stamps": merged.stamps,
+                                                 "reproduced": merged.reproduced}, indent=2))
     vs = verdicts(curves, finished, branches, cfg, study.margin, study.window)
     drawn = plot_curves(curves, branches, out / "curves.png")
     lines = [
         "# Training parity: official DiffuSeq vs ours" + (" (--tiny: a smoke run, not a result)" if tiny else ""),
         "",
-        f"Branches {', '.join(branches)}; seeds {', '.join(map(str, seeds))}; data {portable(cfg)['dataset']}. "
+        f"Branches {', '.join(branches)}; seeds {', '.join(map(str, seeds))}; data {shown['dataset']}. "
         "Configuration (both implementations; benchmarks/parity/README.md maps every flag):",
         "",
-        "    " + json.dumps(portable(cfg)),
+        "    " + json.dumps(shown),
         "",
         "Mapping check (our importer's reading of each official training_args.json against our spec): "
         + ("; ".join(f"{k}: {'identical' if not d else ', '.join(d)}" for k, d in mapping.items()) or "no run yet"),
         "",
         "Runs carried over from the tables already published in this folder (their work folder was not here): "
-        + (", ".join(carried) or "none") + ".",
-        *(["", "Runs trained again in this work folder that were published before:", "",
-           *(f"- {line}" for line in reproduced)] if reproduced else []),
+        + (", ".join(merged.carried) or "none") + ".",
+        *(["", "Runs trained again after their curves were published:", "",
+           *(f"- {t}: {line}" for t, line in merged.reproduced.items())] if merged.reproduced else []),
         "",
         "Not matched by construction (benchmarks/parity/README.md §5): the random streams, the data order, the "
         "validation batches (official: one importance-weighted batch per evaluation), the output bias's initialisation.",
@@ -923,7 +945,7 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
         *(v.line() for v in bleu_verdicts(bleus, branches, study.margin)),
         "",
         "The official models under both decoders (the same weights and pairs; each decoder draws its own noise, so "
-        "the difference is the decode-noise spread, not a decoder difference: §2 of results/parity/README.md "
+        "the difference is the decode-noise spread, not a decoder difference: §1 of results/parity/README.md "
         "replays the official noise and finds the same tokens):",
         "",
         "| branch | pairs | seed | official decoder | our decoder | ours − official |",
