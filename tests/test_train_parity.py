@@ -249,6 +249,7 @@ def test_tiny_runs_every_stage(tmp_path):
             assert f"| {branch} | {metric} |" in report
     assert "| v2 | m_norm |" in report
     assert "inconclusive" in report  # one seed
+    assert "bleu.csv keeps each row's): v1 8; v2 8." in report  # the pairs decoded, not a config field
     assert "![curves](curves.png)" in report and (out / "curves.png").is_file()
     curves = (out / "curves.csv").read_text().splitlines()
     assert curves[0] == "impl,branch,seed,step,metric,value"

@@ -892,13 +892,18 @@ def report(study: Study, branches: list[str], seeds: list[int], tiny: bool) -> P
                                                  "reproduced": merged.reproduced}, indent=2))
     vs = verdicts(curves, finished, branches, cfg, study.margin, study.window)
     drawn = plot_curves(curves, branches, out / "curves.png")
+    decoded = {b: sorted({x["pairs"] for x in bleus if x["branch"] == b}) for b in branches}
     lines = [
         "# Training parity: official DiffuSeq vs ours" + (" (--tiny: a smoke run, not a result)" if tiny else ""),
         "",
         f"Branches {', '.join(branches)}; seeds {', '.join(map(str, seeds))}; data {shown['dataset']}. "
-        "Configuration (both implementations; benchmarks/parity/README.md maps every flag):",
+        "Training configuration (both implementations; benchmarks/parity/README.md maps every flag):",
         "",
-        "    " + json.dumps(shown),
+        "    " + json.dumps({k: v for k, v in shown.items() if k not in DECODE_FIELDS}),
+        "",
+        "BLEU decodes, first validation pairs (a study's runs may be decoded at other settings than the "
+        "latest command's; bleu.csv keeps each row's): "
+        + ("; ".join(f"{b} {', '.join(map(str, p))}" for b, p in decoded.items() if p) or "none yet") + ".",
         "",
         "Mapping check (our importer's reading of each official training_args.json against our spec): "
         + ("; ".join(f"{k}: {'identical' if not d else ', '.join(d)}" for k, d in mapping.items()) or "no run yet"),
