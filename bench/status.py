@@ -43,7 +43,7 @@ def job_records(results: Path) -> dict[str, dict]:
     return records
 
 
-def _expand_ids(job_id: str) -> list[str]:
+def expand_job_ids(job_id: str) -> list[str]:
     """``12_[0-2,5%2]`` (a pending array as sacct/squeue print it) → 12_0, 12_1, 12_2, 12_5."""
     m = re.fullmatch(r"(\d+)_\[([^\]]+)\]", job_id)
     if not m:
@@ -66,7 +66,7 @@ def _query(cmd: list[str]) -> dict[str, str] | None:
     states = {}
     for line in out.stdout.splitlines():
         job_id, _, state = line.strip().partition("|")
-        for one in _expand_ids(job_id):
+        for one in expand_job_ids(job_id):
             states[one] = state.split()[0] if state else "UNKNOWN"  # "CANCELLED by 0" → CANCELLED
     return states
 

@@ -15,7 +15,7 @@ import yaml
 from bench.cluster import submitit_parameters
 from bench.plan import load_plan
 from bench.runner import make_executor, run_suite
-from bench.status import cell_status
+from bench.status import cell_status, expand_job_ids
 from bench.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,6 +27,13 @@ def write(tmp_path: Path, **changes) -> Path:
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump({**TINY, **changes}))
     return path
+
+
+def test_array_records_expand_to_their_tasks():
+    """sacct and squeue print a pending array as one record; status needs each task's id."""
+    assert expand_job_ids("12_[0-2,5%2]") == ["12_0", "12_1", "12_2", "12_5"]
+    assert expand_job_ids("41_[0-1]") == ["41_0", "41_1"]
+    assert expand_job_ids("41_1") == ["41_1"] and expand_job_ids("41") == ["41"]
 
 
 def test_option_names_map_to_submitit():

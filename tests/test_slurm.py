@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from bench.plan import load_plan
-from bench.status import cell_states
+from bench.status import cell_states, expand_job_ids
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -137,26 +137,13 @@ def state(job_id: str) -> str:
     queue = _cmd(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"])
     if queue.returncode == 0 and queue.stdout.strip():
         return queue.stdout.split()[0]
-    array, _, task = job_id.partition("_")
+    array = job_id.split("_")[0]
     acct = _cmd(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", array]).stdout
-    for line in acct.splitlines():
+    for line in acct.splitlines():  # a pending array cancelled as a whole stays one record: 12 or 12_[0-1%2]
         listed, _, listed_state = line.partition("|")
-        if listed in (job_id, array) or (task and task in _tasks(listed, array)):
+        if listed == array or job_id in expand_job_ids(listed):
             return listed_state.split(" ")[0]
     return ""
-
-
-def _tasks(listed: str, array: str) -> set[str]:
-    """The task numbers of a record sacct lists in array form: ``12_[0-1%2]`` → {"0", "1"}.
-    A pending array cancelled as a whole stays one record, listed as the array alone or in
-    this form (which one depends on when the accounting database was last updated)."""
-    if not (listed.startswith(f"{array}_[") and listed.endswith("]")):
-        return set()
-    tasks = set()
-    for part in listed[len(array) + 2 : -1].split("%")[0].split(","):
-        lo, _, hi = part.partition("-")
-        tasks |= {str(i) for i in range(int(lo), int(hi or lo) + 1)}
-    return tasks
 
 
 def scancel(*job_ids: str) -> None:
