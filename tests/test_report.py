@@ -702,8 +702,30 @@ def test_report_without_a_baseline_arm(tmp_path: Path) -> None:
     report = build_report(results, tmp_path / "out", **FAST).read_text()
     assert "no `baseline` arm in the table" in report
     assert "Skipped: no `baseline` curve to set the BLEU level" in report
-    assert report.count("**not tested.**") == 7
-    assert report.count("it did not run `baseline`.") == 3
+    claims = report.split("## Paper claims")[1].split("## Setup")[0]
+    assert "**not tested" not in claims  # no table row or evidence line per untested claim: one line per reason
+    assert ("- (a) training converges faster; (b) sampling is much faster at similar quality; (c) quality is "
+            "similar (equal recipe): it did not run `baseline`.") in claims
+    assert claims.count("it did not run `baseline`.") == 1
+    assert "No claim is tested by this suite." in claims and "Evidence:" not in claims
+
+
+def test_untested_claims_are_listed_once_per_reason_with_their_datasets(tmp_path: Path) -> None:
+    results = write_results(tmp_path / "results", PAPER_LIKE, datasets=("qqp", "mrpc"), seeds=(0, 1),
+                            n_sentences=20)
+    table = pd.read_parquet(results / "table.parquet")
+    table[~((table["dataset"] == "mrpc") & (table["arm"] == "baseline"))].to_parquet(results / "table.parquet")
+    claims = build_report(results, tmp_path / "out", **FAST).read_text().split("## Paper claims")[1]
+    claims = claims.split("## Setup")[0]
+    untested = claims.split("**Not tested**")[1].split("Evidence:")[0]
+    abc = "(a) training converges faster; (b) sampling is much faster at similar quality; (c) quality is similar"
+    assert [line for line in untested.splitlines() if line.startswith("- ")] == [
+        f"- {abc} (equal recipe, mrpc): it did not run `baseline`.",
+        f"- {abc} (as published, every dataset): it did not run `v2_recipe` or `baseline_v1_recipe`.",
+        "- (d) γ is best around 0.5–0.6 (equal recipe, every dataset): this suite does not sweep γ.",
+    ]
+    table_rows = claims.split("**Not tested**")[0]
+    assert "| equal recipe | qqp |" in table_rows and "| equal recipe | mrpc |" not in table_rows
 
 
 def test_results_without_a_timing_pass_make_no_speed_claim(tmp_path: Path) -> None:

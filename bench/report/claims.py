@@ -44,6 +44,7 @@ CLAIM_ARM = "v2"
 MUCH_FASTER = 10.0  # "much faster" = at least an order of magnitude more outputs per second
 GAMMA_RANGE = (0.5, 0.6)  # the paper's best γ (Fig. 4)
 CONFIRMED, REFUTED, INCONCLUSIVE, NOT_TESTED = "confirmed", "refuted", "inconclusive", "not tested"
+NOT_RUN = "not tested by this suite: "  # how a NOT_TESTED row's evidence begins; the reason follows
 
 
 @dataclass(frozen=True)
@@ -222,12 +223,12 @@ def _sampling(reading: Reading, scope: dict, head: dict, ref: dict, cells: pd.Da
               if not np.isnan(ratios["speedup_mbr"]) else "speed n/a")
     if test is None:
         return _row("b", reading.name, scope, **fields, figure=figure, estimate=ratios["speedup_mbr"], speed=speed,
-                    verdict=REFUTED if speed == "bad" else INCONCLUSIVE, evidence=f"{speed_text}; no paired BLEU.")
+                    verdict=REFUTED if speed == "bad" else INCONCLUSIVE, evidence=f"{speed_text.rstrip('.')}; no paired BLEU.")
     d = (pairs["a"] - pairs["b"]).to_numpy(dtype=float)
     delta = with_ci(test["diff"], test["diff_low"], test["diff_high"], lambda x: signed(x, 4))
     fields |= {"figure": f"{figure}; BLEU Δ {delta}", "estimate": ratios["speedup_mbr"], "n": test["n"],
                "low": test["diff_low"], "high": test["diff_high"]}
-    evidence = (f"{speed_text}; 'much faster' means ≥ {MUCH_FASTER:g}x (from min_s and median_s alike); "
+    evidence = (f"{speed_text.rstrip('.')}; 'much faster' means ≥ {MUCH_FASTER:g}x (from min_s and median_s alike); "
                 f"{_quality(test, 'BLEU')}, non-inferiority margin −{margin:.4f}.")
     return _row("b", reading.name, scope, **fields, evidence=evidence,
                 p=one_sided_p(d, -margin, "greater"), p_opposite=one_sided_p(d, -margin, "less"),
@@ -302,7 +303,7 @@ def _gamma_claim(scope: dict, cells: pd.DataFrame, finals: pd.DataFrame, margins
         why = ("this suite does not sweep γ" if values["gamma"].nunique() < 2 else
                f"the swept γ ({', '.join(f'{g:g}' for g in sorted(values['gamma'].unique()))}) do not fall both "
                f"inside and outside [{low:g}, {high:g}]")
-        return _row("gamma", "equal recipe", scope, verdict=NOT_TESTED, evidence=f"not tested by this suite: {why}.")
+        return _row("gamma", "equal recipe", scope, verdict=NOT_TESTED, evidence=f"{NOT_RUN}{why}.")
     means = values.groupby("gamma")["value"].mean()
     best_in = means[means.index.to_series().between(low - 1e-9, high + 1e-9)].idxmax()
     best_out = means[~means.index.to_series().between(low - 1e-9, high + 1e-9)].idxmax()
@@ -404,7 +405,7 @@ def judge_claims(
             if head is None or ref is None:
                 missing = " or ".join(f"`{a}`" for a, r in [(reading.arm, head), (reading.baseline, ref)] if r is None)
                 rows += [_row(c, reading.name, scope, verdict=NOT_TESTED,
-                              evidence=f"not tested by this suite: it did not run {missing}.")
+                              evidence=f"{NOT_RUN}it did not run {missing}.")
                          for c in ("a", "b", "c")]
                 continue
             head, ref = _with_label(head.to_dict(), models), _with_label(ref.to_dict(), models)

@@ -11,13 +11,15 @@ from bench.report.analysis import Analysis
 from bench.report.claims import (
     CLAIM_ARM,
     INCONCLUSIVE,
+    NOT_RUN,
+    NOT_TESTED,
     PAPER_GAMMA,
     PUBLISHED_ARM,
     PUBLISHED_BASELINE,
     REFUTED,
     judge_claims,
 )
-from bench.report.fmt import CORRECTION_NAMES, NA, md_table, pvalue
+from bench.report.fmt import CORRECTION_NAMES, NA, Namer, md_table, pvalue
 from bench.report.options import ReportOptions
 from bench.report.sections import Page, Section
 from bench.report.speedups import final_points
@@ -30,6 +32,25 @@ def _verdict(r: dict) -> str:
     elif r["verdict"] == REFUTED and pd.notna(r["p_opposite"]):
         text += f" (opposite test p {pvalue(r['p_opposite'])}, adj. {pvalue(r['p_opposite_adj'])})"
     return text
+
+
+def _untested(records: list[dict], name: Namer) -> list[str]:
+    """One line per reason a claim was not tested, naming the claims and the scopes it applies to,
+    instead of a table row per claim and dataset that all say the same."""
+    every = list(dict.fromkeys(", ".join(map(str, name.scope(r).values())) for r in records))
+    groups: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
+    for r in records:
+        if r["verdict"] == NOT_TESTED:
+            claims, scopes = groups.setdefault((r["reading"], r["evidence"]), ([], []))
+            scope = ", ".join(map(str, name.scope(r).values()))
+            claims += [r["claim"]] if r["claim"] not in claims else []
+            scopes += [scope] if scope not in scopes else []
+    lines = []
+    for (reading, evidence), (claims, scopes) in groups.items():
+        where = ("" if not name.varying else f", every {' / '.join(name.varying)}" if set(scopes) == set(every)
+                 else f", {'; '.join(scopes)}")
+        lines.append(f"- {'; '.join(claims)} ({reading}{where}): {evidence.removeprefix(NOT_RUN)}")
+    return lines
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,8 @@ class Claims(Section):
 
     def render(self, page: Page) -> str:
         o, name = self.options, page.name
+        records = self.table.to_dict("records")
+        tested = [r for r in records if r["verdict"] != NOT_TESTED]
         rows = [
             {"claim": r["claim"], "reading": r["reading"]} | name.scope(r) | {
                 "compared": r["compared"], "paper": r["paper"], f"this suite ({1 - o.alpha:.0%} CI)": r["figure"],
@@ -57,17 +80,18 @@ class Claims(Section):
                 "p (adj.)": NA if pd.isna(r["p"]) else f"{pvalue(r['p'])} ({pvalue(r['p_adj'])})",
                 "verdict": _verdict(r), "BLEU margin over copy_source": r["copy_margin"],
             }
-            for r in self.table.to_dict("records")
+            for r in tested
         ]
         details = [
             f"- {r['claim']}, {r['reading']}" + (f", {r['dataset']}" if "dataset" in name.varying else "")
             + f": **{r['verdict']}.** {r['evidence']}"
-            for r in self.table.to_dict("records")
+            for r in tested
         ]
+        untested = _untested(records, name)
         return "\n".join([
             "## Paper claims at this scale",
             "",
-            md_table(rows),
+            md_table(rows) if rows else "No claim is tested by this suite.",
             "",
             f"Judged on `{CLAIM_ARM}`'s configuration fixed in advance (DPM-Solver++, γ nearest {PAPER_GAMMA:g}, most "
             "steps) against the reference (the baseline's DDPM with the most steps, its largest MBR). *equal recipe*: "
@@ -76,11 +100,10 @@ class Claims(Section):
             f"p: the claim's one-sided test; adj.: {CORRECTION_NAMES[o.correction]}-corrected across this table. "
             "**confirmed**: the claim's test rejects at "
             f"{o.alpha:g} after correction; **refuted**: the opposite test does; **inconclusive**: neither, with the "
-            "seeds that would decide at the observed effect and spread (Methods); **not tested**: the suite did not "
-            "run what the claim needs. The BLEU margin over copy_source is each compared configuration's mean minus "
-            "copy_source's (deterministic), with the configuration's t interval.",
-            "",
-            "Evidence:",
-            "",
-            *details,
+            "seeds that would decide at the observed effect and spread (Methods). The BLEU margin over copy_source is "
+            "each compared configuration's mean minus copy_source's (deterministic), with the configuration's t "
+            "interval.",
+            *(["", "**Not tested** (left out of the table: the suite did not run what the claim needs; every row is "
+               "in claims.csv):", "", *untested] if untested else []),
+            *(["", "Evidence:", "", *details] if details else []),
         ])
