@@ -37,17 +37,19 @@ def _verdict(r: dict) -> str:
 def _untested(records: list[dict], name: Namer) -> list[str]:
     """One line per reason a claim was not tested, naming the claims and the scopes it applies to,
     instead of a table row per claim and dataset that all say the same."""
-    every = list(dict.fromkeys(", ".join(map(str, name.scope(r).values())) for r in records))
+    def scope(r: dict) -> str:
+        return ", ".join(map(str, name.scope(r).values()))
+
+    every = {scope(r) for r in records}
     groups: dict[tuple[str, str], tuple[list[str], list[str]]] = {}
     for r in records:
         if r["verdict"] == NOT_TESTED:
             claims, scopes = groups.setdefault((r["reading"], r["evidence"]), ([], []))
-            scope = ", ".join(map(str, name.scope(r).values()))
             claims += [r["claim"]] if r["claim"] not in claims else []
-            scopes += [scope] if scope not in scopes else []
+            scopes += [scope(r)] if scope(r) not in scopes else []
     lines = []
     for (reading, evidence), (claims, scopes) in groups.items():
-        where = ("" if not name.varying else f", every {' / '.join(name.varying)}" if set(scopes) == set(every)
+        where = ("" if not name.varying else f", every {' / '.join(name.varying)}" if set(scopes) == every
                  else f", {'; '.join(scopes)}")
         lines.append(f"- {'; '.join(claims)} ({reading}{where}): {evidence.removeprefix(NOT_RUN)}")
     return lines
