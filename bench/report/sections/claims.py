@@ -45,8 +45,9 @@ def _untested(records: list[dict], name: Namer) -> list[str]:
     for r in records:
         if r["verdict"] == NOT_TESTED:
             claims, scopes = groups.setdefault((r["reading"], r["evidence"]), ([], []))
+            at = scope(r)
             claims += [r["claim"]] if r["claim"] not in claims else []
-            scopes += [scope(r)] if scope(r) not in scopes else []
+            scopes += [at] if at not in scopes else []
     lines = []
     for (reading, evidence), (claims, scopes) in groups.items():
         where = ("" if not name.varying else f", every {' / '.join(name.varying)}" if set(scopes) == every
